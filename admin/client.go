@@ -1,0 +1,124 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// ErrUnreachable is wrapped by errors from calls that could not reach the
+// visor at all (nothing listening, no such socket, permission denied).
+var ErrUnreachable = errors.New("cannot reach the visor")
+
+// Client calls a visor's admin API.
+type Client struct {
+	addr  string // what the user named, for errors
+	base  string // URL prefix
+	token string
+	hc    *http.Client
+}
+
+// NewClient returns a client for the visor at addr (a unix socket path or a
+// TCP host:port). token is required for TCP and ignored for a socket.
+func NewClient(addr, token string) (*Client, error) {
+	network, address, err := ParseAddr(addr)
+	if err != nil {
+		return nil, err
+	}
+	if network == "tcp" {
+		return newClient(addr, "http://"+address, token, nil), nil
+	}
+	var d net.Dialer
+	dial := func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "unix", address) }
+	return newClient(addr, "http://visor", "", dial), nil
+}
+
+// NewClientFunc returns a client whose connections come from dial (the
+// hypervisor uses it to reach visors over dmsg).
+func NewClientFunc(name string, dial func(ctx context.Context) (net.Conn, error), token string) *Client {
+	return newClient(name, "http://visor", token, dial)
+}
+
+func newClient(addr, base, token string, dial func(context.Context) (net.Conn, error)) *Client {
+	tr := &http.Transport{
+		MaxIdleConns:          4,
+		IdleConnTimeout:       30 * time.Second,
+		ResponseHeaderTimeout: 0, // operations bound themselves through ctx
+		DisableCompression:    true,
+	}
+	if dial != nil {
+		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) }
+	}
+	return &Client{addr: addr, base: base, token: token, hc: &http.Client{Transport: tr}}
+}
+
+// Addr is the address the client was made for.
+func (c *Client) Addr() string { return c.addr }
+
+// Close releases idle connections.
+func (c *Client) Close() { c.hc.CloseIdleConnections() }
+
+// Call performs op. Failures the visor reports are *Error; failures to reach
+// it wrap ErrUnreachable.
+func Call[Req, Resp any](ctx context.Context, c *Client, op Op[Req, Resp], req Req) (Resp, error) {
+	var resp Resp
+	var body io.Reader
+	if op.Method != http.MethodGet {
+		b, err := json.Marshal(req)
+		if err != nil {
+			return resp, fmt.Errorf("%s: encode request: %w", op.Path, err)
+		}
+		body = bytes.NewReader(b)
+	}
+	hreq, err := http.NewRequestWithContext(ctx, op.Method, c.base+op.Path, body)
+	if err != nil {
+		return resp, err
+	}
+	if body != nil {
+		hreq.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		hreq.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	hresp, err := c.hc.Do(hreq)
+	if err != nil {
+		if ctx.Err() != nil {
+			return resp, &Error{Code: CodeTimeout, Message: fmt.Sprintf("%s %s: the visor at %s did not answer in time", op.Method, op.Path, c.addr)}
+		}
+		return resp, fmt.Errorf("%w at %s: %v", ErrUnreachable, c.addr, stripURL(err))
+	}
+	defer hresp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(hresp.Body, 64<<20))
+	if err != nil {
+		return resp, fmt.Errorf("%s %s: reading the answer: %w", op.Method, op.Path, err)
+	}
+	if hresp.StatusCode != http.StatusOK {
+		var eb errorBody
+		if json.Unmarshal(data, &eb) == nil && eb.Error != nil {
+			return resp, eb.Error
+		}
+		return resp, &Error{Code: CodeInternal, Message: fmt.Sprintf("%s %s: HTTP %d: %s", op.Method, op.Path, hresp.StatusCode, strings.TrimSpace(string(data)))}
+	}
+	if err := json.Unmarshal(data, &resp); err != nil {
+		return resp, fmt.Errorf("%s %s: bad answer: %w", op.Method, op.Path, err)
+	}
+	return resp, nil
+}
+
+// stripURL drops net/http's `Get "http://visor/v1/info":` prefix, which names
+// a URL the user never typed.
+func stripURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}

@@ -1,0 +1,23 @@
+package admin
+
+import (
+	"time"
+
+	"github.com/skyfleet/skywire/cipher"
+	"github.com/skyfleet/skywire/internal/buildinfo"
+)
+
+// GetInfo describes the visor: who it is, which build, since when.
+var GetInfo = Op[Empty, Info]{Method: "GET", Path: "/v1/info"}
+
+// Info is GetInfo's answer.
+type Info struct {
+	PK            cipher.PubKey  `json:"pk"`
+	Version       string         `json:"version"`
+	Build         buildinfo.Info `json:"build"`
+	StartedAt     time.Time      `json:"started_at"`
+	UptimeSeconds float64        `json:"uptime_seconds"`
+	ConfigPath    string         `json:"config_path"`
+	LocalPath     string         `json:"local_path"`
+	CLIAddr       string         `json:"cli_addr"`
+}
