@@ -1,0 +1,310 @@
+package visor
+
+import (
+	"fmt"
+	"net"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+
+	"github.com/skyfleet/skywire/admin"
+	"github.com/skyfleet/skywire/cipher"
+	"github.com/skyfleet/skywire/internal/configfile"
+)
+
+// ConfigVersion is the config schema this build reads and writes.
+const ConfigVersion = "v1"
+
+// Default ports of the discovery services (`skywire svc …`), used by
+// gen-config -t and --svc.
+const (
+	PortDmsgDiscovery      = 9090
+	PortTransportDiscovery = 9091
+	PortRouteFinder        = 9092
+	PortAddressResolver    = 9093
+	PortServiceDiscovery   = 9098
+)
+
+// TransportTypes are the transport types a persistent transport may name.
+var TransportTypes = []string{"stcp", "stcpr", "sudph", "dmsg"}
+
+// Config is a visor's config file (skywire-config.json). Relative paths in it
+// are relative to the file's directory. The zero value of every field is
+// described on it; DefaultConfig gives the values gen-config writes.
+type Config struct {
+	// Version is the schema version, ConfigVersion. Required.
+	Version string `json:"version"`
+	// SK is the visor's secret key. Required.
+	SK cipher.SecKey `json:"sk"`
+	// PK is the visor's public key; it must be SK's. Required.
+	PK cipher.PubKey `json:"pk"`
+
+	Dmsg      DmsgConfig      `json:"dmsg"`
+	STCP      STCPConfig      `json:"stcp"`
+	Transport TransportConfig `json:"transport"`
+	Routing   RoutingConfig   `json:"routing"`
+
+	// ServiceDiscovery is the service discovery URL; "" disables publishing
+	// and looking up services.
+	ServiceDiscovery string `json:"service_discovery"`
+
+	// AppsPath is the directory of custom app binaries. "" means "./apps".
+	AppsPath string `json:"apps_path"`
+	// AppServerAddr is the TCP address apps reach their visor's gateway on.
+	// Required.
+	AppServerAddr string `json:"app_server_addr"`
+	// Apps are the apps the visor manages. Nil means none.
+	Apps []AppConfig `json:"apps"`
+
+	// Hypervisors may control this visor. Nil means none.
+	Hypervisors []HypervisorConfig `json:"hypervisors"`
+
+	// CLIAddr is where the admin API listens: a unix socket path (mode 0600)
+	// or a TCP host:port (a bearer token is then required, see docs/config.md).
+	// Required.
+	CLIAddr string `json:"cli_addr"`
+	// LocalPath is the visor's state directory. "" means "./local".
+	LocalPath string `json:"local_path"`
+	// LogLevel is debug, info, warn or error. "" means info.
+	LogLevel string `json:"log_level"`
+}
+
+// DmsgConfig is how the visor joins the dmsg relay network.
+type DmsgConfig struct {
+	// Discovery is the dmsg discovery URL; "" disables dmsg.
+	Discovery string `json:"discovery"`
+	// SessionsCount is how many dmsg servers to keep sessions with (≥ 1).
+	SessionsCount int `json:"sessions_count"`
+}
+
+// STCPConfig is the static TCP transport.
+type STCPConfig struct {
+	// PKTable maps remote public keys to their "host:port". Nil means none.
+	PKTable map[cipher.PubKey]string `json:"pk_table"`
+	// LocalAddress is the "host:port" to accept stcp on; "" disables it.
+	LocalAddress string `json:"local_address"`
+}
+
+// TransportConfig configures transports.
+type TransportConfig struct {
+	// Discovery is the transport discovery URL; "" disables registration.
+	Discovery string `json:"discovery"`
+	// AddressResolver is the address resolver URL; "" disables stcpr and sudph.
+	AddressResolver string `json:"address_resolver"`
+	// Persistent transports are dialled at start and redialled when they drop.
+	Persistent []PersistentTransport `json:"persistent"`
+}
+
+// PersistentTransport names a transport to keep up.
+type PersistentTransport struct {
+	PK   cipher.PubKey `json:"pk"`
+	Type string        `json:"type"`
+}
+
+// RoutingConfig configures routes.
+type RoutingConfig struct {
+	// RouteFinder is the route finder URL; "" allows only direct routes.
+	RouteFinder string `json:"route_finder"`
+	// MinHops is the minimum number of hops of a route (0 = any).
+	MinHops int `json:"min_hops"`
+}
+
+// AppConfig is one managed app.
+type AppConfig struct {
+	// App is the app's name: a built-in (skychat, …) or a binary in apps_path.
+	App string `json:"app"`
+	// AutoStart starts the app with the visor.
+	AutoStart bool `json:"auto_start"`
+	// Port is the app's port on the network (1–65535, unique per visor).
+	Port uint16 `json:"port"`
+	// Args are passed to the app.
+	Args []string `json:"args"`
+}
+
+// HypervisorConfig is a hypervisor allowed to control this visor.
+type HypervisorConfig struct {
+	PublicKey cipher.PubKey `json:"public_key"`
+	// Address is an optional direct "host:port"; "" means reach it over dmsg.
+	Address string `json:"address"`
+}
+
+// DefaultApps are the apps gen-config writes, as in Skywire.
+func DefaultApps() []AppConfig {
+	return []AppConfig{
+		{App: "skychat", AutoStart: true, Port: 1, Args: []string{"--addr", "127.0.0.1:8001"}},
+		{App: "skysocks", AutoStart: true, Port: 3, Args: []string{}},
+		{App: "skysocks-client", AutoStart: false, Port: 13, Args: []string{"--addr", "127.0.0.1:1080"}},
+		{App: "vpn-server", AutoStart: false, Port: 44, Args: []string{}},
+		{App: "vpn-client", AutoStart: false, Port: 43, Args: []string{}},
+	}
+}
+
+// DefaultConfig is the config gen-config writes for the key sk: no services
+// (see UseServices), stcp on :7777, the default apps.
+func DefaultConfig(sk cipher.SecKey) Config {
+	return Config{
+		Version:       ConfigVersion,
+		SK:            sk,
+		PK:            sk.PubKey(),
+		Dmsg:          DmsgConfig{SessionsCount: 1},
+		STCP:          STCPConfig{PKTable: map[cipher.PubKey]string{}, LocalAddress: ":7777"},
+		Transport:     TransportConfig{Persistent: []PersistentTransport{}},
+		AppsPath:      "./apps",
+		AppServerAddr: "127.0.0.1:5505",
+		Apps:          DefaultApps(),
+		Hypervisors:   []HypervisorConfig{},
+		CLIAddr:       admin.DefaultAddr(),
+		LocalPath:     "./local",
+		LogLevel:      "info",
+	}
+}
+
+// UseServices points every service URL at host with the default ports (what
+// gen-config -t does with host 127.0.0.1).
+func (c *Config) UseServices(host string) {
+	u := func(port int) string { return "http://" + net.JoinHostPort(host, strconv.Itoa(port)) }
+	c.Dmsg.Discovery = u(PortDmsgDiscovery)
+	c.Transport.Discovery = u(PortTransportDiscovery)
+	c.Transport.AddressResolver = u(PortAddressResolver)
+	c.Routing.RouteFinder = u(PortRouteFinder)
+	c.ServiceDiscovery = u(PortServiceDiscovery)
+}
+
+// LoadConfig reads and validates the config at path.
+func LoadConfig(path string) (*Config, error) {
+	var c Config
+	if err := configfile.Load(path, &c); err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("config %s is not valid:\n%w", path, err)
+	}
+	return &c, nil
+}
+
+// Save writes c to path atomically with mode 0600.
+func (c *Config) Save(path string) error { return configfile.Save(path, c) }
+
+var appName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// Validate reports every problem in c, one per line, each naming the field
+// and its value.
+func (c *Config) Validate() error {
+	var p configfile.Problems
+	switch c.Version {
+	case ConfigVersion:
+	case "":
+		p.Add("version", nil, "missing: this build reads config version %q", ConfigVersion)
+	default:
+		p.Add("version", c.Version, "this build reads config version %q only", ConfigVersion)
+	}
+	switch {
+	case c.SK.IsZero():
+		p.Add("sk", nil, "missing: generate a config with `skywire visor gen-config`")
+	case c.PK.IsNull():
+		p.Add("pk", nil, "missing: it must be %s, the key of sk", c.SK.PubKey())
+	case c.SK.PubKey() != c.PK:
+		p.Add("pk", c.PK.Hex(), "does not belong to sk (sk's public key is %s)", c.SK.PubKey())
+	}
+
+	p.URL("dmsg.discovery", c.Dmsg.Discovery)
+	if c.Dmsg.SessionsCount < 1 || c.Dmsg.SessionsCount > 64 {
+		p.Add("dmsg.sessions_count", c.Dmsg.SessionsCount, "want 1 to 64")
+	}
+
+	for pk, addr := range c.STCP.PKTable {
+		path := fmt.Sprintf("stcp.pk_table[%q]", pk.Hex())
+		if pk.IsNull() {
+			p.Add(path, nil, "the key is empty")
+			continue
+		}
+		if pk == c.PK {
+			p.Add(path, nil, "this is the visor's own key")
+		}
+		p.HostPort(path, addr, false)
+	}
+	if c.STCP.LocalAddress != "" {
+		p.HostPort("stcp.local_address", c.STCP.LocalAddress, true)
+	}
+
+	p.URL("transport.discovery", c.Transport.Discovery)
+	p.URL("transport.address_resolver", c.Transport.AddressResolver)
+	seen := map[PersistentTransport]bool{}
+	for i, t := range c.Transport.Persistent {
+		path := fmt.Sprintf("transport.persistent[%d]", i)
+		switch {
+		case t.PK.IsNull():
+			p.Add(path+".pk", nil, "missing")
+		case t.PK == c.PK:
+			p.Add(path+".pk", t.PK.Hex(), "a visor cannot have a transport to itself")
+		}
+		if !slices.Contains(TransportTypes, t.Type) {
+			p.Add(path+".type", t.Type, "want one of %v", TransportTypes)
+		}
+		if seen[t] {
+			p.Add(path, nil, "repeats an earlier entry")
+		}
+		seen[t] = true
+	}
+
+	p.URL("routing.route_finder", c.Routing.RouteFinder)
+	if c.Routing.MinHops < 0 || c.Routing.MinHops > 16 {
+		p.Add("routing.min_hops", c.Routing.MinHops, "want 0 to 16")
+	}
+	p.URL("service_discovery", c.ServiceDiscovery)
+
+	if c.AppServerAddr == "" {
+		p.Add("app_server_addr", nil, `missing: e.g. "127.0.0.1:5505"`)
+	} else {
+		p.HostPort("app_server_addr", c.AppServerAddr, true)
+	}
+	names := map[string]int{}
+	ports := map[uint16]int{}
+	for i, a := range c.Apps {
+		path := fmt.Sprintf("apps[%d]", i)
+		if !appName.MatchString(a.App) {
+			p.Add(path+".app", a.App, "want a name of letters, digits, '.', '_' or '-'")
+		}
+		if j, dup := names[a.App]; dup {
+			p.Add(path+".app", a.App, "already used by apps[%d]", j)
+		}
+		names[a.App] = i
+		if a.Port == 0 {
+			p.Add(path+".port", a.Port, "port 0 is the router's; want 1 to 65535")
+		} else if j, dup := ports[a.Port]; dup {
+			p.Add(path+".port", a.Port, "already used by apps[%d]", j)
+		}
+		ports[a.Port] = i
+	}
+
+	for i, h := range c.Hypervisors {
+		path := fmt.Sprintf("hypervisors[%d]", i)
+		if h.PublicKey.IsNull() {
+			p.Add(path+".public_key", nil, "missing")
+		}
+		if h.Address != "" {
+			p.HostPort(path+".address", h.Address, false)
+		}
+	}
+
+	if c.CLIAddr == "" {
+		p.Add("cli_addr", nil, "missing: e.g. %q", admin.DefaultAddr())
+	} else if _, _, err := admin.ParseAddr(c.CLIAddr); err != nil {
+		p.Add("cli_addr", c.CLIAddr, "want a unix socket path or host:port")
+	}
+	if c.LogLevel != "" {
+		p.LogLevel("log_level", c.LogLevel)
+	}
+	return p.Err()
+}
+
+// Paths resolved against the config file's directory.
+
+// ResolvePath makes a relative path from the config relative to configDir.
+func ResolvePath(configDir, p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(configDir, p)
+}
