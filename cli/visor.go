@@ -1,0 +1,145 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/signal"
+	"syscall"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/skyfleet/skywire/cipher"
+	"github.com/skyfleet/skywire/internal/configfile"
+	"github.com/skyfleet/skywire/visor"
+)
+
+const defaultVisorConfig = "skywire-config.json"
+
+// visorApp is `skywire visor` (also `skywire-visor`).
+func visorApp(e env) *ucli.App {
+	return &ucli.App{
+		Usage:     "run a visor, the network node",
+		UsageText: "skywire visor [FILE]\n   skywire visor run -c FILE\n   skywire visor gen-config [-o FILE] [-t] …",
+		ArgsUsage: "[config file]",
+		Flags:     runFlags(),
+		Action:    func(c *ucli.Context) error { return runVisor(c, e) },
+		Commands: []*ucli.Command{
+			{
+				Name:      "run",
+				Usage:     "run the visor from a config file",
+				ArgsUsage: "[config file]",
+				Flags:     runFlags(),
+				Action:    func(c *ucli.Context) error { return runVisor(c, e) },
+			},
+			visorGenConfigCommand(e),
+		},
+	}
+}
+
+func runFlags() []ucli.Flag {
+	return append([]ucli.Flag{
+		&ucli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "config file (or give it as the argument)", Value: defaultVisorConfig},
+	}, logFlags()...)
+}
+
+func runVisor(c *ucli.Context, e env) error {
+	path := c.String("config")
+	switch c.NArg() {
+	case 0:
+	case 1:
+		if c.IsSet("config") && c.String("config") != c.Args().First() {
+			return usagef("two config files given: -c %s and %s", c.String("config"), c.Args().First())
+		}
+		path = c.Args().First()
+	default:
+		return usagef("one config file, please; got %d arguments", c.NArg())
+	}
+	cfg, err := visor.LoadConfig(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w\ncreate one with `skywire visor gen-config -o %s` (add -t to use services on this machine)", err, path)
+	}
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(e.stderr, logLevel(c, cfg.LogLevel), c.String("log-format"))
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+	v, err := visor.New(cfg, visor.Options{ConfigPath: path, Log: log.Named("visor")})
+	if err != nil {
+		return err
+	}
+	sigCtx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithCancel(c.Context)
+	defer cancel()
+	go func() {
+		<-sigCtx.Done()
+		if c.Context.Err() == nil {
+			log.Info("signal received: stopping (signal again to force)")
+		}
+		stop() // default handling again: a second signal ends the process now
+		cancel()
+	}()
+	return v.Run(ctx)
+}
+
+// visorGenConfigCommand is `skywire visor gen-config`, also reachable as
+// `skywire cli visor gen-config`.
+func visorGenConfigCommand(e env) *ucli.Command {
+	flags := append(genConfigFlags(defaultVisorConfig),
+		&ucli.StringSliceFlag{Name: "hypervisor-pks", Usage: "public keys of hypervisors that may control this visor (comma-separated)"},
+		&ucli.StringFlag{Name: "cli-addr", Usage: "admin API address: unix socket path or host:port", Value: visor.DefaultConfig(cipher.SecKey{}).CLIAddr},
+		&ucli.StringFlag{Name: "stcp-addr", Usage: `stcp.local_address ("" disables stcp listening)`, Value: ":7777"},
+		&ucli.StringFlag{Name: "local-path", Usage: "state directory (relative to the config file)", Value: "./local"},
+		&ucli.StringFlag{Name: "app-server-addr", Usage: "address apps reach the visor on", Value: "127.0.0.1:5505"},
+	)
+	return &ucli.Command{
+		Name:  "gen-config",
+		Usage: "write a new visor config with a fresh key",
+		Description: "Writes a visor config (mode 0600). An existing file is never touched unless -f (the old one is\n" +
+			"kept as FILE.bak) or -r (replace it, keeping its keys) is given. -n prints instead of writing.",
+		Flags: flags,
+		Action: func(c *ucli.Context) error {
+			if c.NArg() > 0 {
+				return usagef("gen-config takes no arguments (got %q); the file is -o", c.Args().First())
+			}
+			host, err := servicesHost(c)
+			if err != nil {
+				return err
+			}
+			out := c.String("output")
+			sk, err := secretKey(c, e, out, func(path string) (cipher.SecKey, error) {
+				var old visor.Config
+				err := configfile.Load(path, &old)
+				return old.SK, err
+			})
+			if err != nil {
+				return err
+			}
+			cfg := visor.DefaultConfig(sk)
+			if host != "" {
+				cfg.UseServices(host)
+			}
+			for _, s := range c.StringSlice("hypervisor-pks") {
+				pk, err := cipher.ParsePubKey(s)
+				if err != nil {
+					return usagef("--hypervisor-pks: %v", err)
+				}
+				cfg.Hypervisors = append(cfg.Hypervisors, visor.HypervisorConfig{PublicKey: pk})
+			}
+			cfg.CLIAddr = c.String("cli-addr")
+			cfg.STCP.LocalAddress = c.String("stcp-addr")
+			cfg.LocalPath = c.String("local-path")
+			cfg.AppServerAddr = c.String("app-server-addr")
+			if err := cfg.Validate(); err != nil {
+				return usagef("the flags make an invalid config:\n%v", err)
+			}
+			return emitConfig(c, e, out, &cfg, cfg.PK)
+		},
+	}
+}
