@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -28,6 +29,34 @@ func genConfigFlags(defaultOut string) []ucli.Flag {
 	}
 }
 
+// checkable is a config gen-config can check and write.
+type checkable interface{ Validate() error }
+
+// genConfig is the body of every gen-config: choose the services host and the
+// key, let build make the config from them, check it and emit it.
+func genConfig(c *ucli.Context, e env, build func(sk cipher.SecKey, host string) (checkable, error)) error {
+	if c.NArg() > 0 {
+		return usagef("gen-config takes no arguments (got %q); the file is -o", c.Args().First())
+	}
+	host, err := servicesHost(c)
+	if err != nil {
+		return err
+	}
+	out := c.String("output")
+	sk, err := secretKey(c, e, out)
+	if err != nil {
+		return err
+	}
+	cfg, err := build(sk, host)
+	if err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return usagef("the flags make an invalid config:\n%v", err)
+	}
+	return emitConfig(c, e, out, cfg, sk.PubKey())
+}
+
 // servicesHost is the host -t or --svc asks for, or "".
 func servicesHost(c *ucli.Context) (string, error) {
 	if c.Bool("testenv") && c.IsSet("svc") {
@@ -45,12 +74,12 @@ func servicesHost(c *ucli.Context) (string, error) {
 
 // secretKey returns the key for a new config: --sk, the existing file's (-r),
 // or a fresh one.
-func secretKey(c *ucli.Context, e env, out string, existing func(path string) (cipher.SecKey, error)) (cipher.SecKey, error) {
+func secretKey(c *ucli.Context, e env, out string) (cipher.SecKey, error) {
 	if c.IsSet("sk") && c.Bool("regen") {
 		return cipher.SecKey{}, usagef("--sk and -r both choose the key; give one")
 	}
 	if c.Bool("regen") {
-		sk, err := existing(out)
+		sk, err := existingKey(out)
 		if err != nil {
 			return cipher.SecKey{}, fmt.Errorf("-r keeps the keys of %s, but: %w", out, err)
 		}
@@ -76,6 +105,22 @@ func secretKey(c *ucli.Context, e env, out string, existing func(path string) (c
 		return cipher.SecKey{}, usagef("--sk: %v", err)
 	}
 	return sk, nil
+}
+
+// existingKey reads the "sk" of the config at path, whatever its kind: only
+// that key is decoded, so -r works on any config this build wrote.
+func existingKey(path string) (cipher.SecKey, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return cipher.SecKey{}, err
+	}
+	var keys struct {
+		SK cipher.SecKey `json:"sk"`
+	}
+	if err := json.Unmarshal(data, &keys); err != nil {
+		return cipher.SecKey{}, fmt.Errorf("reading sk: %w", err)
+	}
+	return keys.SK, nil
 }
 
 // genResult is what gen-config reports with --json.

@@ -5,7 +5,6 @@ import (
 
 	"github.com/skyfleet/skywire/cipher"
 	"github.com/skyfleet/skywire/hypervisor"
-	"github.com/skyfleet/skywire/internal/configfile"
 )
 
 const defaultHypervisorConfig = "hypervisor-config.json"
@@ -30,31 +29,14 @@ func hypervisorApp(e env) *ucli.App {
 					&ucli.StringFlag{Name: "http-addr", Value: hypervisor.DefaultHTTPAddr, Usage: "where the web UI listens"},
 				),
 				Action: func(c *ucli.Context) error {
-					if c.NArg() > 0 {
-						return usagef("gen-config takes no arguments (got %q); the file is -o", c.Args().First())
-					}
-					host, err := servicesHost(c)
-					if err != nil {
-						return err
-					}
-					out := c.String("output")
-					sk, err := secretKey(c, e, out, func(path string) (cipher.SecKey, error) {
-						var old hypervisor.Config
-						err := configfile.Load(path, &old)
-						return old.SK, err
+					return genConfig(c, e, func(sk cipher.SecKey, host string) (checkable, error) {
+						cfg := hypervisor.DefaultConfig(sk)
+						if host != "" {
+							cfg.UseServices(host)
+						}
+						cfg.HTTPAddr = c.String("http-addr")
+						return &cfg, nil
 					})
-					if err != nil {
-						return err
-					}
-					cfg := hypervisor.DefaultConfig(sk)
-					if host != "" {
-						cfg.UseServices(host)
-					}
-					cfg.HTTPAddr = c.String("http-addr")
-					if err := cfg.Validate(); err != nil {
-						return usagef("the flags make an invalid config:\n%v", err)
-					}
-					return emitConfig(c, e, out, &cfg, cfg.PK)
 				},
 			},
 		},

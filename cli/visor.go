@@ -12,7 +12,6 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/skyfleet/skywire/cipher"
-	"github.com/skyfleet/skywire/internal/configfile"
 	"github.com/skyfleet/skywire/visor"
 )
 
@@ -105,41 +104,24 @@ func visorGenConfigCommand(e env) *ucli.Command {
 			"kept as FILE.bak) or -r (replace it, keeping its keys) is given. -n prints instead of writing.",
 		Flags: flags,
 		Action: func(c *ucli.Context) error {
-			if c.NArg() > 0 {
-				return usagef("gen-config takes no arguments (got %q); the file is -o", c.Args().First())
-			}
-			host, err := servicesHost(c)
-			if err != nil {
-				return err
-			}
-			out := c.String("output")
-			sk, err := secretKey(c, e, out, func(path string) (cipher.SecKey, error) {
-				var old visor.Config
-				err := configfile.Load(path, &old)
-				return old.SK, err
-			})
-			if err != nil {
-				return err
-			}
-			cfg := visor.DefaultConfig(sk)
-			if host != "" {
-				cfg.UseServices(host)
-			}
-			for _, s := range c.StringSlice("hypervisor-pks") {
-				pk, err := cipher.ParsePubKey(s)
-				if err != nil {
-					return usagef("--hypervisor-pks: %v", err)
+			return genConfig(c, e, func(sk cipher.SecKey, host string) (checkable, error) {
+				cfg := visor.DefaultConfig(sk)
+				if host != "" {
+					cfg.UseServices(host)
 				}
-				cfg.Hypervisors = append(cfg.Hypervisors, visor.HypervisorConfig{PublicKey: pk})
-			}
-			cfg.CLIAddr = c.String("cli-addr")
-			cfg.STCP.LocalAddress = c.String("stcp-addr")
-			cfg.LocalPath = c.String("local-path")
-			cfg.AppServerAddr = c.String("app-server-addr")
-			if err := cfg.Validate(); err != nil {
-				return usagef("the flags make an invalid config:\n%v", err)
-			}
-			return emitConfig(c, e, out, &cfg, cfg.PK)
+				for _, s := range c.StringSlice("hypervisor-pks") {
+					pk, err := cipher.ParsePubKey(s)
+					if err != nil {
+						return nil, usagef("--hypervisor-pks: %v", err)
+					}
+					cfg.Hypervisors = append(cfg.Hypervisors, visor.HypervisorConfig{PublicKey: pk})
+				}
+				cfg.CLIAddr = c.String("cli-addr")
+				cfg.STCP.LocalAddress = c.String("stcp-addr")
+				cfg.LocalPath = c.String("local-path")
+				cfg.AppServerAddr = c.String("app-server-addr")
+				return &cfg, nil
+			})
 		},
 	}
 }
