@@ -1,0 +1,275 @@
+package noise
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/skyfleet/skywire/cipher"
+)
+
+const (
+	// readBufSize holds two full frames, so one read syscall usually brings
+	// a whole frame and the start of the next.
+	readBufSize = 2 * (HeaderSize + MaxFrame)
+	// writeFrames is how many full frames one Write seals before one write
+	// syscall.
+	writeFrames  = 4
+	writeBufSize = writeFrames * (HeaderSize + MaxFrame)
+)
+
+// Buffers are pooled: a Conn holds a read buffer only while it has unread
+// bytes, and a write buffer only during Write, so idle sessions cost no
+// buffer memory.
+var (
+	readPool  = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
+	writePool = sync.Pool{New: func() any { b := make([]byte, writeBufSize); return &b }}
+)
+
+// Conn is an encrypted session over a reliable byte stream. Read and Write
+// may run concurrently with each other; Close unblocks both. A failed
+// authentication or a broken frame closes the underlying connection.
+type Conn struct {
+	c             net.Conn
+	local, remote cipher.PubKey
+
+	rmu     sync.Mutex // guards the read side: recv, rbuf, rpos, rend, plain, rerr, rframes, rbytes
+	recv    *cipherState
+	rbuf    *[]byte // from readPool while it holds bytes; rbuf[rpos:rend] is unconsumed input
+	rpos    int
+	rend    int
+	plain   []byte // decrypted and not yet returned; aliases *rbuf
+	rerr    error  // sticky
+	rframes uint64 // frames since the last rekey
+	rbytes  uint64 // ciphertext bytes since the last rekey
+
+	wmu     sync.Mutex // guards the write side: send, pending, werr, wframes, wbytes
+	send    *cipherState
+	pending []byte // sealed frames a timed-out write left unsent: they go first
+	werr    error  // sticky
+	wframes uint64
+	wbytes  uint64
+
+	// Rekey thresholds: RekeyFrames and RekeyBytes (tests lower them).
+	rekeyFrames, rekeyBytes uint64
+}
+
+func newConn(c net.Conn, send, recv *cipherState, local, remote cipher.PubKey) *Conn {
+	return &Conn{c: c, send: send, recv: recv, local: local, remote: remote, rekeyFrames: RekeyFrames, rekeyBytes: RekeyBytes}
+}
+
+// LocalPK is our static key.
+func (c *Conn) LocalPK() cipher.PubKey { return c.local }
+
+// RemotePK is the peer's authenticated static key.
+func (c *Conn) RemotePK() cipher.PubKey { return c.remote }
+
+// Cipher is the session's transport-phase cipher.
+func (c *Conn) Cipher() Cipher { return c.send.kind }
+
+// Read returns decrypted bytes. Frame boundaries are not preserved.
+func (c *Conn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	if len(c.plain) > 0 {
+		n := copy(p, c.plain)
+		c.plain = c.plain[n:]
+		c.releaseReadLocked()
+		return n, nil
+	}
+	if c.rerr != nil {
+		return 0, c.rerr
+	}
+	if c.rbuf == nil {
+		c.rbuf = readPool.Get().(*[]byte)
+		c.rpos, c.rend = 0, 0
+	}
+	buf := *c.rbuf
+	for {
+		avail := c.rend - c.rpos
+		need := HeaderSize
+		if avail >= HeaderSize {
+			size := int(binary.BigEndian.Uint16(buf[c.rpos:]))
+			if size < TagSize {
+				return 0, c.failReadLocked(ErrFrame)
+			}
+			need = HeaderSize + size
+			if avail >= need {
+				return c.openLocked(p, buf[c.rpos+HeaderSize:c.rpos+need], need)
+			}
+		}
+		if c.rpos+need > len(buf) {
+			copy(buf, buf[c.rpos:c.rend])
+			c.rend -= c.rpos
+			c.rpos = 0
+		}
+		n, err := c.c.Read(buf[c.rend:])
+		c.rend += n
+		if err == nil {
+			continue
+		}
+		if n > 0 && c.rend-c.rpos >= need {
+			continue // a frame is complete: deliver it before the error
+		}
+		if isTimeout(err) {
+			return 0, err // the partial frame stays buffered
+		}
+		if errors.Is(err, io.EOF) && c.rend > c.rpos {
+			err = io.ErrUnexpectedEOF
+		}
+		c.rerr = err
+		c.releaseReadLocked()
+		return 0, err
+	}
+}
+
+// openLocked decrypts the frame ct (consuming n buffered bytes), straight
+// into p when it fits, else in place.
+func (c *Conn) openLocked(p, ct []byte, n int) (int, error) {
+	size := len(ct) - TagSize
+	var out []byte
+	var err error
+	if len(p) >= size {
+		out, err = c.recv.open(p[:0], ct)
+	} else {
+		out, err = c.recv.open(ct[:0], ct)
+	}
+	if err != nil {
+		return 0, c.failReadLocked(ErrDecrypt)
+	}
+	c.rpos += n
+	c.rframes++
+	c.rbytes += uint64(len(ct))
+	if c.rframes >= c.rekeyFrames || c.rbytes >= c.rekeyBytes {
+		c.recv.rekey()
+		c.rframes, c.rbytes = 0, 0
+	}
+	if len(p) >= size {
+		c.releaseReadLocked()
+		return len(out), nil
+	}
+	k := copy(p, out)
+	c.plain = out[k:]
+	return k, nil
+}
+
+func (c *Conn) failReadLocked(err error) error {
+	c.rerr = err
+	c.plain = nil
+	c.releaseReadLocked()
+	c.c.Close()
+	return err
+}
+
+// releaseReadLocked returns the read buffer once nothing in it is pending.
+func (c *Conn) releaseReadLocked() {
+	if c.rbuf != nil && len(c.plain) == 0 && c.rpos == c.rend {
+		readPool.Put(c.rbuf)
+		c.rbuf = nil
+	}
+}
+
+// Write encrypts p into frames of at most MaxPlaintext bytes and writes
+// them, several per system call. After a timeout the Conn stays usable: what
+// was sealed but not sent goes out first on the next Write (and counts as
+// written now); a timeout before anything was sealed and sent writes
+// nothing. Any other failure breaks the Conn.
+func (c *Conn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.werr != nil {
+		return 0, c.werr
+	}
+	if len(c.pending) > 0 {
+		n, err := c.c.Write(c.pending)
+		c.pending = c.pending[n:]
+		if err != nil {
+			return 0, c.writeFailedLocked(err)
+		}
+		c.pending = nil
+	}
+	bp := writePool.Get().(*[]byte)
+	defer writePool.Put(bp)
+	buf := *bp
+	total := 0
+	for len(p) > 0 {
+		nonce, frames, bytes := c.send.n, c.wframes, c.wbytes
+		rekeyed := false
+		off, taken := 0, 0
+		for len(p) > 0 && off+HeaderSize+TagSize < len(buf) {
+			chunk := min(len(p), MaxPlaintext, len(buf)-off-HeaderSize-TagSize)
+			// Sealed straight from p into the frame: one pass, no copy.
+			ct, err := c.send.seal(buf[off+HeaderSize:off+HeaderSize], p[:chunk])
+			if err != nil {
+				c.werr = err
+				c.c.Close()
+				return total, err
+			}
+			binary.BigEndian.PutUint16(buf[off:], uint16(len(ct)))
+			off += HeaderSize + len(ct)
+			p = p[chunk:]
+			taken += chunk
+			c.wframes++
+			c.wbytes += uint64(len(ct))
+			if c.wframes >= c.rekeyFrames || c.wbytes >= c.rekeyBytes {
+				c.send.rekey()
+				c.wframes, c.wbytes = 0, 0
+				rekeyed = true
+			}
+		}
+		n, err := c.c.Write(buf[:off])
+		if err != nil {
+			if n == 0 && !rekeyed && isTimeout(err) {
+				// Nothing left: forget these frames; the stream is intact.
+				c.send.n, c.wframes, c.wbytes = nonce, frames, bytes
+				return total, err
+			}
+			if isTimeout(err) {
+				c.pending = append([]byte(nil), buf[n:off]...)
+				return total + taken, err
+			}
+			return total, c.writeFailedLocked(err)
+		}
+		total += taken
+	}
+	return total, nil
+}
+
+// writeFailedLocked keeps a timeout recoverable and makes anything else
+// fatal.
+func (c *Conn) writeFailedLocked(err error) error {
+	if !isTimeout(err) {
+		c.werr = err
+		c.c.Close()
+	}
+	return err
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// Close closes the underlying connection, unblocking Read and Write.
+func (c *Conn) Close() error { return c.c.Close() }
+
+// LocalAddr is the underlying connection's.
+func (c *Conn) LocalAddr() net.Addr { return c.c.LocalAddr() }
+
+// RemoteAddr is the underlying connection's.
+func (c *Conn) RemoteAddr() net.Addr { return c.c.RemoteAddr() }
+
+// SetDeadline sets both deadlines on the underlying connection.
+func (c *Conn) SetDeadline(t time.Time) error { return c.c.SetDeadline(t) }
+
+// SetReadDeadline sets the underlying connection's read deadline.
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.c.SetReadDeadline(t) }
+
+// SetWriteDeadline sets the underlying connection's write deadline.
+func (c *Conn) SetWriteDeadline(t time.Time) error { return c.c.SetWriteDeadline(t) }
