@@ -1,0 +1,243 @@
+package ar
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/skyfleet/skywire/cipher"
+	"github.com/skyfleet/skywire/svc/httpauth"
+	"github.com/skyfleet/skywire/svc/store"
+)
+
+const (
+	stcprPrefix  = "ar/stcpr/"
+	sudphPrefix  = "ar/sudph/"
+	maxBody      = 2 << 10
+	maxLocalAddr = 8
+)
+
+// stcprBinding is what the resolver keeps for an stcpr bind.
+type stcprBinding struct {
+	Addr       string   `json:"addr"`        // observed ip : bound port
+	LocalAddrs []string `json:"local_addrs"` // the visor's own LAN addresses
+}
+
+// BindRequest is POST /v1/bind/stcpr's body.
+type BindRequest struct {
+	Port       uint16   `json:"port"`
+	LocalAddrs []string `json:"local_addrs,omitempty"`
+}
+
+// Resolved is a resolve answer.
+type Resolved struct {
+	Addr       string   `json:"addr"`
+	LocalAddrs []string `json:"local_addrs,omitempty"`
+}
+
+// Server is the address resolver.
+type Server struct {
+	store store.Store
+	auth  *httpauth.Verifier
+	log   *zap.Logger
+	now   func() time.Time
+	mux   *http.ServeMux
+
+	udpMu sync.Mutex     // guards udp
+	udp   net.PacketConn // nil until ServeUDP: sudph is then unavailable
+
+	seen *httpauth.Replay[[16]byte] // BIND nonces within their window
+}
+
+// NewServer returns the resolver over s.
+func NewServer(s store.Store, log *zap.Logger) *Server {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	srv := &Server{store: s, auth: httpauth.NewVerifier(1 << 20), log: log, now: time.Now, mux: http.NewServeMux(), seen: httpauth.NewReplay[[16]byte](1<<20, 2*MaxClockSkew)}
+	srv.mux.Handle("POST /v1/bind/stcpr", srv.auth.Require(maxBody, http.HandlerFunc(srv.bindSTCPR)))
+	srv.mux.Handle("DELETE /v1/bind/stcpr", srv.auth.Require(0, http.HandlerFunc(srv.unbindSTCPR)))
+	srv.mux.Handle("GET /v1/resolve/stcpr/{pk}", srv.auth.Require(0, http.HandlerFunc(srv.resolveSTCPR)))
+	srv.mux.Handle("GET /v1/resolve/sudph/{pk}", srv.auth.Require(0, http.HandlerFunc(srv.resolveSUDPH)))
+	srv.mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
+		httpauth.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok", "service": "address-resolver"})
+	})
+	return srv
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+func remoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func (s *Server) bindSTCPR(w http.ResponseWriter, r *http.Request) {
+	pk, _ := httpauth.FromContext(r.Context())
+	var req BindRequest
+	if !httpauth.ReadJSON(w, r, maxBody, &req) {
+		return
+	}
+	if req.Port == 0 {
+		httpauth.WriteError(w, http.StatusBadRequest, "port 0 cannot be dialled")
+		return
+	}
+	if len(req.LocalAddrs) > maxLocalAddr {
+		httpauth.WriteError(w, http.StatusBadRequest, "too many local addresses")
+		return
+	}
+	b := stcprBinding{Addr: net.JoinHostPort(remoteIP(r), strconv.Itoa(int(req.Port)))}
+	for _, a := range req.LocalAddrs {
+		ip, err := netip.ParseAddr(a)
+		if err != nil {
+			httpauth.WriteError(w, http.StatusBadRequest, "local address "+strconv.Quote(a)+" is not an IP address")
+			return
+		}
+		b.LocalAddrs = append(b.LocalAddrs, net.JoinHostPort(ip.String(), strconv.Itoa(int(req.Port))))
+	}
+	raw, _ := json.Marshal(b)
+	err := store.Update(r.Context(), s.store, stcprPrefix+pk.Hex(), STCPRTTL, func([]byte) ([]byte, error) { return raw, nil })
+	if err != nil {
+		httpauth.WriteError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	s.log.Debug("stcpr bound", zap.String("pk", pk.Hex()), zap.String("remote", b.Addr))
+	httpauth.WriteJSON(w, http.StatusOK, Resolved{Addr: b.Addr})
+}
+
+func (s *Server) unbindSTCPR(w http.ResponseWriter, r *http.Request) {
+	pk, _ := httpauth.FromContext(r.Context())
+	s.store.Delete(r.Context(), stcprPrefix+pk.Hex())
+	httpauth.WriteJSON(w, http.StatusOK, map[string]string{"unbound": pk.Hex()})
+}
+
+func pathPK(w http.ResponseWriter, r *http.Request) (cipher.PubKey, bool) {
+	pk, err := cipher.ParsePubKey(r.PathValue("pk"))
+	if err != nil {
+		httpauth.WriteError(w, http.StatusBadRequest, err.Error())
+		return pk, false
+	}
+	return pk, true
+}
+
+func (s *Server) resolveSTCPR(w http.ResponseWriter, r *http.Request) {
+	pk, ok := pathPK(w, r)
+	if !ok {
+		return
+	}
+	raw, err := s.store.Get(r.Context(), stcprPrefix+pk.Hex())
+	if errors.Is(err, store.ErrNotFound) {
+		httpauth.WriteError(w, http.StatusNotFound, pk.Short()+" has no stcpr address (is it online, with stcpr, using this resolver?)")
+		return
+	}
+	var b stcprBinding
+	if err != nil || json.Unmarshal(raw, &b) != nil {
+		httpauth.WriteError(w, http.StatusInternalServerError, "stored binding unreadable")
+		return
+	}
+	res := Resolved{Addr: b.Addr}
+	// Behind the same public address the LAN addresses may be the only
+	// way through (a NAT that does not hairpin).
+	if host, _, _ := net.SplitHostPort(b.Addr); host == remoteIP(r) {
+		res.LocalAddrs = b.LocalAddrs
+	}
+	httpauth.WriteJSON(w, http.StatusOK, res)
+}
+
+func (s *Server) resolveSUDPH(w http.ResponseWriter, r *http.Request) {
+	target, ok := pathPK(w, r)
+	if !ok {
+		return
+	}
+	s.udpMu.Lock()
+	udp := s.udp
+	s.udpMu.Unlock()
+	if udp == nil {
+		httpauth.WriteError(w, http.StatusServiceUnavailable, "this resolver does not serve sudph (no UDP socket)")
+		return
+	}
+	who, _ := httpauth.FromContext(r.Context())
+	mine, err := s.store.Get(r.Context(), sudphPrefix+who.Hex())
+	if err != nil {
+		httpauth.WriteError(w, http.StatusPreconditionFailed, "bind sudph over UDP first: the resolver must see your address to tell the target")
+		return
+	}
+	theirs, err := s.store.Get(r.Context(), sudphPrefix+target.Hex())
+	if err != nil {
+		httpauth.WriteError(w, http.StatusNotFound, target.Short()+" has no sudph address (is it online, with sudph, using this resolver?)")
+		return
+	}
+	to, err := net.ResolveUDPAddr("udp", string(theirs))
+	if err == nil {
+		_, err = udp.WriteTo(EncodePunchRequest(who, string(mine)), to)
+	}
+	if err != nil {
+		httpauth.WriteError(w, http.StatusInternalServerError, "telling the target: "+err.Error())
+		return
+	}
+	httpauth.WriteJSON(w, http.StatusOK, Resolved{Addr: string(theirs)})
+}
+
+// ServeUDP answers BINDs on pc until ctx ends, and uses pc to send punch
+// requests. It closes pc.
+func (s *Server) ServeUDP(ctx context.Context, pc net.PacketConn) error {
+	s.udpMu.Lock()
+	s.udp = pc
+	s.udpMu.Unlock()
+	stop := context.AfterFunc(ctx, func() { pc.Close() })
+	defer stop()
+	defer func() {
+		s.udpMu.Lock()
+		s.udp = nil
+		s.udpMu.Unlock()
+		pc.Close()
+	}()
+	buf := make([]byte, 2048)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return err
+		}
+		if n == 0 || buf[0] != TypeBind {
+			continue // not for us; never answer strangers
+		}
+		b, err := ParseBind(buf[:n])
+		if err != nil || !s.fresh(b) {
+			continue
+		}
+		addr := from.String()
+		err = store.Update(ctx, s.store, sudphPrefix+b.PK.Hex(), BindTTL, func([]byte) ([]byte, error) { return []byte(addr), nil })
+		if err != nil {
+			continue
+		}
+		pc.WriteTo(EncodeBound(b.Nonce, addr), from)
+	}
+}
+
+// fresh accepts a BIND once, within MaxClockSkew of now.
+func (s *Server) fresh(b Bind) bool {
+	now := s.now()
+	if d := now.Sub(b.Time); d > MaxClockSkew || d < -MaxClockSkew {
+		return false
+	}
+	return s.seen.Add(b.Nonce, now) == nil
+}

@@ -1,0 +1,138 @@
+package httpauth
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/skyfleet/skywire/cipher"
+)
+
+// maxAnswer bounds what a client reads from a service.
+const maxAnswer = 16 << 20
+
+// ErrUnreachable wraps failures to reach a service at all.
+var ErrUnreachable = errors.New("service unreachable")
+
+// StatusError is a service's error answer.
+type StatusError struct {
+	Service string // base URL
+	Status  int
+	Message string
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("%s answered %d: %s", e.Service, e.Status, e.Message)
+}
+
+// IsNotFound reports whether err is a 404 answer.
+func IsNotFound(err error) bool {
+	var se *StatusError
+	return errors.As(err, &se) && se.Status == http.StatusNotFound
+}
+
+// Client calls one service, signing requests with SK when asked.
+type Client struct {
+	Base string // e.g. "http://127.0.0.1:9091"
+	SK   cipher.SecKey
+	HTTP *http.Client
+}
+
+// NewClient returns a client of the service at base, signing with sk.
+func NewClient(base string, sk cipher.SecKey) *Client {
+	return &Client{
+		Base: strings.TrimRight(base, "/"),
+		SK:   sk,
+		HTTP: &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute}},
+	}
+}
+
+// Call sends in (JSON; nil for none) to method path, signed if signed is
+// true, and decodes the answer into out (nil to ignore it).
+func (c *Client) Call(ctx context.Context, method, path string, signed bool, in, out any) error {
+	var body []byte
+	if in != nil {
+		var err error
+		if body, err = json.Marshal(in); err != nil {
+			return err
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if signed {
+		if err := Sign(req, body, c.SK); err != nil {
+			return err
+		}
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrUnreachable, c.Base, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+	if err != nil {
+		return fmt.Errorf("%s %s: reading the answer: %w", method, c.Base+path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var eb errorBody
+		msg := strings.TrimSpace(string(data))
+		if json.Unmarshal(data, &eb) == nil && eb.Error != "" {
+			msg = eb.Error
+		}
+		return &StatusError{Service: c.Base, Status: resp.StatusCode, Message: msg}
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("%s %s: bad answer: %w", method, c.Base+path, err)
+	}
+	return nil
+}
+
+// Close releases idle connections.
+func (c *Client) Close() { c.HTTP.CloseIdleConnections() }
+
+// Serve answers h on ln until ctx ends, then shuts down (waiting up to 3 s
+// for calls in progress). It closes ln.
+func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		hs.Close()
+	}
+	<-errc
+	return nil
+}
+
+// ReadJSON decodes r's body (at most max bytes) into v, refusing unknown
+// fields; on failure it answers 400 and returns false.
+func ReadJSON(w http.ResponseWriter, r *http.Request, max int64, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, max))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		WriteError(w, http.StatusBadRequest, "bad request body: "+err.Error())
+		return false
+	}
+	return true
+}

@@ -1,0 +1,172 @@
+// Package store is the storage seam of skywire's services: a small key-value
+// interface with compare-and-swap and expiry, and Memory, its in-process
+// implementation. Persistent (bbolt) and shared (Redis) stores implement the
+// same four methods, so a service runs on any of them unchanged.
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Errors.
+var (
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: Swap's old value did not match (someone else wrote first).
+	ErrConflict = errors.New("conflicting update")
+	// ErrFull: the store holds as many entries as it may.
+	ErrFull = errors.New("store is full")
+)
+
+// Store holds byte values under string keys.
+type Store interface {
+	// Get returns the value of key, or ErrNotFound (also once expired).
+	Get(ctx context.Context, key string) ([]byte, error)
+	// Swap sets key to new if its value is old (nil old: key must be absent;
+	// nil new: delete it), else returns ErrConflict. ttl 0 means no expiry.
+	Swap(ctx context.Context, key string, old, new []byte, ttl time.Duration) error
+	// Delete removes key if present.
+	Delete(ctx context.Context, key string) error
+	// Scan calls fn for every live key with the prefix, in key order, until
+	// fn returns false.
+	Scan(ctx context.Context, prefix string, fn func(key string, value []byte) bool) error
+}
+
+// Update applies fn to the value of key (nil if absent) and stores the
+// result with ttl, retrying if another writer got there first. fn returning
+// a nil value deletes the key; fn's error aborts.
+func Update(ctx context.Context, s Store, key string, ttl time.Duration, fn func(old []byte) ([]byte, error)) error {
+	for i := 0; i < 16; i++ {
+		old, err := s.Get(ctx, key)
+		if errors.Is(err, ErrNotFound) {
+			old, err = nil, nil
+		}
+		if err != nil {
+			return err
+		}
+		next, err := fn(old)
+		if err != nil {
+			return err
+		}
+		if old == nil && next == nil {
+			return nil
+		}
+		err = s.Swap(ctx, key, old, next, ttl)
+		if !errors.Is(err, ErrConflict) {
+			return err
+		}
+	}
+	return ErrConflict
+}
+
+// Memory is a Store in this process's memory, bounded to MaxEntries.
+type Memory struct {
+	max int
+	now func() time.Time
+
+	mu      sync.RWMutex // guards entries and nextGC
+	entries map[string]memEntry
+	nextGC  time.Time
+}
+
+type memEntry struct {
+	value   []byte
+	expires time.Time // zero: never
+}
+
+// NewMemory returns an empty store holding at most max entries.
+func NewMemory(max int) *Memory {
+	return &Memory{max: max, now: time.Now, entries: map[string]memEntry{}}
+}
+
+func (m *Memory) live(e memEntry, now time.Time) bool {
+	return e.expires.IsZero() || now.Before(e.expires)
+}
+
+// Get implements Store.
+func (m *Memory) Get(_ context.Context, key string) ([]byte, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	e, ok := m.entries[key]
+	if !ok || !m.live(e, m.now()) {
+		return nil, ErrNotFound
+	}
+	return bytes.Clone(e.value), nil
+}
+
+// Swap implements Store.
+func (m *Memory) Swap(_ context.Context, key string, old, new []byte, ttl time.Duration) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	m.gcLocked(now)
+	e, ok := m.entries[key]
+	ok = ok && m.live(e, now)
+	switch {
+	case old == nil && ok, old != nil && (!ok || !bytes.Equal(e.value, old)):
+		return ErrConflict
+	}
+	if new == nil {
+		delete(m.entries, key)
+		return nil
+	}
+	if !ok && len(m.entries) >= m.max {
+		return ErrFull
+	}
+	ne := memEntry{value: bytes.Clone(new)}
+	if ttl > 0 {
+		ne.expires = now.Add(ttl)
+	}
+	m.entries[key] = ne
+	return nil
+}
+
+// Delete implements Store.
+func (m *Memory) Delete(_ context.Context, key string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.entries, key)
+	return nil
+}
+
+// Scan implements Store.
+func (m *Memory) Scan(_ context.Context, prefix string, fn func(key string, value []byte) bool) error {
+	m.mu.RLock()
+	now := m.now()
+	type kv struct {
+		k string
+		v []byte
+	}
+	var found []kv
+	for k, e := range m.entries {
+		if strings.HasPrefix(k, prefix) && m.live(e, now) {
+			found = append(found, kv{k, bytes.Clone(e.value)})
+		}
+	}
+	m.mu.RUnlock()
+	sort.Slice(found, func(i, j int) bool { return found[i].k < found[j].k })
+	for _, e := range found {
+		if !fn(e.k, e.v) {
+			break
+		}
+	}
+	return nil
+}
+
+// gcLocked drops expired entries, at most every few seconds.
+func (m *Memory) gcLocked(now time.Time) {
+	if now.Before(m.nextGC) {
+		return
+	}
+	m.nextGC = now.Add(5 * time.Second)
+	for k, e := range m.entries {
+		if !m.live(e, now) {
+			delete(m.entries, k)
+		}
+	}
+}
