@@ -104,6 +104,10 @@ type Config struct {
 	// Purpose names what the session is for ("transport", "dmsg-session", …);
 	// it is bound into the prologue and must match on both sides.
 	Purpose string
+	// Binding, if set, is bound into the prologue too: a value both sides
+	// derive from the channel beneath (a TLS exporter), so a handshake
+	// that completes proves they share that channel (Authenticate).
+	Binding []byte
 
 	// noAES makes this side claim no AES hardware (tests of the ChaChaPoly
 	// transport phase on machines that have it).
@@ -151,7 +155,7 @@ func NewHandshake(cfg Config) (*Handshake, error) {
 		CipherSuite:   suite,
 		Pattern:       pattern,
 		Initiator:     cfg.Initiator,
-		Prologue:      []byte(Version + " " + cfg.Purpose),
+		Prologue:      append([]byte(Version+" "+cfg.Purpose+"\n"), cfg.Binding...),
 		StaticKeypair: fnoise.DHKey{Private: cfg.LocalSK.Bytes(), Public: local[:]},
 	}
 	if needRemote {
@@ -245,6 +249,35 @@ func (h *Handshake) Conn(c net.Conn) (*Conn, error) {
 // DefaultHandshakeTimeout). On failure c is left open for the caller to
 // close; no application byte has crossed.
 func Run(ctx context.Context, c net.Conn, cfg Config) (*Conn, error) {
+	h, err := exchange(ctx, c, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return h.Conn(c)
+}
+
+// Authenticate performs the handshake over c like Run but keeps no
+// session: it returns the peer's authenticated key. It is for channels that
+// already encrypt (QUIC's TLS 1.3): cfg.Binding must then be a value both
+// ends derive from that channel's keys (a TLS exporter), which ties the
+// channel to the authenticated keys.
+func Authenticate(ctx context.Context, c net.Conn, cfg Config) (cipher.PubKey, error) {
+	if len(cfg.Binding) < 32 {
+		return cipher.PubKey{}, fmt.Errorf("%w: Authenticate needs a channel binding of 32 bytes or more", ErrHandshake)
+	}
+	h, err := exchange(ctx, c, cfg)
+	if err != nil {
+		return cipher.PubKey{}, err
+	}
+	remote := h.RemotePK()
+	if err := remote.Check(); err != nil {
+		return cipher.PubKey{}, fmt.Errorf("%w: peer sent a bad static key: %v", ErrHandshake, err)
+	}
+	return remote, nil
+}
+
+// exchange runs the handshake's messages over c.
+func exchange(ctx context.Context, c net.Conn, cfg Config) (*Handshake, error) {
 	h, err := NewHandshake(cfg)
 	if err != nil {
 		return nil, err
@@ -286,7 +319,7 @@ func Run(ctx context.Context, c net.Conn, cfg Config) (*Conn, error) {
 	if err := c.SetDeadline(time.Time{}); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrHandshake, err)
 	}
-	return h.Conn(c)
+	return h, nil
 }
 
 func handshakeIOError(ctx context.Context, err error) error {

@@ -621,3 +621,44 @@ func (c *writerConn) RemoteAddr() net.Addr             { return nil }
 func (c *writerConn) SetDeadline(time.Time) error      { return nil }
 func (c *writerConn) SetReadDeadline(time.Time) error  { return nil }
 func (c *writerConn) SetWriteDeadline(time.Time) error { return nil }
+
+func TestAuthenticateBinding(t *testing.T) {
+	bind := func(b byte) []byte { return bytes.Repeat([]byte{b}, 32) }
+	run := func(bi, br []byte) (cipher.PubKey, cipher.PubKey, error, error) {
+		i, r := newKeys(), newKeys()
+		a, b := net.Pipe()
+		defer a.Close()
+		defer b.Close()
+		ic, rc := configs(XK, i, r)
+		ic.Binding, rc.Binding = bi, br
+		ch := make(chan error, 1)
+		var got cipher.PubKey
+		go func() {
+			var err error
+			got, err = Authenticate(context.Background(), b, rc)
+			if err != nil {
+				b.Close()
+			}
+			ch <- err
+		}()
+		pk, err := Authenticate(context.Background(), a, ic)
+		if err != nil {
+			a.Close()
+		}
+		errR := <-ch
+		if err == nil && (pk != r.pk || got != i.pk) {
+			t.Fatal("authenticated the wrong keys")
+		}
+		return pk, got, err, errR
+	}
+	if _, _, err, errR := run(bind(1), bind(1)); err != nil || errR != nil {
+		t.Fatalf("same binding: %v / %v", err, errR)
+	}
+	// Two different channels (a man in the middle terminating both): fails.
+	if _, _, err, errR := run(bind(1), bind(2)); !errors.Is(err, ErrHandshake) || !errors.Is(errR, ErrHandshake) {
+		t.Fatalf("different bindings: %v / %v", err, errR)
+	}
+	if _, _, err, _ := run(nil, nil); !errors.Is(err, ErrHandshake) {
+		t.Fatalf("no binding: %v", err)
+	}
+}

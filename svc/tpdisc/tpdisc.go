@@ -137,6 +137,14 @@ func (e *Entry) Sign(sk cipher.SecKey) (cipher.Sig, error) {
 	return cipher.SignHash(sk, e.digest())
 }
 
+// VerifySig checks that sig is edge pk's signature of e.
+func (e *Entry) VerifySig(pk cipher.PubKey, sig cipher.Sig) error {
+	if e.EdgeIndex(pk) < 0 {
+		return fmt.Errorf("%w: %s is not an edge", ErrInvalid, pk.Short())
+	}
+	return cipher.VerifyHash(pk, e.digest(), sig)
+}
+
 // Check reports whether e is well formed (not whether it is signed).
 func (e *Entry) Check() error {
 	for _, edge := range e.Edges {

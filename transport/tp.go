@@ -1,0 +1,220 @@
+package transport
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/skyfleet/skywire/cipher"
+	"github.com/skyfleet/skywire/svc/tpdisc"
+)
+
+// Errors a transport closes with.
+var (
+	ErrDead     = errors.New("the peer stopped answering")
+	errReplaced = errors.New("replaced by a newer transport to the same peer")
+	errRemoved  = errors.New("removed on request")
+)
+
+// readBufSize holds two whole packets, so after moving a partial packet to
+// the front there is always room to decrypt a full frame straight in.
+const readBufSize = 2 * MaxPacket
+
+// Transport is one settled connection to a peer.
+type Transport struct {
+	id      tpdisc.ID
+	typ     Type
+	remote  cipher.PubKey
+	dialer  bool
+	created time.Time
+	conn    Conn
+	entry   tpdisc.SignedEntry
+	log     *zap.Logger
+
+	wmu sync.Mutex // serialises writes to conn
+
+	sent, recv atomic.Uint64 // packet bytes
+	rtt        atomic.Int64  // last round trip, ns (0: not measured yet)
+	lastRecv   atomic.Int64  // unix ns of the last packet received
+
+	pongs chan [8]byte // pings to answer: the reader never writes itself
+
+	done    chan struct{}
+	once    sync.Once
+	doneErr error // why it closed; set before done closes
+}
+
+func newTransport(c Conn, typ Type, se tpdisc.SignedEntry, dialer bool, log *zap.Logger) *Transport {
+	t := &Transport{
+		id: se.Entry.ID, typ: typ, remote: c.RemotePK(), dialer: dialer, created: time.Now(),
+		conn: c, entry: se, pongs: make(chan [8]byte, 1), done: make(chan struct{}),
+	}
+	t.log = log.With(zap.String("tp_id", t.id.String()), zap.String("remote", t.remote.Hex()), zap.String("type", string(typ)))
+	t.lastRecv.Store(time.Now().UnixNano())
+	return t
+}
+
+// ID identifies the transport (the same on both edges).
+func (t *Transport) ID() tpdisc.ID { return t.id }
+
+// Type is the transport's type.
+func (t *Transport) Type() Type { return t.typ }
+
+// Remote is the peer's key.
+func (t *Transport) Remote() cipher.PubKey { return t.remote }
+
+// Dialer reports whether this visor dialled it.
+func (t *Transport) Dialer() bool { return t.dialer }
+
+// Created is when it settled.
+func (t *Transport) Created() time.Time { return t.created }
+
+// Entry is the discovery entry both edges signed.
+func (t *Transport) Entry() tpdisc.SignedEntry { return t.entry }
+
+// Sent and Received count packet bytes.
+func (t *Transport) Sent() uint64     { return t.sent.Load() }
+func (t *Transport) Received() uint64 { return t.recv.Load() }
+
+// RTT is the last measured round-trip time (0 before the first pong).
+func (t *Transport) RTT() time.Duration { return time.Duration(t.rtt.Load()) }
+
+// Done is closed when the transport is closed.
+func (t *Transport) Done() <-chan struct{} { return t.done }
+
+// Err says why the transport closed (nil while open).
+func (t *Transport) Err() error {
+	select {
+	case <-t.done:
+		return t.doneErr
+	default:
+		return nil
+	}
+}
+
+// WritePacket sends p (header and payload). It may be called from any
+// goroutine; writes are serialised.
+func (t *Transport) WritePacket(p Packet) error {
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	select {
+	case <-t.done:
+		return fmt.Errorf("%w: %v", ErrClosed, t.doneErr)
+	default:
+	}
+	if _, err := t.conn.Write(p); err != nil {
+		t.close(fmt.Errorf("write: %w", err))
+		return fmt.Errorf("%w: %v", ErrClosed, err)
+	}
+	t.sent.Add(uint64(len(p)))
+	return nil
+}
+
+// Close closes the transport.
+func (t *Transport) Close() error {
+	t.close(errRemoved)
+	return nil
+}
+
+func (t *Transport) close(err error) {
+	t.once.Do(func() {
+		t.doneErr = err
+		close(t.done)
+		t.conn.Close()
+	})
+}
+
+// readLoop reads packets until the connection fails, answering route-0
+// control packets and passing the rest to handle. Packets point into the
+// read buffer: handle must not keep them.
+func (t *Transport) readLoop(handle func(*Transport, Packet)) {
+	buf := make([]byte, readBufSize)
+	start, end := 0, 0
+	onPacket := func(p Packet) {
+		t.recv.Add(uint64(len(p)))
+		if p.RouteID() == 0 {
+			t.control(p)
+			return
+		}
+		if handle != nil {
+			handle(t, p)
+		}
+	}
+	for {
+		n, err := parsePackets(buf[start:end], onPacket)
+		start += n
+		if err != nil {
+			t.close(fmt.Errorf("read: %w", err))
+			return
+		}
+		if n > 0 {
+			t.lastRecv.Store(time.Now().UnixNano())
+		}
+		if start == end {
+			start, end = 0, 0
+		} else if len(buf)-end < MaxPacket {
+			copy(buf, buf[start:end])
+			end -= start
+			start = 0
+		}
+		k, err := t.conn.Read(buf[end:])
+		end += k
+		if err != nil {
+			parsePackets(buf[start:end], onPacket)
+			t.close(fmt.Errorf("read: %w", err))
+			return
+		}
+	}
+}
+
+// control handles a route-0 packet.
+func (t *Transport) control(p Packet) {
+	switch p.Type() {
+	case PacketPing:
+		var ts [8]byte
+		copy(ts[:], p.Payload())
+		select {
+		case t.pongs <- ts:
+		default: // one pong pending already: the peer will ping again
+		}
+	case PacketPong:
+		if len(p.Payload()) == 8 {
+			sent := int64(binary.BigEndian.Uint64(p.Payload()))
+			if rtt := time.Now().UnixNano() - sent; rtt > 0 && rtt < int64(time.Minute) {
+				t.rtt.Store(rtt)
+			}
+		}
+	}
+}
+
+// keepLoop pings every interval, answers pings, and closes the transport if
+// nothing arrived for deadAfter.
+func (t *Transport) keepLoop(interval, deadAfter time.Duration) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	ping := func() {
+		var ts [8]byte
+		binary.BigEndian.PutUint64(ts[:], uint64(time.Now().UnixNano()))
+		t.WritePacket(NewPacket(PacketPing, 0, ts[:]))
+	}
+	ping() // a first RTT at once
+	for {
+		select {
+		case <-t.done:
+			return
+		case ts := <-t.pongs:
+			t.WritePacket(NewPacket(PacketPong, 0, ts[:]))
+		case <-tick.C:
+			if silent := time.Since(time.Unix(0, t.lastRecv.Load())); silent > deadAfter {
+				t.close(fmt.Errorf("%w: nothing received for %v", ErrDead, silent.Round(time.Second)))
+				return
+			}
+			ping()
+		}
+	}
+}
