@@ -53,7 +53,7 @@ func Handle[Req, Resp any](s *Server, op Op[Req, Resp], fn func(context.Context,
 			if !errors.As(err, &ae) {
 				ae = &Error{Code: CodeInternal, Message: err.Error()}
 			}
-			s.log.Debug("admin call failed", zap.String("op", op.Path), zap.Error(err))
+			s.log.Debug("admin call failed", zap.String("op", op.Path), zap.NamedError("err", err))
 			writeError(w, ae)
 			return
 		}

@@ -48,7 +48,7 @@ func roles() []role {
 		{"visor", []string{"skywire-visor"}, "run a visor, the network node", visorApp},
 		{"cli", []string{"skywire-cli"}, "control a running visor", controlApp},
 		{"hypervisor", []string{"hypervisor", "skywire-hypervisor"}, "web UI managing many visors", hypervisorApp},
-		{"svc", nil, "the discovery services (dmsg, transports, addresses, routes, services)", nil},
+		{"svc", nil, "the discovery services (dmsg, transports, addresses, routes, services)", svcApp},
 		{"demo", nil, "a complete private network on this machine", nil},
 		{"version", nil, "print the build's version", versionApp},
 		{"skychat", []string{"skychat"}, "app: chat with a web UI", nil},

@@ -26,25 +26,42 @@ func controlApp(e env) *ucli.App {
 				Usage: "query and control a visor",
 				Subcommands: []*ucli.Command{
 					infoCommand(e),
+					addTPCommand(e),
+					lsTPCommand(e),
+					rmTPCommand(e),
 					visorGenConfigCommand(e),
 				},
 			},
+			// Shortcuts for the common verbs.
+			addTPCommand(e),
+			lsTPCommand(e),
+			rmTPCommand(e),
 		},
 	}
 }
 
-// rpcFlags are the flags of every command that talks to a visor.
-func rpcFlags() []ucli.Flag {
-	return []ucli.Flag{
+// rpcFlags are the flags of every command that talks to a visor; they
+// include --timeout unless the command defines its own.
+func rpcFlags(withTimeout bool) []ucli.Flag {
+	f := []ucli.Flag{
 		&ucli.StringFlag{Name: "rpc", Value: admin.DefaultAddr(), EnvVars: []string{"SKYWIRE_CLI_ADDR"}, Usage: "the visor's cli_addr: unix socket path or host:port"},
 		&ucli.StringFlag{Name: "token-file", EnvVars: []string{"SKYWIRE_CLI_TOKEN_FILE"}, Usage: "file holding the admin token (needed when --rpc is host:port; the visor writes it to <local_path>/cli-token)"},
-		&ucli.DurationFlag{Name: "timeout", Value: 20 * time.Second, Usage: "give up after this long"},
 		&ucli.BoolFlag{Name: "json", Usage: "print JSON"},
 	}
+	if withTimeout {
+		f = append(f, &ucli.DurationFlag{Name: "timeout", Value: 20 * time.Second, Usage: "give up after this long"})
+	}
+	return f
 }
 
-// call runs op against the visor named by the command's flags.
+// call runs op against the visor named by the command's flags, giving up
+// after --timeout.
 func call[Req, Resp any](c *ucli.Context, op admin.Op[Req, Resp], req Req) (Resp, error) {
+	return callWithin(c, c.Duration("timeout"), op, req)
+}
+
+// callWithin runs op, giving up after d.
+func callWithin[Req, Resp any](c *ucli.Context, d time.Duration, op admin.Op[Req, Resp], req Req) (Resp, error) {
 	var zero Resp
 	token := ""
 	if f := c.String("token-file"); f != "" {
@@ -59,7 +76,7 @@ func call[Req, Resp any](c *ucli.Context, op admin.Op[Req, Resp], req Req) (Resp
 		return zero, usagef("--rpc: %v", err)
 	}
 	defer client.Close()
-	ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
+	ctx, cancel := context.WithTimeout(c.Context, d)
 	defer cancel()
 	resp, err := admin.Call(ctx, client, op, req)
 	if errors.Is(err, admin.ErrUnreachable) {
@@ -72,7 +89,7 @@ func infoCommand(e env) *ucli.Command {
 	return &ucli.Command{
 		Name:  "info",
 		Usage: "show the visor's public key, version, uptime and config",
-		Flags: rpcFlags(),
+		Flags: rpcFlags(true),
 		Action: func(c *ucli.Context) error {
 			info, err := call(c, admin.GetInfo, admin.Empty{})
 			if err != nil {

@@ -1,15 +1,12 @@
 package cli
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"os/signal"
-	"syscall"
 
 	ucli "github.com/urfave/cli/v2"
+	"go.uber.org/zap"
 
 	"github.com/skyfleet/skywire/cipher"
 	"github.com/skyfleet/skywire/visor"
@@ -68,22 +65,13 @@ func runVisor(c *ucli.Context, e env) error {
 		return err
 	}
 	defer log.Sync()
+	defer zap.RedirectStdLog(log.Named("lib"))()
 	v, err := visor.New(cfg, visor.Options{ConfigPath: path, Log: log.Named("visor")})
 	if err != nil {
 		return err
 	}
-	sigCtx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signalContext(c.Context, log)
 	defer stop()
-	ctx, cancel := context.WithCancel(c.Context)
-	defer cancel()
-	go func() {
-		<-sigCtx.Done()
-		if c.Context.Err() == nil {
-			log.Info("signal received: stopping (signal again to force)")
-		}
-		stop() // default handling again: a second signal ends the process now
-		cancel()
-	}()
 	return v.Run(ctx)
 }
 
@@ -96,6 +84,11 @@ func visorGenConfigCommand(e env) *ucli.Command {
 		&ucli.StringFlag{Name: "stcp-addr", Usage: `stcp.local_address ("" disables stcp listening)`, Value: ":7777"},
 		&ucli.StringFlag{Name: "local-path", Usage: "state directory (relative to the config file)", Value: "./local"},
 		&ucli.StringFlag{Name: "app-server-addr", Usage: "address apps reach the visor on", Value: "127.0.0.1:5505"},
+		&ucli.StringFlag{Name: "dmsg-discovery", Usage: "dmsg discovery `URL` (overrides -t/--svc)"},
+		&ucli.StringFlag{Name: "transport-discovery", Usage: "transport discovery `URL` (overrides -t/--svc)"},
+		&ucli.StringFlag{Name: "address-resolver", Usage: "address resolver `URL` (overrides -t/--svc)"},
+		&ucli.StringFlag{Name: "route-finder", Usage: "route finder `URL` (overrides -t/--svc)"},
+		&ucli.StringFlag{Name: "service-discovery", Usage: "service discovery `URL` (overrides -t/--svc)"},
 	)
 	return &ucli.Command{
 		Name:  "gen-config",
@@ -115,6 +108,15 @@ func visorGenConfigCommand(e env) *ucli.Command {
 						return nil, usagef("--hypervisor-pks: %v", err)
 					}
 					cfg.Hypervisors = append(cfg.Hypervisors, visor.HypervisorConfig{PublicKey: pk})
+				}
+				for flag, field := range map[string]*string{
+					"dmsg-discovery": &cfg.Dmsg.Discovery, "transport-discovery": &cfg.Transport.Discovery,
+					"address-resolver": &cfg.Transport.AddressResolver, "route-finder": &cfg.Routing.RouteFinder,
+					"service-discovery": &cfg.ServiceDiscovery,
+				} {
+					if c.IsSet(flag) {
+						*field = c.String(flag)
+					}
 				}
 				cfg.CLIAddr = c.String("cli-addr")
 				cfg.STCP.LocalAddress = c.String("stcp-addr")

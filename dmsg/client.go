@@ -121,7 +121,7 @@ func (c *Client) Run(ctx context.Context) error {
 	for {
 		if n := len(c.Servers()); n < c.cfg.SessionsCount {
 			if err := c.connectMore(ctx, c.cfg.SessionsCount-n); err != nil && ctx.Err() == nil {
-				c.log.Warn("connecting to dmsg servers", zap.Error(err), zap.Duration("retry_in", backoff))
+				c.log.Warn("connecting to dmsg servers", zap.NamedError("err", err), zap.Duration("retry_in", backoff))
 			}
 		}
 		servers := c.Servers()
@@ -139,7 +139,7 @@ func (c *Client) Run(ctx context.Context) error {
 				published, nextPublish = servers, time.Now().Add(dmsgdisc.RefreshInterval)
 				c.readyOnce.Do(func() { close(c.ready) })
 			} else if ctx.Err() == nil {
-				c.log.Warn("publishing to the dmsg discovery", zap.Error(err))
+				c.log.Warn("publishing to the dmsg discovery", zap.NamedError("err", err))
 				wait = min(wait, 5*time.Second)
 			}
 		}

@@ -171,7 +171,7 @@ func (s *Server) publishLoop(ctx context.Context, addr string) {
 			if ctx.Err() != nil {
 				return
 			}
-			s.log.Warn("publishing to the dmsg discovery", zap.Error(err))
+			s.log.Warn("publishing to the dmsg discovery", zap.NamedError("err", err))
 			next, backoff = backoff, min(2*backoff, 30*time.Second)
 		} else {
 			backoff = time.Second
@@ -194,7 +194,7 @@ func (s *Server) handshake(ctx context.Context, c net.Conn, pending chan struct{
 	cancel()
 	<-pending
 	if err != nil {
-		s.log.Debug("session handshake failed", zap.String("remote", c.RemoteAddr().String()), zap.Error(err))
+		s.log.Debug("session handshake failed", zap.String("remote", c.RemoteAddr().String()), zap.NamedError("err", err))
 		c.Close()
 		return
 	}
@@ -246,7 +246,7 @@ func (s *Server) handshake(ctx context.Context, c net.Conn, pending chan struct{
 func (s *Server) relay(src *session, ys *yamux.Stream, log *zap.Logger) {
 	ys.SetDeadline(time.Now().Add(HandshakeTimeout))
 	refuse := func(st Status, why string, err error) {
-		log.Debug("stream refused", zap.String("why", why), zap.Error(err))
+		log.Debug("stream refused", zap.String("why", why), zap.NamedError("err", err))
 		writeMsg(ys, encodeResponse(st, originServer, nil))
 		ys.Close()
 	}

@@ -39,6 +39,9 @@ func (n *DMSGNet) Dial(ctx context.Context, remote cipher.PubKey) (Conn, error) 
 	return s, nil
 }
 
+// Close releases the listener (Serve does too; for a Network never served).
+func (n *DMSGNet) Close() error { return n.ln.Close() }
+
 // Serve implements Network.
 func (n *DMSGNet) Serve(ctx context.Context, accept func(Conn)) error {
 	stop := context.AfterFunc(ctx, func() { n.ln.Close() })

@@ -121,7 +121,7 @@ func (m *Manager) Run(ctx context.Context) error {
 		go func() {
 			defer nwg.Done()
 			if err := n.Serve(ctx, func(c Conn) { m.accept(ctx, n.Type(), c) }); err != nil && ctx.Err() == nil {
-				m.log.Error("transport network stopped", zap.String("type", string(n.Type())), zap.Error(err))
+				m.log.Error("transport network stopped", zap.String("type", string(n.Type())), zap.NamedError("err", err))
 			}
 		}()
 	}
@@ -350,7 +350,7 @@ func (m *Manager) accept(ctx context.Context, typ Type, c Conn) {
 	c.SetDeadline(time.Now().Add(SettleTimeout))
 	e, dsig, err := readHello(c, m.pk, typ)
 	if err != nil {
-		m.log.Debug("settlement failed", zap.String("remote", c.RemotePK().Hex()), zap.Error(err))
+		m.log.Debug("settlement failed", zap.String("remote", c.RemotePK().Hex()), zap.NamedError("err", err))
 		c.Close()
 		return
 	}
@@ -479,7 +479,7 @@ func (m *Manager) watch(tp *Transport) {
 	}
 	m.mu.Unlock()
 	m.notify()
-	tp.log.Info("transport down", zap.Error(tp.Err()))
+	tp.log.Info("transport down", zap.NamedError("err", tp.Err()))
 }
 
 // persistLoop redials persistent transports that are down, with backoff,
@@ -541,7 +541,7 @@ func (m *Manager) persistLoop(ctx context.Context) {
 			st.busy = false
 			if r.err != nil {
 				if !st.failed {
-					m.log.Warn("persistent transport: dial failed; retrying with backoff", zap.String("remote", r.k.pk.Hex()), zap.String("type", string(r.k.typ)), zap.Error(r.err))
+					m.log.Warn("persistent transport: dial failed; retrying with backoff", zap.String("remote", r.k.pk.Hex()), zap.String("type", string(r.k.typ)), zap.NamedError("err", r.err))
 				}
 				st.failed = true
 				st.next = time.Now().Add(st.backoff)

@@ -71,6 +71,7 @@ type peer struct {
 	sk    cipher.SecKey
 	m     *Manager
 	stcp  *STCPNet
+	sudph *SUDPHNet
 	table map[cipher.PubKey]string
 	tpd   *tpdisc.Client
 
@@ -118,6 +119,7 @@ func startPeerWith(t testing.TB, s *services, handler func(*Transport, Packet), 
 			if err != nil {
 				t.Fatal(err)
 			}
+			p.sudph = n
 			nets = append(nets, n)
 		case DMSG:
 			c, err := dmsg.NewClient(dmsg.ClientConfig{SK: sk, Discovery: s.dmsgd})
@@ -163,9 +165,13 @@ func startPeerWith(t testing.TB, s *services, handler func(*Transport, Packet), 
 	return p
 }
 
-// waitResolvable waits until the resolver has p's stcpr address.
+// waitResolvable waits until the resolver has p's address of type typ.
 func waitResolvable(t testing.TB, s *services, p *peer, typ Type) {
 	t.Helper()
+	if typ == SUDPH {
+		eventuallyTB(t, "sudph bound", func() bool { return p.sudph.Observed() != "" })
+		return
+	}
 	if typ != STCPR {
 		return
 	}

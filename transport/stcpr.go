@@ -64,6 +64,12 @@ func (n *STCPRNet) Dial(ctx context.Context, remote cipher.PubKey) (Conn, error)
 	return nil, errors.Join(errs...)
 }
 
+// Close releases the listener (Serve does too; for a Network never served).
+func (n *STCPRNet) Close() error {
+	n.ln.Close()
+	return nil
+}
+
 // Serve implements Network: it keeps the port bound at the resolver
 // (rebinding every minute, and retrying with backoff) and accepts.
 func (n *STCPRNet) Serve(ctx context.Context, accept func(Conn)) error {
@@ -97,7 +103,7 @@ func (n *STCPRNet) bindLoop(ctx context.Context) {
 		cancel()
 		if err != nil {
 			if ctx.Err() == nil {
-				n.log.Warn("stcpr: binding at the address resolver failed", zap.Error(err), zap.Duration("retry_in", backoff))
+				n.log.Warn("stcpr: binding at the address resolver failed", zap.NamedError("err", err), zap.Duration("retry_in", backoff))
 			}
 			wait, backoff = backoff, min(2*backoff, 30*time.Second)
 			continue

@@ -174,6 +174,14 @@ func tlsBinding(qc *quic.Conn) ([]byte, error) {
 	return st.ExportKeyingMaterial("skywire-sudph/1 channel binding", nil, 32)
 }
 
+// Close releases the socket (Serve does too; for a Network never served).
+func (n *SUDPHNet) Close() error {
+	n.ln.Close()
+	n.tr.Close()
+	n.udp.Close()
+	return nil
+}
+
 // Serve implements Network: it binds at the resolver, answers punch
 // requests, and accepts QUIC connections, until ctx ends; then it closes
 // the socket.
@@ -231,7 +239,7 @@ func (n *SUDPHNet) acceptLoop(ctx context.Context, accept func(Conn)) error {
 			}
 			<-pending
 			if err != nil {
-				n.log.Debug("sudph handshake failed", zap.String("remote", qc.RemoteAddr().String()), zap.Error(err))
+				n.log.Debug("sudph handshake failed", zap.String("remote", qc.RemoteAddr().String()), zap.NamedError("err", err))
 				qc.CloseWithError(0, "handshake failed")
 				return
 			}

@@ -81,7 +81,7 @@ func serveTCP(ctx context.Context, ln net.Listener, sk cipher.SecKey, typ Type, 
 			cancel()
 			<-pending
 			if err != nil {
-				log.Debug("handshake failed", zap.String("type", string(typ)), zap.String("remote", c.RemoteAddr().String()), zap.Error(err))
+				log.Debug("handshake failed", zap.String("type", string(typ)), zap.String("remote", c.RemoteAddr().String()), zap.NamedError("err", err))
 				c.Close()
 				return
 			}
@@ -130,6 +130,14 @@ func (n *STCPNet) Dial(ctx context.Context, remote cipher.PubKey) (Conn, error) 
 		return nil, fmt.Errorf("%w in stcp.pk_table: add \"%s\": \"host:port\" to it", ErrNoAddress, remote.Hex())
 	}
 	return dialTCP(ctx, addr, n.sk, remote, STCP)
+}
+
+// Close releases the listener (Serve does too; for a Network never served).
+func (n *STCPNet) Close() error {
+	if n.ln != nil {
+		n.ln.Close()
+	}
+	return nil
 }
 
 // Serve implements Network.

@@ -92,6 +92,12 @@ type TransportConfig struct {
 	Discovery string `json:"discovery"`
 	// AddressResolver is the address resolver URL; "" disables stcpr and sudph.
 	AddressResolver string `json:"address_resolver"`
+	// STCPRAddr is the TCP "host:port" to accept stcpr on (bound at the
+	// resolver); "" means any port (":0").
+	STCPRAddr string `json:"stcpr_addr"`
+	// SUDPHAddr is the UDP "host:port" of the sudph socket; "" means any
+	// port (":0").
+	SUDPHAddr string `json:"sudph_addr"`
 	// Persistent transports are dialled at start and redialled when they drop.
 	Persistent []PersistentTransport `json:"persistent"`
 }
@@ -230,6 +236,12 @@ func (c *Config) Validate() error {
 
 	p.URL("transport.discovery", c.Transport.Discovery)
 	p.URL("transport.address_resolver", c.Transport.AddressResolver)
+	if c.Transport.STCPRAddr != "" {
+		p.HostPort("transport.stcpr_addr", c.Transport.STCPRAddr, true)
+	}
+	if c.Transport.SUDPHAddr != "" {
+		p.HostPort("transport.sudph_addr", c.Transport.SUDPHAddr, true)
+	}
 	seen := map[PersistentTransport]bool{}
 	for i, t := range c.Transport.Persistent {
 		path := fmt.Sprintf("transport.persistent[%d]", i)

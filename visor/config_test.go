@@ -16,6 +16,7 @@ func validConfig(t *testing.T) Config {
 	t.Helper()
 	_, sk := cipher.GenerateKeyPair()
 	c := DefaultConfig(sk)
+	c.STCP.LocalAddress = "127.0.0.1:0" // tests never depend on a fixed port
 	return c
 }
 

@@ -1,11 +1,12 @@
 // Package visor is the skywire node: it owns the identity from its config,
-// and serves the admin API (package admin) that `skywire cli` and
-// hypervisors use to control it. Transports, the router and the app launcher
-// attach here as they are built.
+// its dmsg client and transport manager, and serves the admin API (package
+// admin) that `skywire cli` and hypervisors use to control it. The router
+// and the app launcher attach here as they are built.
 //
-// Lifecycle: New checks the config and opens the admin listener, so that a
-// bad config or a busy address fails before anything runs; Run serves until
-// its context ends; Close releases what New took and is idempotent.
+// Lifecycle: New checks the config and opens every socket (admin API,
+// transport listeners), so that a bad config or a busy address fails before
+// anything runs; Run serves until its context ends; Close releases what New
+// took and is idempotent.
 package visor
 
 import (
@@ -14,6 +15,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"os"
@@ -26,8 +28,12 @@ import (
 
 	"github.com/skyfleet/skywire/admin"
 	"github.com/skyfleet/skywire/cipher"
+	"github.com/skyfleet/skywire/dmsg"
 	"github.com/skyfleet/skywire/internal/buildinfo"
 	"github.com/skyfleet/skywire/internal/configfile"
+	"github.com/skyfleet/skywire/svc/ar"
+	"github.com/skyfleet/skywire/svc/tpdisc"
+	"github.com/skyfleet/skywire/transport"
 )
 
 // TokenFile is the name, in local_path, of the admin token a visor with a
@@ -59,6 +65,12 @@ type Visor struct {
 
 	ln  net.Listener
 	api *admin.Server
+
+	dmsg       *dmsg.Client // nil without dmsg.discovery
+	tpd        *tpdisc.Client
+	tpm        *transport.Manager
+	networks   []io.Closer // released by Close if Run never served them
+	persistent map[transport.Persistent]bool
 
 	closeOnce sync.Once
 }
@@ -114,8 +126,73 @@ func New(cfg *Config, opts Options) (*Visor, error) {
 		v.cliAddr = v.ln.Addr().String()
 	}
 	v.api = admin.NewServer(v.log.Named("admin"), token)
+	if err := v.initTransports(); err != nil {
+		v.Close()
+		return nil, err
+	}
 	v.registerAPI()
 	return v, nil
+}
+
+// initTransports makes the dmsg client, the networks the config enables,
+// and the transport manager.
+func (v *Visor) initTransports() error {
+	cfg := v.cfg
+	var nets []transport.Network
+	add := func(n interface {
+		transport.Network
+		io.Closer
+	}) {
+		nets = append(nets, n)
+		v.networks = append(v.networks, n)
+	}
+	if cfg.STCP.LocalAddress != "" || len(cfg.STCP.PKTable) > 0 {
+		n, err := transport.NewSTCP(cfg.SK, cfg.STCP.PKTable, cfg.STCP.LocalAddress, v.log.Named("stcp"))
+		if err != nil {
+			return fmt.Errorf("stcp.local_address: %w", err)
+		}
+		add(n)
+	}
+	if cfg.Transport.AddressResolver != "" {
+		resolver := ar.NewClient(cfg.Transport.AddressResolver, cfg.SK)
+		n, err := transport.NewSTCPR(cfg.SK, resolver, defaultString(cfg.Transport.STCPRAddr, ":0"), v.log.Named("stcpr"))
+		if err != nil {
+			return fmt.Errorf("transport.stcpr_addr: %w", err)
+		}
+		add(n)
+		u, err := transport.NewSUDPH(cfg.SK, resolver, defaultString(cfg.Transport.SUDPHAddr, ":0"), v.log.Named("sudph"))
+		if err != nil {
+			return fmt.Errorf("transport.sudph_addr: %w", err)
+		}
+		add(u)
+	}
+	if cfg.Dmsg.Discovery != "" {
+		c, err := dmsg.NewClient(dmsg.ClientConfig{SK: cfg.SK, Discovery: cfg.Dmsg.Discovery, SessionsCount: cfg.Dmsg.SessionsCount, Log: v.log.Named("dmsg")})
+		if err != nil {
+			return err
+		}
+		n, err := transport.NewDMSG(c)
+		if err != nil {
+			return err
+		}
+		v.dmsg = c
+		add(n)
+	}
+	mcfg := transport.Config{SK: cfg.SK, Networks: nets, Log: v.log.Named("transport")}
+	if cfg.Transport.Discovery != "" {
+		v.tpd = tpdisc.NewClient(cfg.Transport.Discovery, cfg.SK)
+		mcfg.Discovery = v.tpd
+	}
+	v.tpm = transport.NewManager(mcfg)
+	v.persistent = map[transport.Persistent]bool{}
+	var list []transport.Persistent
+	for _, p := range cfg.Transport.Persistent {
+		tp := transport.Persistent{PK: p.PK, Type: transport.Type(p.Type)}
+		v.persistent[tp] = true
+		list = append(list, tp)
+	}
+	v.tpm.SetPersistent(list)
+	return nil
 }
 
 // PK is the visor's public key.
@@ -126,31 +203,60 @@ func (v *Visor) PK() cipher.PubKey { return v.cfg.PK }
 func (v *Visor) CLIAddr() string { return v.cliAddr }
 
 // Run serves until ctx ends, then stops: admin calls in progress get a few
-// seconds to finish. It returns nil after a requested stop.
+// seconds to finish, then transports and dmsg sessions close. It returns
+// nil after a requested stop.
 func (v *Visor) Run(ctx context.Context) error {
 	defer v.Close()
+	var types []string
+	for _, t := range v.tpm.Types() {
+		types = append(types, string(t))
+	}
 	v.log.Info("visor running",
 		zap.String("version", buildinfo.Get().Version),
 		zap.String("config", v.configPath),
 		zap.String("cli_addr", v.cliAddr),
-		zap.String("local_path", v.localPath))
+		zap.String("local_path", v.localPath),
+		zap.Strings("transports", types))
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	if v.dmsg != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v.dmsg.Run(ctx)
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		v.tpm.Run(ctx)
+	}()
 	err := v.api.Serve(ctx, v.ln, shutdownGrace)
+	cancel()
+	wg.Wait()
 	v.log.Info("visor stopped")
 	return err
 }
 
 // Close releases everything New took. It is safe to call more than once and
-// after Run. Teardown order: the admin listener.
+// after Run. Teardown order: the admin listener, then transport sockets.
 func (v *Visor) Close() error {
 	v.closeOnce.Do(func() {
 		if err := v.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
-			v.log.Debug("closing admin listener", zap.Error(err))
+			v.log.Debug("closing admin listener", zap.NamedError("err", err))
+		}
+		for _, n := range v.networks {
+			n.Close()
+		}
+		if v.tpd != nil {
+			v.tpd.Close()
 		}
 	})
 	return nil
 }
 
 func (v *Visor) registerAPI() {
+	v.registerTransportAPI()
 	admin.Handle(v.api, admin.GetInfo, func(context.Context, admin.Empty) (admin.Info, error) {
 		bi := buildinfo.Get()
 		return admin.Info{

@@ -1,0 +1,92 @@
+package visor
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/skyfleet/skywire/admin"
+	"github.com/skyfleet/skywire/dmsg"
+	"github.com/skyfleet/skywire/noise"
+	"github.com/skyfleet/skywire/svc/dmsgdisc"
+	"github.com/skyfleet/skywire/transport"
+)
+
+func (v *Visor) registerTransportAPI() {
+	admin.Handle(v.api, admin.AddTransport, v.addTransport)
+	admin.Handle(v.api, admin.ListTransports, func(context.Context, admin.Empty) ([]admin.TransportInfo, error) {
+		out := []admin.TransportInfo{}
+		for _, tp := range v.tpm.Transports() {
+			out = append(out, v.transportInfo(tp))
+		}
+		return out, nil
+	})
+	admin.Handle(v.api, admin.RemoveTransport, func(_ context.Context, req admin.RemoveTransportRequest) (admin.TransportInfo, error) {
+		tp, err := v.tpm.Remove(req.ID)
+		if err != nil {
+			return admin.TransportInfo{}, admin.Errorf(admin.CodeNotFound, "%v", err)
+		}
+		return v.transportInfo(tp), nil
+	})
+	admin.Handle(v.api, admin.TransportTypes, func(context.Context, admin.Empty) ([]string, error) {
+		out := []string{}
+		for _, t := range v.tpm.Types() {
+			out = append(out, string(t))
+		}
+		return out, nil
+	})
+}
+
+func (v *Visor) addTransport(ctx context.Context, req admin.AddTransportRequest) (admin.TransportInfo, error) {
+	if err := req.PK.Check(); err != nil {
+		return admin.TransportInfo{}, admin.Errorf(admin.CodeBadRequest, "%v", err)
+	}
+	var typ transport.Type
+	if req.Type != "" {
+		t, err := transport.ParseType(req.Type)
+		if err != nil {
+			return admin.TransportInfo{}, admin.Errorf(admin.CodeBadRequest, "%v", err)
+		}
+		typ = t
+	}
+	timeout := transport.DefaultDialTimeout
+	if req.TimeoutMS > 0 {
+		timeout = time.Duration(req.TimeoutMS) * time.Millisecond
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tp, err := v.tpm.Dial(ctx, req.PK, typ)
+	if err != nil {
+		return admin.TransportInfo{}, admin.Errorf(dialErrorCode(err), "%v", err)
+	}
+	return v.transportInfo(tp), nil
+}
+
+// dialErrorCode classifies a failed dial for the caller.
+func dialErrorCode(err error) string {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return admin.CodeTimeout
+	case errors.Is(err, transport.ErrNoAddress), errors.Is(err, dmsgdisc.ErrNotFound):
+		return admin.CodeNotFound
+	case errors.Is(err, transport.ErrUnavailable):
+		return admin.CodeBadRequest
+	case errors.Is(err, transport.ErrRefused), errors.Is(err, noise.ErrHandshake), errors.Is(err, dmsg.ErrRejected):
+		return admin.CodeConflict
+	}
+	return admin.CodeUnavailable
+}
+
+func (v *Visor) transportInfo(tp *transport.Transport) admin.TransportInfo {
+	return admin.TransportInfo{
+		ID:         tp.ID().String(),
+		Type:       string(tp.Type()),
+		RemotePK:   tp.Remote(),
+		Dialer:     tp.Dialer(),
+		Persistent: v.persistent[transport.Persistent{PK: tp.Remote(), Type: tp.Type()}],
+		Sent:       tp.Sent(),
+		Received:   tp.Received(),
+		RTTMS:      float64(tp.RTT().Microseconds()) / 1000,
+		AgeSeconds: time.Since(tp.Created()).Seconds(),
+	}
+}
