@@ -176,7 +176,15 @@ func addressResolver(ctx context.Context, addr string, log *zap.Logger) error {
 	if err != nil {
 		return fmt.Errorf("address-resolver: listen on %s: %w", addr, err)
 	}
-	pc, err := net.ListenPacket("udp", ln.Addr().String())
+	// IPv4 UDP on the same port: on a wildcard address the resolver then
+	// answers from the address each packet came to (IP_PKTINFO).
+	host, _, _ := net.SplitHostPort(addr)
+	network := "udp4"
+	if ip := net.ParseIP(host); ip != nil && ip.To4() == nil {
+		network = "udp"
+	}
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	pc, err := net.ListenPacket(network, net.JoinHostPort(host, port))
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("address-resolver: UDP on %s: %w", ln.Addr(), err)

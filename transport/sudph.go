@@ -29,6 +29,13 @@ import (
 // towards us), punch towards the peer, then a QUIC handshake that QUIC
 // retransmits until both NATs are open, and one stream.
 //
+// NATs: a packet that reaches the peer's NAT before the peer's own packets
+// opened it is dropped there, and (on Linux NATs at least) leaves a
+// conntrack entry that moves the peer's later mapping to another port, so
+// the two never meet. So each side first sends PunchTTL-limited punches,
+// which open its own NAT and die before the peer's, and the dialer waits
+// PunchWait for the peer to do the same before QUIC starts.
+//
 // Authentication and encryption: QUIC's TLS 1.3 encrypts (its certificate
 // proves nothing); a Noise XK handshake on the stream authenticates the
 // keys, with the TLS session's exporter value in its prologue, so it
@@ -36,6 +43,16 @@ import (
 // the stream encrypted once, by QUIC, not twice.
 
 const sudphALPN = "skywire-sudph/1"
+
+// Punching.
+const (
+	// PunchTTL is the time-to-live of punch packets: past our NAT and the
+	// next router, not as far as the peer's NAT.
+	PunchTTL = 2
+	// PunchWait is how long the dialer lets both sides punch before QUIC.
+	PunchWait = 150 * time.Millisecond
+	punches   = 3
+)
 
 var quicConfig = &quic.Config{
 	HandshakeIdleTimeout:       10 * time.Second,
@@ -92,11 +109,18 @@ func NewSUDPH(sk cipher.SecKey, resolver *ar.Client, listen string, log *zap.Log
 	if err != nil {
 		return nil, fmt.Errorf("sudph: the address resolver's UDP address: %w", err)
 	}
-	la, err := net.ResolveUDPAddr("udp", listen)
+	// IPv4 unless an IPv6 address is asked for: punches carry an IPv4 TTL.
+	network := "udp4"
+	if host, _, err := net.SplitHostPort(listen); err == nil {
+		if ip := net.ParseIP(host); ip != nil && ip.To4() == nil {
+			network = "udp6"
+		}
+	}
+	la, err := net.ResolveUDPAddr(network, listen)
 	if err != nil {
 		return nil, fmt.Errorf("sudph: %w", err)
 	}
-	udp, err := net.ListenUDP("udp", la)
+	udp, err := net.ListenUDP(network, la)
 	if err != nil {
 		return nil, fmt.Errorf("sudph: listen on %s: %w", listen, err)
 	}
@@ -144,8 +168,15 @@ func (n *SUDPHNet) Dial(ctx context.Context, remote cipher.PubKey) (Conn, error)
 		return nil, err
 	}
 	// Open our NAT towards the peer; the resolver asked the peer to do the
-	// same towards us. QUIC retransmits its handshake until both are open.
-	n.tr.WriteTo(ar.EncodePunch(n.sk.PubKey()), raddr)
+	// same towards us.
+	if err := n.punch(ctx, raddr); err != nil {
+		return nil, err
+	}
+	select {
+	case <-time.After(PunchWait):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	qc, err := n.tr.Dial(ctx, raddr, clientTLS(), quicConfig)
 	if err != nil {
 		return nil, fmt.Errorf("quic handshake with %s: %w", raddr, err)
@@ -317,17 +348,22 @@ func (n *SUDPHNet) readLoop(ctx context.Context, wg *sync.WaitGroup) {
 	}
 }
 
-// punch sends a few PUNCHes to to, so our NAT lets its QUIC packets in.
-func (n *SUDPHNet) punch(ctx context.Context, to *net.UDPAddr) {
+// punch sends a few low-TTL PUNCHes to to, so our NAT lets its packets in
+// without the punches reaching its NAT.
+func (n *SUDPHNet) punch(ctx context.Context, to *net.UDPAddr) error {
 	pkt := ar.EncodePunch(n.sk.PubKey())
-	for i := 0; i < 5; i++ {
-		n.tr.WriteTo(pkt, to)
+	var err error
+	for i := 0; i < punches; i++ {
+		if err = sendTTL(n.udp, pkt, to, PunchTTL); err != nil {
+			n.log.Debug("sudph: punch", zap.NamedError("err", err))
+		}
 		select {
 		case <-ctx.Done():
-			return
-		case <-time.After(time.Duration(50<<i) * time.Millisecond):
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
+	return nil
 }
 
 func sameUDP(a net.Addr, b *net.UDPAddr) bool {

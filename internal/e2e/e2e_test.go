@@ -88,7 +88,14 @@ type process struct {
 
 func start(t *testing.T, prog string, args ...string) *process {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(binDir, prog), args...)
+	return startCmd(t, filepath.Join(binDir, prog), args...)
+}
+
+// startCmd starts any command (`ip netns exec … skywire …`) as a process.
+func startCmd(t *testing.T, name string, args ...string) *process {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	prog := filepath.Base(name)
 	p := &process{cmd: cmd, stderr: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.stderr, p.stderr
 	if err := cmd.Start(); err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/net/ipv4"
 
 	"github.com/skyfleet/skywire/cipher"
 	"github.com/skyfleet/skywire/svc/httpauth"
@@ -51,8 +52,8 @@ type Server struct {
 	now   func() time.Time
 	mux   *http.ServeMux
 
-	udpMu sync.Mutex     // guards udp
-	udp   net.PacketConn // nil until ServeUDP: sudph is then unavailable
+	udpMu sync.Mutex // guards udp
+	udp   *udpConn   // nil until ServeUDP: sudph is then unavailable
 
 	seen *httpauth.Replay[[16]byte] // BIND nonces within their window
 }
@@ -169,32 +170,93 @@ func (s *Server) resolveSUDPH(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	who, _ := httpauth.FromContext(r.Context())
-	mine, err := s.store.Get(r.Context(), sudphPrefix+who.Hex())
+	mine, err := s.sudphBinding(r.Context(), who)
 	if err != nil {
 		httpauth.WriteError(w, http.StatusPreconditionFailed, "bind sudph over UDP first: the resolver must see your address to tell the target")
 		return
 	}
-	theirs, err := s.store.Get(r.Context(), sudphPrefix+target.Hex())
+	theirs, err := s.sudphBinding(r.Context(), target)
 	if err != nil {
 		httpauth.WriteError(w, http.StatusNotFound, target.Short()+" has no sudph address (is it online, with sudph, using this resolver?)")
 		return
 	}
-	to, err := net.ResolveUDPAddr("udp", string(theirs))
+	to, err := net.ResolveUDPAddr("udp", theirs.Addr)
 	if err == nil {
-		_, err = udp.WriteTo(EncodePunchRequest(who, string(mine)), to)
+		// From the address the target bound to: its NAT opened only that.
+		err = udp.send(EncodePunchRequest(who, mine.Addr), to, net.ParseIP(theirs.Via))
 	}
 	if err != nil {
 		httpauth.WriteError(w, http.StatusInternalServerError, "telling the target: "+err.Error())
 		return
 	}
-	httpauth.WriteJSON(w, http.StatusOK, Resolved{Addr: string(theirs)})
+	httpauth.WriteJSON(w, http.StatusOK, Resolved{Addr: theirs.Addr})
+}
+
+// sudphBinding is what the resolver keeps for a sudph bind: where the
+// visor's packets came from, and which of our addresses they came to.
+type sudphBinding struct {
+	Addr string `json:"addr"`
+	Via  string `json:"via,omitempty"`
+}
+
+func (s *Server) sudphBinding(ctx context.Context, pk cipher.PubKey) (sudphBinding, error) {
+	var b sudphBinding
+	raw, err := s.store.Get(ctx, sudphPrefix+pk.Hex())
+	if err == nil {
+		err = json.Unmarshal(raw, &b)
+	}
+	return b, err
+}
+
+// udpConn sends from a chosen local address when the socket is bound to a
+// wildcard one: a multi-homed resolver must answer from the address a
+// packet came to, or the sender's NAT drops the answer.
+type udpConn struct {
+	pc net.PacketConn
+	p4 *ipv4.PacketConn // nil: no control messages here; the kernel picks
+}
+
+func newUDPConn(pc net.PacketConn) *udpConn {
+	u := &udpConn{pc: pc}
+	if ua, ok := pc.LocalAddr().(*net.UDPAddr); ok && ua.IP.To4() != nil {
+		p4 := ipv4.NewPacketConn(pc)
+		if p4.SetControlMessage(ipv4.FlagDst, true) == nil {
+			u.p4 = p4
+		}
+	}
+	return u
+}
+
+// read returns a packet, its sender and the local address it came to.
+func (u *udpConn) read(b []byte) (int, net.Addr, net.IP, error) {
+	if u.p4 == nil {
+		n, from, err := u.pc.ReadFrom(b)
+		return n, from, nil, err
+	}
+	n, cm, from, err := u.p4.ReadFrom(b)
+	var via net.IP
+	if cm != nil {
+		via = cm.Dst
+	}
+	return n, from, via, err
+}
+
+func (u *udpConn) send(b []byte, to net.Addr, via net.IP) error {
+	if u.p4 == nil || via == nil {
+		_, err := u.pc.WriteTo(b, to)
+		return err
+	}
+	_, err := u.p4.WriteTo(b, &ipv4.ControlMessage{Src: via}, to)
+	return err
 }
 
 // ServeUDP answers BINDs on pc until ctx ends, and uses pc to send punch
-// requests. It closes pc.
+// requests. It closes pc. On an IPv4 socket bound to a wildcard address,
+// answers leave from the address each packet came to.
 func (s *Server) ServeUDP(ctx context.Context, pc net.PacketConn) error {
+	udp := newUDPConn(pc)
 	s.udpMu.Lock()
-	s.udp = pc
+	s.udp = udp
 	s.udpMu.Unlock()
 	stop := context.AfterFunc(ctx, func() { pc.Close() })
 	defer stop()
@@ -206,7 +268,7 @@ func (s *Server) ServeUDP(ctx context.Context, pc net.PacketConn) error {
 	}()
 	buf := make([]byte, 2048)
 	for {
-		n, from, err := pc.ReadFrom(buf)
+		n, from, via, err := udp.read(buf)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -224,12 +286,16 @@ func (s *Server) ServeUDP(ctx context.Context, pc net.PacketConn) error {
 		if err != nil || !s.fresh(b) {
 			continue
 		}
-		addr := from.String()
-		err = store.Update(ctx, s.store, sudphPrefix+b.PK.Hex(), BindTTL, func([]byte) ([]byte, error) { return []byte(addr), nil })
+		rec := sudphBinding{Addr: from.String()}
+		if via != nil {
+			rec.Via = via.String()
+		}
+		raw, _ := json.Marshal(rec)
+		err = store.Update(ctx, s.store, sudphPrefix+b.PK.Hex(), BindTTL, func([]byte) ([]byte, error) { return raw, nil })
 		if err != nil {
 			continue
 		}
-		pc.WriteTo(EncodeBound(b.Nonce, addr), from)
+		udp.send(EncodeBound(b.Nonce, rec.Addr), from, via)
 	}
 }
 
