@@ -36,7 +36,9 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, "go env GOMOD:", err)
 			return 1
 		}
-		build := exec.Command("go", "build", "-o", filepath.Join(dir, "skywire"), ".")
+		// Built as `make build` builds it: what users run.
+		build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", filepath.Join(dir, "skywire"), ".")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
 		build.Dir = filepath.Dir(strings.TrimSpace(string(root)))
 		if out, err := build.CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "building skywire: %v\n%s", err, out)
@@ -59,7 +61,7 @@ type result struct {
 }
 
 // sw runs `skywire args…` (or another program name in binDir) to completion.
-func sw(t *testing.T, prog string, args ...string) result {
+func sw(t testing.TB, prog string, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -86,13 +88,13 @@ type process struct {
 	err    error         // Wait's result, set before done closes
 }
 
-func start(t *testing.T, prog string, args ...string) *process {
+func start(t testing.TB, prog string, args ...string) *process {
 	t.Helper()
 	return startCmd(t, filepath.Join(binDir, prog), args...)
 }
 
 // startCmd starts any command (`ip netns exec … skywire …`) as a process.
-func startCmd(t *testing.T, name string, args ...string) *process {
+func startCmd(t testing.TB, name string, args ...string) *process {
 	t.Helper()
 	cmd := exec.Command(name, args...)
 	prog := filepath.Base(name)
@@ -119,7 +121,7 @@ func startCmd(t *testing.T, name string, args ...string) *process {
 
 // stop sends SIGTERM and waits for the exit (failing after a generous bound:
 // a hang, not a speed measurement).
-func (p *process) stop(t *testing.T) int {
+func (p *process) stop(t testing.TB) int {
 	t.Helper()
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -158,7 +160,7 @@ func (s *syncBuffer) String() string {
 }
 
 // shortDir is a temporary directory short enough for unix socket paths.
-func shortDir(t *testing.T) string {
+func shortDir(t testing.TB) string {
 	dir, err := os.MkdirTemp("", "swv")
 	if err != nil {
 		t.Fatal(err)
@@ -176,7 +178,7 @@ type info struct {
 }
 
 // waitInfo polls `skywire cli visor info --json` until the visor answers.
-func waitInfo(t *testing.T, p *process, args ...string) info {
+func waitInfo(t testing.TB, p *process, args ...string) info {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -200,7 +202,7 @@ func waitInfo(t *testing.T, p *process, args ...string) info {
 	}
 }
 
-func configPK(t *testing.T, path string) string {
+func configPK(t testing.TB, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -215,7 +217,7 @@ func configPK(t *testing.T, path string) string {
 	return c.PK
 }
 
-func digest(t *testing.T, path string) [32]byte {
+func digest(t testing.TB, path string) [32]byte {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -304,7 +306,7 @@ func TestTwoVisorsAsProcesses(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -27,7 +27,7 @@ type natNet struct {
 	wan, natA, natB, hostA, hostB string
 }
 
-func needNetns(t *testing.T) {
+func needNetns(t testing.TB) {
 	t.Helper()
 	if runtime.GOOS != "linux" {
 		t.Skip("network namespaces are Linux only")
@@ -42,14 +42,14 @@ func needNetns(t *testing.T) {
 	}
 }
 
-func run(t *testing.T, args ...string) {
+func run(t testing.TB, args ...string) {
 	t.Helper()
 	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 }
 
-func newNatNet(t *testing.T) *natNet {
+func newNatNet(t testing.TB) *natNet {
 	t.Helper()
 	var r [3]byte
 	rand.Read(r[:])

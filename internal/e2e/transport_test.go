@@ -20,7 +20,7 @@ type network struct {
 	proc                       *process
 }
 
-func freePorts(t *testing.T, n int) []int {
+func freePorts(t testing.TB, n int) []int {
 	t.Helper()
 	var ports []int
 	var lns []net.Listener
@@ -43,7 +43,7 @@ func freePorts(t *testing.T, n int) []int {
 	return ports
 }
 
-func startNetwork(t *testing.T) *network {
+func startNetwork(t testing.TB) *network {
 	t.Helper()
 	p := freePorts(t, 4)
 	n := &network{
@@ -76,7 +76,7 @@ func startNetwork(t *testing.T) *network {
 	}
 }
 
-func waitHTTP(t *testing.T, p *process, url string) {
+func waitHTTP(t testing.TB, p *process, url string) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -105,7 +105,7 @@ type visorNode struct {
 	proc                          *process
 }
 
-func newVisor(t *testing.T, dir, name string, n *network) *visorNode {
+func newVisor(t testing.TB, dir, name string, n *network) *visorNode {
 	t.Helper()
 	v := &visorNode{name: name, cfg: filepath.Join(dir, name+".json"), sock: filepath.Join(dir, name+".sock")}
 	v.stcpAddr = fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)[0])
@@ -121,7 +121,7 @@ func newVisor(t *testing.T, dir, name string, n *network) *visorNode {
 }
 
 // edit changes the visor's config file.
-func (v *visorNode) edit(t *testing.T, fn func(cfg map[string]any)) {
+func (v *visorNode) edit(t testing.TB, fn func(cfg map[string]any)) {
 	t.Helper()
 	b, err := os.ReadFile(v.cfg)
 	if err != nil {
@@ -138,7 +138,7 @@ func (v *visorNode) edit(t *testing.T, fn func(cfg map[string]any)) {
 	}
 }
 
-func (v *visorNode) start(t *testing.T) {
+func (v *visorNode) start(t testing.TB) {
 	t.Helper()
 	v.proc = start(t, "skywire", "visor", "run", "-c", v.cfg, "--log-level", "debug")
 	waitInfo(t, v.proc, "--rpc", v.sock)
@@ -151,7 +151,7 @@ type tpInfo struct {
 	RTTMS    float64 `json:"rtt_ms"`
 }
 
-func (v *visorNode) lsTP(t *testing.T) []tpInfo {
+func (v *visorNode) lsTP(t testing.TB) []tpInfo {
 	t.Helper()
 	r := sw(t, "skywire", "cli", "ls-tp", "--rpc", v.sock, "--json")
 	if r.code != 0 {
@@ -164,7 +164,7 @@ func (v *visorNode) lsTP(t *testing.T) []tpInfo {
 	return out
 }
 
-func until(t *testing.T, what string, cond func() bool) {
+func until(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
