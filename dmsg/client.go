@@ -311,10 +311,10 @@ func (c *Client) serveSession(ctx context.Context, s *clientSession) {
 func (c *Client) accept(ys *yamux.Stream) {
 	ys.SetDeadline(time.Now().Add(HandshakeTimeout))
 	refuse := func(st Status) {
-		writeMsg(ys, encodeResponse(st, originDestination, nil))
+		noise.WriteMsg(ys, encodeResponse(st, originDestination, nil))
 		ys.Close()
 	}
-	raw, err := readMsg(ys, maxRequest)
+	raw, err := noise.ReadMsg(ys, maxRequest)
 	if err != nil {
 		ys.Close()
 		return
@@ -358,7 +358,7 @@ func (c *Client) accept(ys *yamux.Stream) {
 		refuse(StatusRefused)
 		return
 	}
-	if err := writeMsg(ys, encodeResponse(StatusOK, originDestination, msg2)); err != nil {
+	if err := noise.WriteMsg(ys, encodeResponse(StatusOK, originDestination, msg2)); err != nil {
 		l.unreserve()
 		ys.Close()
 		return
@@ -497,8 +497,8 @@ func (c *Client) open(ctx context.Context, s *clientSession, dst cipher.PubKey, 
 	stop := context.AfterFunc(ctx, func() { ys.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	var resp []byte
-	if err = writeMsg(ys, raw); err == nil {
-		resp, err = readMsg(ys, maxResponse)
+	if err = noise.WriteMsg(ys, raw); err == nil {
+		resp, err = noise.ReadMsg(ys, maxResponse)
 	}
 	if err != nil {
 		ys.Close()

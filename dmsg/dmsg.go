@@ -33,7 +33,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"time"
 
@@ -232,30 +231,6 @@ func parseResponse(b []byte) (Status, byte, []byte, error) {
 }
 
 const maxResponse = 5 + maxMessage
-
-// writeMsg writes u16 length ‖ body in one Write.
-func writeMsg(w io.Writer, body []byte) error {
-	b := make([]byte, 2+len(body))
-	binary.BigEndian.PutUint16(b, uint16(len(body)))
-	copy(b[2:], body)
-	_, err := w.Write(b)
-	return err
-}
-
-// readMsg reads one u16-framed message of at most maxLen bytes.
-func readMsg(r io.Reader, maxLen int) ([]byte, error) {
-	var hdr [2]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return nil, err
-	}
-	n := int(binary.BigEndian.Uint16(hdr[:]))
-	if n > maxLen {
-		return nil, fmt.Errorf("%w: message of %d bytes (at most %d)", ErrMessage, n, maxLen)
-	}
-	b := make([]byte, n)
-	_, err := io.ReadFull(r, b)
-	return b, err
-}
 
 const maxRequest = reqFixed + maxMessage + cipher.SigSize
 

@@ -209,8 +209,8 @@ func rawRequest(t *testing.T, c *Client, body []byte) (Status, byte) {
 	}
 	defer ys.Close()
 	ys.SetDeadline(time.Now().Add(5 * time.Second))
-	writeMsg(ys, body)
-	resp, err := readMsg(ys, maxResponse)
+	noise.WriteMsg(ys, body)
+	resp, err := noise.ReadMsg(ys, maxResponse)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -247,10 +247,10 @@ func (s *Server) relay(src *session, ys *yamux.Stream, log *zap.Logger) {
 	ys.SetDeadline(time.Now().Add(HandshakeTimeout))
 	refuse := func(st Status, why string, err error) {
 		log.Debug("stream refused", zap.String("why", why), zap.NamedError("err", err))
-		writeMsg(ys, encodeResponse(st, originServer, nil))
+		noise.WriteMsg(ys, encodeResponse(st, originServer, nil))
 		ys.Close()
 	}
-	raw, err := readMsg(ys, maxRequest)
+	raw, err := noise.ReadMsg(ys, maxRequest)
 	if err != nil {
 		ys.Close()
 		return
@@ -298,15 +298,15 @@ func (s *Server) relay(src *session, ys *yamux.Stream, log *zap.Logger) {
 	}
 	ds.SetDeadline(time.Now().Add(HandshakeTimeout))
 	var resp []byte
-	if err = writeMsg(ds, raw); err == nil {
-		resp, err = readMsg(ds, maxResponse)
+	if err = noise.WriteMsg(ds, raw); err == nil {
+		resp, err = noise.ReadMsg(ds, maxResponse)
 	}
 	if err != nil {
 		ds.Close()
 		refuse(StatusFailed, "dst did not answer", err)
 		return
 	}
-	if err := writeMsg(ys, resp); err != nil {
+	if err := noise.WriteMsg(ys, resp); err != nil {
 		ds.Close()
 		ys.Close()
 		return

@@ -299,11 +299,11 @@ func exchange(ctx context.Context, c net.Conn, cfg Config) (*Handshake, error) {
 			if err != nil {
 				return nil, err
 			}
-			if err := writeMessage(c, msg); err != nil {
+			if err := WriteMsg(c, msg); err != nil {
 				return nil, handshakeIOError(ctx, err)
 			}
 		} else {
-			msg, err := readMessage(c)
+			msg, err := ReadMsg(c, maxHandshakeMessage)
 			if err != nil {
 				return nil, handshakeIOError(ctx, err)
 			}
@@ -336,29 +336,30 @@ func handshakeIOError(ctx context.Context, err error) error {
 	return fmt.Errorf("%w: %v", ErrHandshake, err)
 }
 
-func writeMessage(w io.Writer, msg []byte) error {
-	if len(msg) > MaxFrame {
-		return fmt.Errorf("handshake message of %d bytes", len(msg))
+// WriteMsg writes u16 length ‖ body in one Write: the framing of handshake
+// messages, and of the messages protocols exchange around them (dmsg
+// requests, transport settlement).
+func WriteMsg(w io.Writer, body []byte) error {
+	if len(body) > MaxFrame {
+		return fmt.Errorf("%w: message of %d bytes", ErrFrame, len(body))
 	}
-	buf := make([]byte, HeaderSize+len(msg))
-	binary.BigEndian.PutUint16(buf, uint16(len(msg)))
-	copy(buf[HeaderSize:], msg)
+	buf := make([]byte, HeaderSize+len(body))
+	binary.BigEndian.PutUint16(buf, uint16(len(body)))
+	copy(buf[HeaderSize:], body)
 	_, err := w.Write(buf)
 	return err
 }
 
-// maxHandshakeMessage bounds what we allocate for a handshake message: the
-// largest one (XK message 3, with a payload) is far below it.
-const maxHandshakeMessage = 1024
-
-func readMessage(r io.Reader) ([]byte, error) {
+// ReadMsg reads one message written by WriteMsg, refusing (before
+// allocating) one longer than max.
+func ReadMsg(r io.Reader, max int) ([]byte, error) {
 	var hdr [HeaderSize]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return nil, err
 	}
 	n := int(binary.BigEndian.Uint16(hdr[:]))
-	if n > maxHandshakeMessage {
-		return nil, fmt.Errorf("handshake message of %d bytes (at most %d)", n, maxHandshakeMessage)
+	if n > max {
+		return nil, fmt.Errorf("%w: message of %d bytes (at most %d)", ErrFrame, n, max)
 	}
 	msg := make([]byte, n)
 	if _, err := io.ReadFull(r, msg); err != nil {
@@ -366,3 +367,7 @@ func readMessage(r io.Reader) ([]byte, error) {
 	}
 	return msg, nil
 }
+
+// maxHandshakeMessage bounds what we allocate for a handshake message: the
+// largest one (XK message 3, with a payload) is far below it.
+const maxHandshakeMessage = 1024

@@ -4,10 +4,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/skyfleet/skywire/cipher"
+	"github.com/skyfleet/skywire/noise"
 	"github.com/skyfleet/skywire/svc/tpdisc"
 )
 
@@ -49,28 +49,6 @@ func (a answer) String() string {
 
 var errSettle = errors.New("transport settlement failed")
 
-func writeFramed(w io.Writer, body []byte) error {
-	b := make([]byte, 2+len(body))
-	binary.BigEndian.PutUint16(b, uint16(len(body)))
-	copy(b[2:], body)
-	_, err := w.Write(b)
-	return err
-}
-
-func readFramed(r io.Reader, max int) ([]byte, error) {
-	var h [2]byte
-	if _, err := io.ReadFull(r, h[:]); err != nil {
-		return nil, err
-	}
-	n := int(binary.BigEndian.Uint16(h[:]))
-	if n > max {
-		return nil, fmt.Errorf("%w: message of %d bytes", errSettle, n)
-	}
-	b := make([]byte, n)
-	_, err := io.ReadFull(r, b)
-	return b, err
-}
-
 // sendHello starts the settlement as the dialer and returns the entry it
 // signed.
 func sendHello(c Conn, sk cipher.SecKey, typ Type) (tpdisc.Entry, error) {
@@ -83,14 +61,14 @@ func sendHello(c Conn, sk cipher.SecKey, typ Type) (tpdisc.Entry, error) {
 	b = append(b, typ...)
 	b = binary.BigEndian.AppendUint64(b, uint64(e.Timestamp))
 	b = append(b, sig[:]...)
-	return e, writeFramed(c, b)
+	return e, noise.WriteMsg(c, b)
 }
 
 // readHello reads the dialer's HELLO on an accepted Conn of type typ (local
 // is our key) and returns the entry and the dialer's verified signature.
 func readHello(c Conn, local cipher.PubKey, typ Type) (tpdisc.Entry, cipher.Sig, error) {
 	var e tpdisc.Entry
-	b, err := readFramed(c, 128)
+	b, err := noise.ReadMsg(c, 128)
 	if err != nil {
 		return e, cipher.Sig{}, fmt.Errorf("%w: reading hello: %v", errSettle, err)
 	}
@@ -119,12 +97,12 @@ func readHello(c Conn, local cipher.PubKey, typ Type) (tpdisc.Entry, cipher.Sig,
 }
 
 func writeAnswer(c Conn, a answer, sig cipher.Sig) error {
-	return writeFramed(c, append([]byte{settleVersion, byte(a)}, sig[:]...))
+	return noise.WriteMsg(c, append([]byte{settleVersion, byte(a)}, sig[:]...))
 }
 
 // readAnswer reads the acceptor's answer to e and verifies its signature.
 func readAnswer(c Conn, e tpdisc.Entry) (answer, cipher.Sig, error) {
-	b, err := readFramed(c, 128)
+	b, err := noise.ReadMsg(c, 128)
 	if err != nil {
 		return 0, cipher.Sig{}, fmt.Errorf("%w: reading the answer: %v", errSettle, err)
 	}

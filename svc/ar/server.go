@@ -124,17 +124,8 @@ func (s *Server) unbindSTCPR(w http.ResponseWriter, r *http.Request) {
 	httpauth.WriteJSON(w, http.StatusOK, map[string]string{"unbound": pk.Hex()})
 }
 
-func pathPK(w http.ResponseWriter, r *http.Request) (cipher.PubKey, bool) {
-	pk, err := cipher.ParsePubKey(r.PathValue("pk"))
-	if err != nil {
-		httpauth.WriteError(w, http.StatusBadRequest, err.Error())
-		return pk, false
-	}
-	return pk, true
-}
-
 func (s *Server) resolveSTCPR(w http.ResponseWriter, r *http.Request) {
-	pk, ok := pathPK(w, r)
+	pk, ok := httpauth.PathPK(w, r)
 	if !ok {
 		return
 	}
@@ -158,7 +149,7 @@ func (s *Server) resolveSTCPR(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) resolveSUDPH(w http.ResponseWriter, r *http.Request) {
-	target, ok := pathPK(w, r)
+	target, ok := httpauth.PathPK(w, r)
 	if !ok {
 		return
 	}

@@ -9,7 +9,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/skyfleet/skywire/cipher"
 	"github.com/skyfleet/skywire/internal/configfile"
 	"github.com/skyfleet/skywire/svc/httpauth"
 	"github.com/skyfleet/skywire/svc/store"
@@ -111,17 +110,8 @@ func (s *Server) postEntry(w http.ResponseWriter, r *http.Request) {
 	w.Write(raw)
 }
 
-func pathPK(w http.ResponseWriter, r *http.Request) (cipher.PubKey, bool) {
-	pk, err := cipher.ParsePubKey(r.PathValue("pk"))
-	if err != nil {
-		httpauth.WriteError(w, http.StatusBadRequest, err.Error())
-		return pk, false
-	}
-	return pk, true
-}
-
 func (s *Server) getEntry(w http.ResponseWriter, r *http.Request) {
-	pk, ok := pathPK(w, r)
+	pk, ok := httpauth.PathPK(w, r)
 	if !ok {
 		return
 	}
@@ -139,7 +129,7 @@ func (s *Server) getEntry(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) deleteEntry(w http.ResponseWriter, r *http.Request) {
-	pk, ok := pathPK(w, r)
+	pk, ok := httpauth.PathPK(w, r)
 	if !ok {
 		return
 	}

@@ -136,3 +136,14 @@ func ReadJSON(w http.ResponseWriter, r *http.Request, max int64, v any) bool {
 	}
 	return true
 }
+
+// PathPK parses the request's {pk} path value, answering 400 if it is not a
+// public key.
+func PathPK(w http.ResponseWriter, r *http.Request) (cipher.PubKey, bool) {
+	pk, err := cipher.ParsePubKey(r.PathValue("pk"))
+	if err != nil {
+		WriteError(w, http.StatusBadRequest, err.Error())
+		return pk, false
+	}
+	return pk, true
+}
