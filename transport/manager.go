@@ -40,7 +40,10 @@ type Config struct {
 	Keepalive time.Duration
 	// MaxTransports bounds the transports (DefaultMaxTransports).
 	MaxTransports int
-	Log           *zap.Logger
+	// WriteTimeout closes a transport whose peer takes no data for this
+	// long (DefaultWriteTimeout).
+	WriteTimeout time.Duration
+	Log          *zap.Logger
 }
 
 // Persistent names a transport to keep up.
@@ -86,6 +89,9 @@ func NewManager(cfg Config) *Manager {
 	}
 	if cfg.MaxTransports <= 0 {
 		cfg.MaxTransports = DefaultMaxTransports
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
 	}
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
@@ -400,7 +406,7 @@ func (m *Manager) accept(ctx context.Context, typ Type, c Conn) {
 // install makes c a running transport, replacing an older one to the same
 // peer and type.
 func (m *Manager) install(c Conn, typ Type, se tpdisc.SignedEntry, dialer bool) (*Transport, error) {
-	tp := newTransport(c, typ, se, dialer, m.log)
+	tp := newTransport(c, typ, se, dialer, m.cfg.WriteTimeout, m.log)
 	k := key{tp.remote, typ}
 	m.mu.Lock()
 	if m.closed {

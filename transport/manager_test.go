@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -210,6 +211,33 @@ func TestDeadPeerNoticed(t *testing.T) {
 		t.Fatalf("closed with %v, want ErrDead", tp.Err())
 	}
 	eventually(t, "removed from the manager", func() bool { return len(a.m.Transports()) == 0 })
+}
+
+// A peer that stops reading while we send does not hang our writer: the
+// write times out and the transport closes.
+func TestStalledPeerWhileSending(t *testing.T) {
+	hub := newHub()
+	slow := func(c *Config) { c.WriteTimeout = 300 * time.Millisecond; c.Keepalive = time.Hour }
+	a, b := startNode(t, hub, cipher.SecKey{}, slow), startNode(t, hub, cipher.SecKey{}, slow)
+	tp := dial(t, a, b)
+	eventually(t, "b has it", func() bool { return len(b.m.Transports()) == 1 })
+	b.m.Transports()[0].conn.(*memConn).stalled.Store(true)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pkt := NewPacket(PacketData, 1, make([]byte, 1000))
+		for tp.WritePacket(pkt) == nil {
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the writer hung on a peer that stopped reading")
+	}
+	<-tp.Done()
+	if !errors.Is(tp.Err(), os.ErrDeadlineExceeded) {
+		t.Fatalf("closed with %v, want a write deadline", tp.Err())
+	}
 }
 
 func TestPersistentRedial(t *testing.T) {

@@ -49,6 +49,7 @@ type memConn struct {
 	net.Conn
 	remote    cipher.PubKey
 	frozen    *atomic.Bool // shared by both ends
+	stalled   atomic.Bool  // this end stops reading (its writer keeps going)
 	closed    chan struct{}
 	closeOnce sync.Once
 }
@@ -67,6 +68,10 @@ func (c *memConn) Write(p []byte) (int, error) {
 }
 
 func (c *memConn) Read(p []byte) (int, error) {
+	if c.stalled.Load() {
+		<-c.closed
+		return 0, net.ErrClosed
+	}
 	n, err := c.Conn.Read(p)
 	if c.frozen.Load() {
 		<-c.closed

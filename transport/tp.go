@@ -21,6 +21,10 @@ var (
 	errRemoved  = errors.New("removed on request")
 )
 
+// DefaultWriteTimeout bounds one packet write: a peer that takes no data
+// for this long is gone (or unusable), and its transport closes.
+const DefaultWriteTimeout = 20 * time.Second
+
 // readBufSize holds two whole packets, so after moving a partial packet to
 // the front there is always room to decrypt a full frame straight in.
 const readBufSize = 2 * MaxPacket
@@ -36,7 +40,9 @@ type Transport struct {
 	entry   tpdisc.SignedEntry
 	log     *zap.Logger
 
-	wmu sync.Mutex // serialises writes to conn
+	wmu          sync.Mutex // serialises writes to conn; guards wdeadline
+	wdeadline    time.Time  // the write deadline last set on conn
+	writeTimeout time.Duration
 
 	sent, recv atomic.Uint64 // packet bytes
 	rtt        atomic.Int64  // last round trip, ns (0: not measured yet)
@@ -49,10 +55,10 @@ type Transport struct {
 	doneErr error // why it closed; set before done closes
 }
 
-func newTransport(c Conn, typ Type, se tpdisc.SignedEntry, dialer bool, log *zap.Logger) *Transport {
+func newTransport(c Conn, typ Type, se tpdisc.SignedEntry, dialer bool, writeTimeout time.Duration, log *zap.Logger) *Transport {
 	t := &Transport{
 		id: se.Entry.ID, typ: typ, remote: c.RemotePK(), dialer: dialer, created: time.Now(),
-		conn: c, entry: se, pongs: make(chan [8]byte, 1), done: make(chan struct{}),
+		conn: c, entry: se, pongs: make(chan [8]byte, 1), done: make(chan struct{}), writeTimeout: writeTimeout,
 	}
 	t.log = log.With(zap.String("tp_id", t.id.String()), zap.String("remote", t.remote.Hex()), zap.String("type", string(typ)))
 	t.lastRecv.Store(time.Now().UnixNano())
@@ -102,6 +108,25 @@ func (t *Transport) Err() error {
 func (t *Transport) WritePacket(p Packet) error {
 	t.wmu.Lock()
 	defer t.wmu.Unlock()
+	return t.writeLocked(p)
+}
+
+// tryWritePacket sends p unless a write is in progress (then the peer is
+// hearing from us anyway).
+func (t *Transport) tryWritePacket(p Packet) {
+	if t.wmu.TryLock() {
+		t.writeLocked(p)
+		t.wmu.Unlock()
+	}
+}
+
+func (t *Transport) writeLocked(p Packet) error {
+	// Renew the deadline only when half of it is gone: not a timer
+	// update per packet.
+	if now := time.Now(); t.wdeadline.Sub(now) < t.writeTimeout/2 {
+		t.wdeadline = now.Add(t.writeTimeout)
+		t.conn.SetWriteDeadline(t.wdeadline)
+	}
 	select {
 	case <-t.done:
 		return fmt.Errorf("%w: %v", ErrClosed, t.doneErr)
@@ -200,7 +225,7 @@ func (t *Transport) keepLoop(interval, deadAfter time.Duration) {
 	ping := func() {
 		var ts [8]byte
 		binary.BigEndian.PutUint64(ts[:], uint64(time.Now().UnixNano()))
-		t.WritePacket(NewPacket(PacketPing, 0, ts[:]))
+		t.tryWritePacket(NewPacket(PacketPing, 0, ts[:]))
 	}
 	ping() // a first RTT at once
 	for {
@@ -208,7 +233,7 @@ func (t *Transport) keepLoop(interval, deadAfter time.Duration) {
 		case <-t.done:
 			return
 		case ts := <-t.pongs:
-			t.WritePacket(NewPacket(PacketPong, 0, ts[:]))
+			t.tryWritePacket(NewPacket(PacketPong, 0, ts[:]))
 		case <-tick.C:
 			if silent := time.Since(time.Unix(0, t.lastRecv.Load())); silent > deadAfter {
 				t.close(fmt.Errorf("%w: nothing received for %v", ErrDead, silent.Round(time.Second)))
