@@ -14,9 +14,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/skyfleet/skywire/cipher"
+	"github.com/skyfleet/skywire/internal/replay"
 	"github.com/skyfleet/skywire/noise"
 	"github.com/skyfleet/skywire/svc/dmsgdisc"
-	"github.com/skyfleet/skywire/svc/httpauth"
 )
 
 // ClientConfig configures a dmsg client.
@@ -36,7 +36,7 @@ type Client struct {
 	pk     cipher.PubKey
 	log    *zap.Logger
 	disc   *dmsgdisc.Client
-	replay *httpauth.Replay[[49]byte]
+	replay *replay.Cache[[49]byte]
 
 	mu        sync.Mutex                       // guards sessions, listeners, ports, nextPort, closed, runCtx
 	sessions  map[cipher.PubKey]*clientSession // by server key
@@ -76,7 +76,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		pk:        cfg.SK.PubKey(),
 		log:       cfg.Log,
 		disc:      dmsgdisc.NewClient(cfg.Discovery, cfg.SK),
-		replay:    httpauth.NewReplay[[49]byte](1<<16, 2*MaxClockSkew),
+		replay:    replay.New[[49]byte](1<<16, 2*MaxClockSkew),
 		sessions:  map[cipher.PubKey]*clientSession{},
 		listeners: map[uint16]*Listener{},
 		ports:     map[uint16]bool{},

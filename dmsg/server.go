@@ -12,9 +12,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/skyfleet/skywire/cipher"
+	"github.com/skyfleet/skywire/internal/replay"
 	"github.com/skyfleet/skywire/noise"
 	"github.com/skyfleet/skywire/svc/dmsgdisc"
-	"github.com/skyfleet/skywire/svc/httpauth"
 )
 
 // ServerConfig configures a dmsg server.
@@ -42,7 +42,7 @@ type Server struct {
 	pk     cipher.PubKey
 	log    *zap.Logger
 	disc   *dmsgdisc.Client
-	replay *httpauth.Replay[[49]byte] // (src pk, nonce) of requests within their window
+	replay *replay.Cache[[49]byte] // (src pk, nonce) of requests within their window
 
 	mu       sync.Mutex // guards sessions
 	sessions map[cipher.PubKey]*session
@@ -76,7 +76,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		pk:       cfg.SK.PubKey(),
 		log:      cfg.Log,
 		disc:     dmsgdisc.NewClient(cfg.Discovery, cfg.SK),
-		replay:   httpauth.NewReplay[[49]byte](1<<20, 2*MaxClockSkew),
+		replay:   replay.New[[49]byte](1<<20, 2*MaxClockSkew),
 		sessions: map[cipher.PubKey]*session{},
 		changed:  make(chan struct{}, 1),
 	}, nil

@@ -32,9 +32,11 @@ type Config struct {
 	// Discovery, if set, is where dialled transports are registered.
 	Discovery *tpdisc.Client
 	// Handler receives every packet that is not the transport's own
-	// (route id ≠ 0), on the transport's reader goroutine; the packet is
-	// valid until it returns. Nil drops them.
+	// (route-0 ping, pong and keepalive), on the transport's reader
+	// goroutine; the packet is valid until it returns. Nil drops them.
 	Handler func(*Transport, Packet)
+	// OnClose, if set, is called (once) when a transport has closed.
+	OnClose func(*Transport)
 	// Keepalive is the ping interval (DefaultKeepalive); a transport that
 	// hears nothing for three intervals closes.
 	Keepalive time.Duration
@@ -423,9 +425,12 @@ func (m *Manager) install(c Conn, typ Type, se tpdisc.SignedEntry, dialer bool) 
 	if old != nil {
 		old.close(errReplaced)
 	}
+	m.mu.Lock()
+	handler := m.cfg.Handler
+	m.mu.Unlock()
 	go func() {
 		defer m.wg.Done()
-		tp.readLoop(m.cfg.Handler)
+		tp.readLoop(handler)
 	}()
 	go func() {
 		defer m.wg.Done()
@@ -485,7 +490,29 @@ func (m *Manager) watch(tp *Transport) {
 	}
 	m.mu.Unlock()
 	m.notify()
+	m.mu.Lock()
+	onClose := m.cfg.OnClose
+	m.mu.Unlock()
+	if onClose != nil {
+		onClose(tp)
+	}
 	tp.log.Info("transport down", zap.NamedError("err", tp.Err()))
+}
+
+// Find returns the open transport of type typ to pk, or nil.
+func (m *Manager) Find(pk cipher.PubKey, typ Type) *Transport {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.tps[key{pk, typ}]
+}
+
+// SetHandler sets the packet handler for transports installed from now on
+// (call it before Run: the router and the manager are made in either
+// order).
+func (m *Manager) SetHandler(h func(*Transport, Packet), onClose func(*Transport)) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.cfg.Handler, m.cfg.OnClose = h, onClose
 }
 
 // persistLoop redials persistent transports that are down, with backoff,

@@ -162,7 +162,7 @@ func (t *Transport) readLoop(handle func(*Transport, Packet)) {
 	start, end := 0, 0
 	onPacket := func(p Packet) {
 		t.recv.Add(uint64(len(p)))
-		if p.RouteID() == 0 {
+		if p.RouteID() == 0 && isControl(p.Type()) {
 			t.control(p)
 			return
 		}
@@ -197,7 +197,13 @@ func (t *Transport) readLoop(handle func(*Transport, Packet)) {
 	}
 }
 
-// control handles a route-0 packet.
+// isControl: the packet types a transport answers itself on route 0 (the
+// others on route 0, route setup, go to the handler).
+func isControl(t PacketType) bool {
+	return t == PacketPing || t == PacketPong || t == PacketKeepalive
+}
+
+// control handles a route-0 control packet.
 func (t *Transport) control(p Packet) {
 	switch p.Type() {
 	case PacketPing:

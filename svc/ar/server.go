@@ -15,6 +15,7 @@ import (
 	"golang.org/x/net/ipv4"
 
 	"github.com/skyfleet/skywire/cipher"
+	"github.com/skyfleet/skywire/internal/replay"
 	"github.com/skyfleet/skywire/svc/httpauth"
 	"github.com/skyfleet/skywire/svc/store"
 )
@@ -55,7 +56,7 @@ type Server struct {
 	udpMu sync.Mutex // guards udp
 	udp   *udpConn   // nil until ServeUDP: sudph is then unavailable
 
-	seen *httpauth.Replay[[16]byte] // BIND nonces within their window
+	seen *replay.Cache[[16]byte] // BIND nonces within their window
 }
 
 // NewServer returns the resolver over s.
@@ -63,7 +64,7 @@ func NewServer(s store.Store, log *zap.Logger) *Server {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	srv := &Server{store: s, auth: httpauth.NewVerifier(1 << 20), log: log, now: time.Now, mux: http.NewServeMux(), seen: httpauth.NewReplay[[16]byte](1<<20, 2*MaxClockSkew)}
+	srv := &Server{store: s, auth: httpauth.NewVerifier(1 << 20), log: log, now: time.Now, mux: http.NewServeMux(), seen: replay.New[[16]byte](1<<20, 2*MaxClockSkew)}
 	srv.mux.Handle("POST /v1/bind/stcpr", srv.auth.Require(maxBody, http.HandlerFunc(srv.bindSTCPR)))
 	srv.mux.Handle("DELETE /v1/bind/stcpr", srv.auth.Require(0, http.HandlerFunc(srv.unbindSTCPR)))
 	srv.mux.Handle("GET /v1/resolve/stcpr/{pk}", srv.auth.Require(0, http.HandlerFunc(srv.resolveSTCPR)))

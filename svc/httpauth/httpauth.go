@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/skyfleet/skywire/cipher"
+	"github.com/skyfleet/skywire/internal/replay"
 )
 
 // Header names.
@@ -96,7 +97,7 @@ func signAt(req *http.Request, body []byte, sk cipher.SecKey, at time.Time) erro
 // Verifier checks signed requests and remembers nonces for the window.
 type Verifier struct {
 	now  func() time.Time
-	seen *Replay[nonceKey]
+	seen *replay.Cache[nonceKey]
 }
 
 type nonceKey struct {
@@ -107,7 +108,7 @@ type nonceKey struct {
 // NewVerifier returns a verifier whose replay cache holds up to maxNonces
 // entries (each lives 2×Window).
 func NewVerifier(maxNonces int) *Verifier {
-	return &Verifier{now: time.Now, seen: NewReplay[nonceKey](maxNonces, 2*Window)}
+	return &Verifier{now: time.Now, seen: replay.New[nonceKey](maxNonces, 2*Window)}
 }
 
 // Verify checks the request's signature headers against body and returns the
@@ -145,8 +146,11 @@ func (v *Verifier) Verify(r *http.Request, body []byte) (cipher.PubKey, error) {
 		return cipher.PubKey{}, ErrBadSig
 	}
 	// Only a verified request may take a place in the cache.
-	if err := v.seen.Add(nk, now); err != nil {
-		return cipher.PubKey{}, err
+	switch err := v.seen.Add(nk, now); {
+	case errors.Is(err, replay.ErrReplayed):
+		return cipher.PubKey{}, ErrReplayed
+	case err != nil:
+		return cipher.PubKey{}, ErrBusy
 	}
 	return pk, nil
 }
