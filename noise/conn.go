@@ -55,10 +55,12 @@ type Conn struct {
 
 	// Rekey thresholds: RekeyFrames and RekeyBytes (tests lower them).
 	rekeyFrames, rekeyBytes uint64
+	// maxPlain is the most plaintext Write puts in one frame.
+	maxPlain int
 }
 
 func newConn(c net.Conn, send, recv *cipherState, local, remote cipher.PubKey) *Conn {
-	return &Conn{c: c, send: send, recv: recv, local: local, remote: remote, rekeyFrames: RekeyFrames, rekeyBytes: RekeyBytes}
+	return &Conn{c: c, send: send, recv: recv, local: local, remote: remote, rekeyFrames: RekeyFrames, rekeyBytes: RekeyBytes, maxPlain: MaxPlaintext}
 }
 
 // LocalPK is our static key.
@@ -66,6 +68,14 @@ func (c *Conn) LocalPK() cipher.PubKey { return c.local }
 
 // RemotePK is the peer's authenticated static key.
 func (c *Conn) RemotePK() cipher.PubKey { return c.remote }
+
+// SetMaxPlaintext makes Write put at most n bytes of plaintext in a frame
+// (so that frames fit a carrier's packets). Call it before the first Write.
+func (c *Conn) SetMaxPlaintext(n int) {
+	c.wmu.Lock()
+	c.maxPlain = max(1, min(n, MaxPlaintext))
+	c.wmu.Unlock()
+}
 
 // Cipher is the session's transport-phase cipher.
 func (c *Conn) Cipher() Cipher { return c.send.kind }
@@ -203,7 +213,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 		rekeyed := false
 		off, taken := 0, 0
 		for len(p) > 0 && off+HeaderSize+TagSize < len(buf) {
-			chunk := min(len(p), MaxPlaintext, len(buf)-off-HeaderSize-TagSize)
+			chunk := min(len(p), c.maxPlain, len(buf)-off-HeaderSize-TagSize)
 			// Sealed straight from p into the frame: one pass, no copy.
 			ct, err := c.send.seal(buf[off+HeaderSize:off+HeaderSize], p[:chunk])
 			if err != nil {

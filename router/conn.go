@@ -1,0 +1,397 @@
+package router
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/skyfleet/skywire/cipher"
+	"github.com/skyfleet/skywire/noise"
+	"github.com/skyfleet/skywire/transport"
+)
+
+// Addr is a routing address: a visor's key and a port.
+type Addr struct {
+	PK   cipher.PubKey
+	Port uint16
+}
+
+// Network implements net.Addr.
+func (Addr) Network() string { return "skywire" }
+
+// String is "pk:port".
+func (a Addr) String() string { return a.PK.Hex() + ":" + strconv.Itoa(int(a.Port)) }
+
+// Errors a route reports.
+var (
+	ErrRouteClosed = errors.New("route closed")
+	errWindow      = errors.New("the peer sent more than its credit allows")
+)
+
+// routeConn is one end of a route: the bytes of one app connection, as
+// DATA packets out on a link and in through a consume rule. The sender may
+// have at most `window` bytes unconsumed at the receiver (credit); the
+// receiver returns credit with WINDOW-UPDATE as its reader consumes.
+type routeConn struct {
+	r      *Router
+	local  Addr
+	remote Addr
+	inID   uint32 // our consume rule
+	hops   []Hop  // the path from the initiator
+	window int
+
+	mu       sync.Mutex // guards the fields below
+	out      *link      // nil until set up
+	outID    uint32
+	rq       []*pbuf // received payloads (payload only, b.b[:b.n])
+	roff     int     // read offset in rq[0]
+	rbytes   int     // bytes in rq not yet read
+	unacked  int     // bytes read since the last WINDOW-UPDATE
+	credit   int     // bytes we may still send
+	rdl, wdl time.Time
+	closed   bool  // closed by this end
+	ended    error // the route ended (the other end closed it, or it was lost)
+	wake     chan struct{}
+	lastRecv time.Time
+	lastSent time.Time
+	rtts     []time.Duration // per hop, from the setup
+	pong     chan int64      // echoed ping timestamps
+}
+
+func newRouteConn(r *Router, local, remote Addr, hops []Hop) *routeConn {
+	now := time.Now()
+	return &routeConn{
+		r: r, local: local, remote: remote, hops: hops, window: r.cfg.Window, credit: r.cfg.Window,
+		wake: make(chan struct{}), lastRecv: now, lastSent: now, pong: make(chan int64, 1),
+	}
+}
+
+// signalLocked wakes every waiter to re-check the state.
+func (c *routeConn) signalLocked() {
+	close(c.wake)
+	c.wake = make(chan struct{})
+}
+
+// wait blocks until the state changes or the deadline passes (returning a
+// timeout). The caller holds c.mu; wait releases it while waiting.
+func (c *routeConn) waitLocked(deadline time.Time) error {
+	ch := c.wake
+	if deadline.IsZero() {
+		c.mu.Unlock()
+		<-ch
+		c.mu.Lock()
+		return nil
+	}
+	d := time.Until(deadline)
+	if d <= 0 {
+		return os.ErrDeadlineExceeded
+	}
+	t := time.NewTimer(d)
+	c.mu.Unlock()
+	select {
+	case <-ch:
+	case <-t.C:
+	}
+	t.Stop()
+	c.mu.Lock()
+	if !deadline.IsZero() && !time.Now().Before(deadline) {
+		return os.ErrDeadlineExceeded
+	}
+	return nil
+}
+
+// Read returns received bytes; io.EOF once the other end closed the route.
+func (c *routeConn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	c.mu.Lock()
+	for {
+		if c.closed {
+			c.mu.Unlock()
+			return 0, net.ErrClosed
+		}
+		if c.rbytes > 0 {
+			break
+		}
+		if c.ended != nil {
+			err := c.ended
+			c.mu.Unlock()
+			return 0, err
+		}
+		if !c.rdl.IsZero() && !time.Now().Before(c.rdl) {
+			c.mu.Unlock()
+			return 0, os.ErrDeadlineExceeded
+		}
+		if err := c.waitLocked(c.rdl); err != nil {
+			c.mu.Unlock()
+			return 0, err
+		}
+	}
+	n := 0
+	for n < len(p) && len(c.rq) > 0 {
+		b := c.rq[0]
+		k := copy(p[n:], b.b[c.roff:b.n])
+		n += k
+		c.roff += k
+		if c.roff == b.n {
+			c.rq[0] = nil
+			c.rq = c.rq[1:]
+			c.roff = 0
+			b.put()
+		}
+	}
+	c.rbytes -= n
+	c.unacked += n
+	var credit int
+	if c.unacked >= c.window/4 && c.out != nil {
+		credit, c.unacked = c.unacked, 0
+	}
+	out, outID := c.out, c.outID
+	c.mu.Unlock()
+	if credit > 0 {
+		var b [4]byte
+		binary.BigEndian.PutUint32(b[:], uint32(credit))
+		c.sendControl(out, outID, transport.PacketWindowUpdate, b[:])
+	}
+	return n, nil
+}
+
+// Write sends p as DATA packets, waiting for credit.
+func (c *routeConn) Write(p []byte) (int, error) {
+	total := 0
+	for len(p) > 0 {
+		c.mu.Lock()
+		for {
+			switch {
+			case c.closed:
+				c.mu.Unlock()
+				return total, net.ErrClosed
+			case c.ended != nil:
+				err := c.ended
+				c.mu.Unlock()
+				if errors.Is(err, io.EOF) {
+					err = fmt.Errorf("%w: the other end closed it", ErrRouteClosed)
+				}
+				return total, err
+			case !c.wdl.IsZero() && !time.Now().Before(c.wdl):
+				c.mu.Unlock()
+				return total, os.ErrDeadlineExceeded
+			}
+			if c.credit > 0 {
+				break
+			}
+			if err := c.waitLocked(c.wdl); err != nil {
+				c.mu.Unlock()
+				return total, err
+			}
+		}
+		chunk := min(len(p), transport.MaxPayload, c.credit)
+		c.credit -= chunk
+		c.lastSent = time.Now()
+		out, outID := c.out, c.outID
+		c.mu.Unlock()
+		b := getPbuf()
+		copy(b.b[transport.HeaderSize:], p[:chunk])
+		b.n = len(transport.MakePacket(b.b, transport.PacketData, outID, chunk))
+		if !out.enqueue(outID, b) {
+			c.end(fmt.Errorf("%w: %v", ErrRouteClosed, "its transport closed"))
+			return total, fmt.Errorf("%w: its transport closed", ErrRouteClosed)
+		}
+		p = p[chunk:]
+		total += chunk
+	}
+	return total, nil
+}
+
+func (c *routeConn) sendControl(out *link, rid uint32, typ transport.PacketType, payload []byte) bool {
+	if out == nil {
+		return false
+	}
+	b := getPbuf()
+	copy(b.b[transport.HeaderSize:], payload)
+	b.n = len(transport.MakePacket(b.b, typ, rid, len(payload)))
+	return out.enqueue(rid, b)
+}
+
+// handle takes a packet that arrived on the consume rule (on the transport
+// reader: it never blocks).
+func (c *routeConn) handle(p transport.Packet) {
+	c.mu.Lock()
+	c.lastRecv = time.Now()
+	switch p.Type() {
+	case transport.PacketData:
+		pl := p.Payload()
+		if c.closed {
+			c.mu.Unlock()
+			return
+		}
+		if c.rbytes+len(pl) > c.window+transport.MaxPayload {
+			c.mu.Unlock()
+			c.r.closeRoute(c, closeProtocol, errWindow)
+			return
+		}
+		b := getPbuf()
+		b.n = copy(b.b, pl)
+		c.rq = append(c.rq, b)
+		c.rbytes += b.n
+		c.signalLocked()
+	case transport.PacketWindowUpdate:
+		if len(p.Payload()) == 4 {
+			c.credit += int(binary.BigEndian.Uint32(p.Payload()))
+			c.signalLocked()
+		}
+	case transport.PacketPing:
+		out, outID := c.out, c.outID
+		c.mu.Unlock()
+		c.sendControl(out, outID, transport.PacketPong, p.Payload())
+		return
+	case transport.PacketPong:
+		if len(p.Payload()) == 8 {
+			select {
+			case c.pong <- int64(binary.BigEndian.Uint64(p.Payload())):
+			default:
+			}
+		}
+	}
+	c.mu.Unlock()
+}
+
+// end marks the route ended by the other side or the network (reads see
+// err after the buffered bytes).
+func (c *routeConn) end(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended == nil {
+		c.ended = err
+		c.signalLocked()
+	}
+}
+
+// Close closes the route on every hop.
+func (c *routeConn) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	ended := c.ended != nil
+	for _, b := range c.rq {
+		b.put()
+	}
+	c.rq, c.rbytes = nil, 0
+	c.signalLocked()
+	out, outID := c.out, c.outID
+	c.mu.Unlock()
+	if !ended {
+		c.sendControl(out, outID, transport.PacketClose, []byte{closeByEnd})
+	}
+	c.r.removeRule(c.inID)
+	return nil
+}
+
+// ping sends one route ping and waits for its pong.
+func (c *routeConn) ping(ctx context.Context) (time.Duration, error) {
+	c.mu.Lock()
+	out, outID := c.out, c.outID
+	c.mu.Unlock()
+	sent := time.Now().UnixNano()
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(sent))
+	if !c.sendControl(out, outID, transport.PacketPing, b[:]) {
+		return 0, ErrRouteClosed
+	}
+	for {
+		select {
+		case ts := <-c.pong:
+			if ts == sent {
+				return time.Duration(time.Now().UnixNano() - sent), nil
+			}
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+}
+
+func (c *routeConn) LocalAddr() net.Addr  { return c.local }
+func (c *routeConn) RemoteAddr() net.Addr { return c.remote }
+
+func (c *routeConn) SetDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.rdl, c.wdl = t, t
+	c.signalLocked()
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *routeConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.rdl = t
+	c.signalLocked()
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *routeConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.wdl = t
+	c.signalLocked()
+	c.mu.Unlock()
+	return nil
+}
+
+// Conn is an app connection over a route: the route's bytes, end-to-end
+// encrypted (Noise KK) on routes of two or more hops.
+type Conn struct {
+	net.Conn
+	raw     *routeConn
+	once    sync.Once
+	release func() // frees a dialled route's local port
+}
+
+// Close closes the route on every hop.
+func (c *Conn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() {
+		if c.release != nil {
+			c.release()
+		}
+	})
+	return err
+}
+
+func newConn(raw *routeConn, nc *noise.Conn) *Conn {
+	if nc == nil {
+		return &Conn{Conn: raw, raw: raw}
+	}
+	nc.SetMaxPlaintext(transport.MaxPayload - noise.HeaderSize - noise.TagSize)
+	return &Conn{Conn: nc, raw: raw}
+}
+
+// LocalAddr is our routing address.
+func (c *Conn) LocalAddr() net.Addr { return c.raw.local }
+
+// RemoteAddr is the other end's routing address.
+func (c *Conn) RemoteAddr() net.Addr { return c.raw.remote }
+
+// Hops is the path from the initiator to the responder.
+func (c *Conn) Hops() []Hop { return c.raw.hops }
+
+// HopRTTs is the round trip of each hop's transport when the route was set
+// up (initiator side; nil on the responder).
+func (c *Conn) HopRTTs() []time.Duration {
+	c.raw.mu.Lock()
+	defer c.raw.mu.Unlock()
+	return c.raw.rtts
+}
+
+// Ping measures the route's round trip.
+func (c *Conn) Ping(ctx context.Context) (time.Duration, error) { return c.raw.ping(ctx) }
