@@ -23,6 +23,7 @@ import (
 	"github.com/skyfleet/skywire/svc/ar"
 	"github.com/skyfleet/skywire/svc/dmsgdisc"
 	"github.com/skyfleet/skywire/svc/httpauth"
+	"github.com/skyfleet/skywire/svc/rf"
 	"github.com/skyfleet/skywire/svc/store"
 	"github.com/skyfleet/skywire/svc/tpdisc"
 	"github.com/skyfleet/skywire/visor"
@@ -44,7 +45,7 @@ func svcApp(e env) *ucli.App {
 			{
 				Name:  "all",
 				Usage: "every service in one process: a private network's infrastructure",
-				Description: "Runs the dmsg discovery, a dmsg server, the transport discovery and the address resolver\n" +
+				Description: "Runs the dmsg discovery, a dmsg server, the transport discovery, the route finder and the\naddress resolver " +
 					"(HTTP and UDP) on --host at their default ports. Point visors at them with\n" +
 					"`skywire visor gen-config --svc HOST` (or -t for 127.0.0.1).",
 				Flags: append([]ucli.Flag{
@@ -53,6 +54,7 @@ func svcApp(e env) *ucli.App {
 					&ucli.StringFlag{Name: "sk-file", Usage: "the dmsg server's key file (made if missing; default: a new key each run)"},
 					&ucli.IntFlag{Name: "dmsg-discovery-port", Value: visor.PortDmsgDiscovery},
 					&ucli.IntFlag{Name: "transport-discovery-port", Value: visor.PortTransportDiscovery},
+					&ucli.IntFlag{Name: "route-finder-port", Value: visor.PortRouteFinder},
 					&ucli.IntFlag{Name: "address-resolver-port", Value: visor.PortAddressResolver, Usage: "TCP (HTTP) and UDP"},
 					&ucli.IntFlag{Name: "dmsg-server-port", Value: PortDmsgServer},
 				}, logFlags()...),
@@ -75,6 +77,19 @@ func svcApp(e env) *ucli.App {
 				Usage:  "the address resolver: stcpr addresses (HTTP) and sudph hole punching (UDP, same port)",
 				Flags:  append([]ucli.Flag{addrFlag(port(visor.PortAddressResolver))}, logFlags()...),
 				Action: func(c *ucli.Context) error { return runOne(c, e, "address-resolver", addressResolver) },
+			},
+			{
+				Name:  "route-finder",
+				Usage: "the route finder: k shortest paths over the transport discovery's graph",
+				Flags: append([]ucli.Flag{
+					addrFlag(port(visor.PortRouteFinder)),
+					&ucli.StringFlag{Name: "transport-discovery", Value: "http://127.0.0.1" + port(visor.PortTransportDiscovery), Usage: "the transport discovery's URL"},
+				}, logFlags()...),
+				Action: func(c *ucli.Context) error {
+					return runOne(c, e, "route-finder", func(ctx context.Context, addr string, log *zap.Logger) error {
+						return routeFinder(ctx, addr, c.String("transport-discovery"), log)
+					})
+				},
 			},
 			{
 				Name:  "dmsg-server",
@@ -202,6 +217,12 @@ func addressResolver(ctx context.Context, addr string, log *zap.Logger) error {
 	return errors.Join(err, udpErr)
 }
 
+func routeFinder(ctx context.Context, addr, tpd string, log *zap.Logger) error {
+	srv := rf.NewServer(tpd, log)
+	defer srv.Close()
+	return serveHTTP(ctx, addr, "route-finder", srv, log)
+}
+
 func dmsgServer(ctx context.Context, addr, public, discovery string, sk cipher.SecKey, log *zap.Logger) error {
 	srv, err := dmsg.NewServer(dmsg.ServerConfig{SK: sk, Discovery: discovery, PublicAddr: public, Log: log})
 	if err != nil {
@@ -261,7 +282,7 @@ func runAll(c *ucli.Context, e env) error {
 	}
 	at := func(p int) string { return net.JoinHostPort(host, strconv.Itoa(p)) }
 	url := func(p int) string { return "http://" + net.JoinHostPort(public, strconv.Itoa(p)) }
-	dd, td, ra, ds := c.Int("dmsg-discovery-port"), c.Int("transport-discovery-port"), c.Int("address-resolver-port"), c.Int("dmsg-server-port")
+	dd, td, ra, ds, rfp := c.Int("dmsg-discovery-port"), c.Int("transport-discovery-port"), c.Int("address-resolver-port"), c.Int("dmsg-server-port"), c.Int("route-finder-port")
 	ctx, stop := signalContext(c.Context, log)
 	defer stop()
 
@@ -275,6 +296,9 @@ func runAll(c *ucli.Context, e env) error {
 		}},
 		{"transport discovery", at(td), url(td), func(ctx context.Context) error {
 			return transportDiscovery(ctx, at(td), log.Named("transport-discovery"))
+		}},
+		{"route finder", at(rfp), url(rfp), func(ctx context.Context) error {
+			return routeFinder(ctx, at(rfp), "http://"+at(td), log.Named("route-finder"))
 		}},
 		{"address resolver (HTTP+UDP)", at(ra), url(ra), func(ctx context.Context) error {
 			return addressResolver(ctx, at(ra), log.Named("address-resolver"))
@@ -302,7 +326,7 @@ func runAll(c *ucli.Context, e env) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", s.name, s.addr, s.url)
 	}
 	tw.Flush()
-	fmt.Fprintf(e.stdout, "\nroute finder and service discovery: not in this build yet (docs/roadmap.md)\n"+
+	fmt.Fprintf(e.stdout, "\nservice discovery: not in this build yet (docs/roadmap.md)\n"+
 		"visor configs for this network: skywire visor gen-config --svc %s\nCtrl-C stops.\n", public)
 	wg.Wait()
 	return errors.Join(errs...)

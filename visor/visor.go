@@ -31,7 +31,9 @@ import (
 	"github.com/skyfleet/skywire/dmsg"
 	"github.com/skyfleet/skywire/internal/buildinfo"
 	"github.com/skyfleet/skywire/internal/configfile"
+	"github.com/skyfleet/skywire/router"
 	"github.com/skyfleet/skywire/svc/ar"
+	"github.com/skyfleet/skywire/svc/rf"
 	"github.com/skyfleet/skywire/svc/tpdisc"
 	"github.com/skyfleet/skywire/transport"
 )
@@ -69,6 +71,8 @@ type Visor struct {
 	dmsg       *dmsg.Client // nil without dmsg.discovery
 	tpd        *tpdisc.Client
 	tpm        *transport.Manager
+	router     *router.Router
+	rf         *rf.Client  // nil without routing.route_finder
 	networks   []io.Closer // released by Close if Run never served them
 	persistent map[transport.Persistent]bool
 
@@ -184,6 +188,12 @@ func (v *Visor) initTransports() error {
 		mcfg.Discovery = v.tpd
 	}
 	v.tpm = transport.NewManager(mcfg)
+	rcfg := router.Config{SK: cfg.SK, Transports: v.tpm, MinHops: cfg.Routing.MinHops, Log: v.log.Named("router")}
+	if cfg.Routing.RouteFinder != "" {
+		v.rf = rf.NewClient(cfg.Routing.RouteFinder)
+		rcfg.Paths = pathFinder{v.rf}
+	}
+	v.router = router.New(rcfg)
 	v.persistent = map[transport.Persistent]bool{}
 	var list []transport.Persistent
 	for _, p := range cfg.Transport.Persistent {
@@ -226,10 +236,14 @@ func (v *Visor) Run(ctx context.Context) error {
 			v.dmsg.Run(ctx)
 		}()
 	}
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		v.tpm.Run(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		v.router.Run(ctx)
 	}()
 	err := v.api.Serve(ctx, v.ln, shutdownGrace)
 	cancel()
@@ -251,12 +265,16 @@ func (v *Visor) Close() error {
 		if v.tpd != nil {
 			v.tpd.Close()
 		}
+		if v.rf != nil {
+			v.rf.Close()
+		}
 	})
 	return nil
 }
 
 func (v *Visor) registerAPI() {
 	v.registerTransportAPI()
+	v.registerRouteAPI()
 	admin.Handle(v.api, admin.GetInfo, func(context.Context, admin.Empty) (admin.Info, error) {
 		bi := buildinfo.Get()
 		return admin.Info{
