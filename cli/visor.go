@@ -83,7 +83,7 @@ func visorGenConfigCommand(e env) *ucli.Command {
 		&ucli.StringFlag{Name: "cli-addr", Usage: "admin API address: unix socket path or host:port", Value: visor.DefaultConfig(cipher.SecKey{}).CLIAddr},
 		&ucli.StringFlag{Name: "stcp-addr", Usage: `stcp.local_address ("" disables stcp listening)`, Value: ":7777"},
 		&ucli.StringFlag{Name: "local-path", Usage: "state directory (relative to the config file)", Value: "./local"},
-		&ucli.StringFlag{Name: "app-server-addr", Usage: "address apps reach the visor on", Value: "127.0.0.1:5505"},
+		&ucli.StringFlag{Name: "app-server-addr", Usage: "address apps reach the visor on (port 0: any free port)", Value: "127.0.0.1:0"},
 		&ucli.StringFlag{Name: "dmsg-discovery", Usage: "dmsg discovery `URL` (overrides -t/--svc)"},
 		&ucli.StringFlag{Name: "transport-discovery", Usage: "transport discovery `URL` (overrides -t/--svc)"},
 		&ucli.StringFlag{Name: "address-resolver", Usage: "address resolver `URL` (overrides -t/--svc)"},

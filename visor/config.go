@@ -51,7 +51,8 @@ type Config struct {
 
 	// AppsPath is the directory of custom app binaries. "" means "./apps".
 	AppsPath string `json:"apps_path"`
-	// AppServerAddr is the TCP address apps reach their visor's gateway on.
+	// AppServerAddr is the TCP address apps reach their visor's gateway on
+	// (apps are told it in APP_SERVER_ADDR; port 0 picks a free one).
 	// Required.
 	AppServerAddr string `json:"app_server_addr"`
 	// Apps are the apps the visor manages. Nil means none.
@@ -157,7 +158,7 @@ func DefaultConfig(sk cipher.SecKey) Config {
 		STCP:          STCPConfig{PKTable: map[cipher.PubKey]string{}, LocalAddress: ":7777"},
 		Transport:     TransportConfig{Persistent: []PersistentTransport{}},
 		AppsPath:      "./apps",
-		AppServerAddr: "127.0.0.1:5505",
+		AppServerAddr: "127.0.0.1:0",
 		Apps:          DefaultApps(),
 		Hypervisors:   []HypervisorConfig{},
 		CLIAddr:       admin.DefaultAddr(),

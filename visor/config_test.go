@@ -20,6 +20,14 @@ func validConfig(t *testing.T) Config {
 	return c
 }
 
+// quietConfig is validConfig without apps: in-process visors here would
+// run the test binary as their built-in apps.
+func quietConfig(t *testing.T) Config {
+	c := validConfig(t)
+	c.Apps = nil
+	return c
+}
+
 func TestDefaultConfigValid(t *testing.T) {
 	c := validConfig(t)
 	if err := c.Validate(); err != nil {

@@ -36,6 +36,7 @@ import (
 	"github.com/skyfleet/skywire/svc/rf"
 	"github.com/skyfleet/skywire/svc/tpdisc"
 	"github.com/skyfleet/skywire/transport"
+	"github.com/skyfleet/skywire/visor/appserver"
 )
 
 // TokenFile is the name, in local_path, of the admin token a visor with a
@@ -54,10 +55,14 @@ type Options struct {
 	ConfigPath string
 	// Log receives the visor's logs. Nil means no logs.
 	Log *zap.Logger
+	// Executable runs the built-in apps; "" means this program
+	// (os.Executable).
+	Executable string
 }
 
 // Visor is a running node.
 type Visor struct {
+	cfgMu      sync.Mutex // guards cfg's app entries while they are changed and saved
 	cfg        *Config
 	configPath string
 	log        *zap.Logger
@@ -72,7 +77,8 @@ type Visor struct {
 	tpd        *tpdisc.Client
 	tpm        *transport.Manager
 	router     *router.Router
-	rf         *rf.Client  // nil without routing.route_finder
+	rf         *rf.Client // nil without routing.route_finder
+	apps       *appserver.Server
 	networks   []io.Closer // released by Close if Run never served them
 	persistent map[transport.Persistent]bool
 
@@ -131,6 +137,22 @@ func New(cfg *Config, opts Options) (*Visor, error) {
 	}
 	v.api = admin.NewServer(v.log.Named("admin"), token)
 	if err := v.initTransports(); err != nil {
+		v.Close()
+		return nil, err
+	}
+	exe := opts.Executable
+	if exe == "" {
+		if exe, err = os.Executable(); err != nil {
+			v.Close()
+			return nil, fmt.Errorf("finding this program for the built-in apps: %w", err)
+		}
+	}
+	v.apps, err = appserver.New(appserver.Config{
+		Addr: cfg.AppServerAddr, Router: v.router, PK: cfg.PK, Executable: exe,
+		AppsPath: ResolvePath(dir, defaultString(cfg.AppsPath, "./apps")), LocalPath: v.localPath,
+		Apps: appConfigs(cfg.Apps), Log: v.log.Named("apps"),
+	})
+	if err != nil {
 		v.Close()
 		return nil, err
 	}
@@ -236,7 +258,7 @@ func (v *Visor) Run(ctx context.Context) error {
 			v.dmsg.Run(ctx)
 		}()
 	}
-	wg.Add(2)
+	wg.Add(3)
 	go func() {
 		defer wg.Done()
 		v.tpm.Run(ctx)
@@ -244,6 +266,10 @@ func (v *Visor) Run(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		v.router.Run(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		v.apps.Run(ctx)
 	}()
 	err := v.api.Serve(ctx, v.ln, shutdownGrace)
 	cancel()
@@ -262,6 +288,9 @@ func (v *Visor) Close() error {
 		for _, n := range v.networks {
 			n.Close()
 		}
+		if v.apps != nil {
+			v.apps.Close()
+		}
 		if v.tpd != nil {
 			v.tpd.Close()
 		}
@@ -275,6 +304,7 @@ func (v *Visor) Close() error {
 func (v *Visor) registerAPI() {
 	v.registerTransportAPI()
 	v.registerRouteAPI()
+	v.registerAppAPI()
 	admin.Handle(v.api, admin.GetInfo, func(context.Context, admin.Empty) (admin.Info, error) {
 		bi := buildinfo.Get()
 		return admin.Info{

@@ -56,7 +56,7 @@ func start(t *testing.T, dir string, cfg Config) (*Visor, func() error) {
 
 func TestVisorInfoOverSocket(t *testing.T) {
 	dir := shortDir(t)
-	cfg := validConfig(t)
+	cfg := quietConfig(t)
 	cfg.CLIAddr = "cli.sock" // relative: next to the config
 	cfg.LocalPath = "state"
 	v, stop := start(t, dir, cfg)
@@ -100,7 +100,7 @@ func TestVisorInfoOverSocket(t *testing.T) {
 
 func TestVisorTCPToken(t *testing.T) {
 	dir := shortDir(t)
-	cfg := validConfig(t)
+	cfg := quietConfig(t)
 	cfg.CLIAddr = "127.0.0.1:0"
 	v, _ := start(t, dir, cfg)
 
@@ -135,16 +135,16 @@ func TestVisorTCPToken(t *testing.T) {
 
 func TestNewRejects(t *testing.T) {
 	dir := shortDir(t)
-	cfg := validConfig(t)
+	cfg := quietConfig(t)
 	cfg.Dmsg.SessionsCount = 0
 	if _, err := New(&cfg, Options{ConfigPath: filepath.Join(dir, "c.json")}); err == nil || !strings.Contains(err.Error(), "dmsg.sessions_count") {
 		t.Fatalf("invalid config: %v", err)
 	}
 
-	cfg = validConfig(t)
+	cfg = quietConfig(t)
 	cfg.CLIAddr = filepath.Join(dir, "cli.sock")
 	start(t, dir, cfg)
-	cfg2 := validConfig(t)
+	cfg2 := quietConfig(t)
 	cfg2.CLIAddr = cfg.CLIAddr
 	_, err := New(&cfg2, Options{ConfigPath: filepath.Join(dir, "c2.json")})
 	if err == nil || !strings.Contains(err.Error(), "another process") {

@@ -40,13 +40,14 @@ var rules = map[string][]string{
 	"internal/buildinfo":  {},
 	"internal/race":       {},
 	"internal/replay":     {},
+	"internal/appproto":   {},
 	"internal/testnet":    {"visor", "admin", "cipher", "noise", "dmsg", "transport", "router", "svc"},
 	"internal/e2e":        {},
 	"internal/repoguard":  {},
 }
 
 // leaves import nothing of ours and may be imported by every package.
-var leaves = []string{"internal/configfile", "internal/buildinfo", "internal/race", "internal/replay"}
+var leaves = []string{"internal/configfile", "internal/buildinfo", "internal/race", "internal/replay", "internal/appproto"}
 
 // testOnly may be imported only by test files (and by the demo in cli).
 var testOnly = []string{"internal/testnet"}

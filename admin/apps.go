@@ -1,0 +1,61 @@
+package admin
+
+import (
+	"time"
+
+	"github.com/skyfleet/skywire/cipher"
+)
+
+// ListApps lists the visor's apps.
+var ListApps = Op[Empty, []AppInfo]{Method: "GET", Path: "/v1/apps"}
+
+// StartApp starts an app.
+var StartApp = Op[AppRequest, AppInfo]{Method: "POST", Path: "/v1/apps/start"}
+
+// StopApp stops an app.
+var StopApp = Op[AppRequest, AppInfo]{Method: "POST", Path: "/v1/apps/stop"}
+
+// SetAutoStart sets whether an app starts with the visor (saved in the
+// config file).
+var SetAutoStart = Op[AutoStartRequest, AppInfo]{Method: "POST", Path: "/v1/apps/autostart"}
+
+// AppLogs returns an app's last output lines.
+var AppLogs = Op[LogsRequest, []string]{Method: "POST", Path: "/v1/apps/logs"}
+
+// StartProxy points skysocks-client at a skysocks server (saved in the
+// config file) and (re)starts it.
+var StartProxy = Op[ProxyRequest, AppInfo]{Method: "POST", Path: "/v1/proxy/start"}
+
+// AppInfo describes an app.
+type AppInfo struct {
+	Name      string    `json:"name"`
+	Port      uint16    `json:"port"`
+	AutoStart bool      `json:"auto_start"`
+	Args      []string  `json:"args"`
+	State     string    `json:"state"` // stopped, running or errored
+	PID       int       `json:"pid,omitempty"`
+	Started   time.Time `json:"started,omitzero"`
+	Error     string    `json:"error,omitempty"`
+}
+
+// AppRequest names an app.
+type AppRequest struct {
+	Name string `json:"name"`
+}
+
+// AutoStartRequest is SetAutoStart's request.
+type AutoStartRequest struct {
+	Name string `json:"name"`
+	On   bool   `json:"on"`
+}
+
+// LogsRequest is AppLogs's request.
+type LogsRequest struct {
+	Name  string `json:"name"`
+	Lines int    `json:"lines,omitempty"` // default 100
+}
+
+// ProxyRequest is StartProxy's request.
+type ProxyRequest struct {
+	Server cipher.PubKey `json:"server"`
+}

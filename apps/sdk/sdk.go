@@ -1,0 +1,201 @@
+// Package sdk is the Go side of the app protocol (internal/appproto): an app
+// started by a visor reaches other visors' apps through it, by public key
+// and port, as net.Conn and net.Listener. Control calls go over JSON-RPC;
+// each connection's bytes over a data socket of its own, with no call per
+// read or write.
+package sdk
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/rpc"
+	"net/rpc/jsonrpc"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/skyfleet/skywire/cipher"
+	"github.com/skyfleet/skywire/internal/appproto"
+)
+
+const dialTimeout = 10 * time.Second
+
+// Client is an app's link to its visor.
+type Client struct {
+	key    string
+	server string
+	visor  cipher.PubKey
+	port   uint16
+
+	mu  sync.Mutex // guards rpc
+	rpc *rpc.Client
+}
+
+// FromEnv connects to the visor named in the environment.
+func FromEnv() (*Client, error) {
+	key, server := os.Getenv(appproto.EnvKey), os.Getenv(appproto.EnvServer)
+	if key == "" || server == "" {
+		return nil, fmt.Errorf("%s and %s are not set: skywire apps are started by a visor (see `skywire cli visor app start`)", appproto.EnvKey, appproto.EnvServer)
+	}
+	visor, err := cipher.ParsePubKey(os.Getenv(appproto.EnvVisor))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", appproto.EnvVisor, err)
+	}
+	port, _ := strconv.ParseUint(os.Getenv(appproto.EnvPort), 10, 16)
+	return New(key, server, visor, uint16(port))
+}
+
+// New connects to the gateway at server as the app with key.
+func New(key, server string, visor cipher.PubKey, port uint16) (*Client, error) {
+	conn, err := net.DialTimeout("tcp", server, dialTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("reaching the visor's app server at %s: %w", server, err)
+	}
+	return &Client{key: key, server: server, visor: visor, port: port, rpc: jsonrpc.NewClient(conn)}, nil
+}
+
+// Visor is the key of the visor the app runs on.
+func (c *Client) Visor() cipher.PubKey { return c.visor }
+
+// Port is the app's configured port.
+func (c *Client) Port() uint16 { return c.port }
+
+// Close ends the control connection (open connections keep their data
+// sockets).
+func (c *Client) Close() error { return c.rpc.Close() }
+
+func (c *Client) call(method string, args, reply any) error {
+	err := c.rpc.Call(c.key+"."+method, args, reply)
+	var se rpc.ServerError
+	if errors.As(err, &se) {
+		return errors.New(string(se))
+	}
+	return err
+}
+
+// Addr is an app address: a visor key and a port.
+type Addr struct {
+	PK   cipher.PubKey
+	Port uint16
+}
+
+// Network implements net.Addr.
+func (Addr) Network() string { return "skywire" }
+
+func (a Addr) String() string { return a.PK.Hex() + ":" + strconv.Itoa(int(a.Port)) }
+
+func parseAddr(s string) Addr {
+	pk, port, _ := strings.Cut(s, ":")
+	var a Addr
+	a.PK, _ = cipher.ParsePubKey(pk)
+	n, _ := strconv.ParseUint(port, 10, 16)
+	a.Port = uint16(n)
+	return a
+}
+
+// Dial connects to the app at pk:port (over a route the visor sets up).
+func (c *Client) Dial(ctx context.Context, pk cipher.PubKey, port uint16) (net.Conn, error) {
+	type result struct {
+		r   appproto.ConnReply
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		var r appproto.ConnReply
+		err := c.call("Dial", appproto.DialArgs{PK: pk.Hex(), Port: port}, &r)
+		ch <- result{r, err}
+	}()
+	select {
+	case res := <-ch:
+		if res.err != nil {
+			return nil, res.err
+		}
+		return c.attach(res.r.Conn, parseAddr(res.r.Local), parseAddr(res.r.Remote))
+	case <-ctx.Done():
+		go func() { // the dial may still succeed: do not leak it
+			if res := <-ch; res.err == nil {
+				c.call("CloseConn", appproto.CloseArgs{Conn: res.r.Conn}, &appproto.Empty{})
+			}
+		}()
+		return nil, ctx.Err()
+	}
+}
+
+// attach opens the data socket of connection id.
+func (c *Client) attach(id uint32, local, remote Addr) (net.Conn, error) {
+	conn, err := net.DialTimeout("tcp", c.server, dialTimeout)
+	if err != nil {
+		c.call("CloseConn", appproto.CloseArgs{Conn: id}, &appproto.Empty{})
+		return nil, err
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	fmt.Fprintf(conn, "%s %s %d\n", appproto.DataPrefix, c.key, id)
+	br := bufio.NewReaderSize(conn, 64<<10)
+	line, err := br.ReadString('\n')
+	if err != nil || line != "OK\n" {
+		conn.Close()
+		c.call("CloseConn", appproto.CloseArgs{Conn: id}, &appproto.Empty{})
+		if err == nil {
+			err = errors.New(strings.TrimSpace(strings.TrimPrefix(line, "ERR ")))
+		}
+		return nil, fmt.Errorf("data socket: %w", err)
+	}
+	return &dataConn{Conn: conn, br: br, local: local, remote: remote}, nil
+}
+
+// dataConn is a connection's data socket, with app addresses.
+type dataConn struct {
+	net.Conn
+	br            *bufio.Reader // holds anything read past the OK line
+	local, remote Addr
+}
+
+func (d *dataConn) Read(p []byte) (int, error) { return d.br.Read(p) }
+func (d *dataConn) LocalAddr() net.Addr        { return d.local }
+func (d *dataConn) RemoteAddr() net.Addr       { return d.remote }
+
+// CloseWrite half-closes the connection (the far app reads EOF).
+func (d *dataConn) CloseWrite() error {
+	if tc, ok := d.Conn.(*net.TCPConn); ok {
+		return tc.CloseWrite()
+	}
+	return d.Conn.Close()
+}
+
+// Listen accepts connections to port (the app's own port).
+func (c *Client) Listen(port uint16) (net.Listener, error) {
+	var r appproto.ListenReply
+	if err := c.call("Listen", appproto.ListenArgs{Port: port}, &r); err != nil {
+		return nil, err
+	}
+	return &listener{c: c, id: r.Listener, addr: Addr{c.visor, port}}, nil
+}
+
+type listener struct {
+	c    *Client
+	id   uint32
+	addr Addr
+}
+
+// Accept waits for the next connection.
+func (l *listener) Accept() (net.Conn, error) {
+	var r appproto.ConnReply
+	if err := l.c.call("Accept", appproto.AcceptArgs{Listener: l.id}, &r); err != nil {
+		return nil, err
+	}
+	return l.c.attach(r.Conn, parseAddr(r.Local), parseAddr(r.Remote))
+}
+
+// Close stops listening.
+func (l *listener) Close() error {
+	return l.c.call("CloseListener", appproto.CloseArgs{Listener: l.id}, &appproto.Empty{})
+}
+
+func (l *listener) Addr() net.Addr { return l.addr }

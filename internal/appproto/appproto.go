@@ -1,0 +1,110 @@
+// Package appproto defines the protocol between a visor and its apps (the
+// SDK in apps/sdk speaks it for Go apps; docs/apps.md documents it for any
+// language).
+//
+// The visor starts an app with, in its environment:
+//
+//	APP_KEY          a random key for this run (the app's identity to the gateway)
+//	APP_SERVER_ADDR  the gateway's TCP address ("127.0.0.1:5505")
+//	VISOR_PK         the visor's public key
+//	APP_PORT         the app's configured port (the only one it may listen on)
+//
+// A TCP connection to the gateway is one of:
+//
+//  1. Control: JSON-RPC 1.0 (what Go's net/rpc/jsonrpc speaks). Requests
+//     {"method": "<APP_KEY>.<Method>", "params": [<args object>], "id": n},
+//     answers {"id": n, "result": <reply object>, "error": null or "message"}.
+//     A method with another app's key, or a revoked one, is not found.
+//  2. Data: the first line is "SWDATA/1 <APP_KEY> <conn id>\n"; the gateway
+//     answers "OK\n" (or "ERR <message>\n" and closes), then the socket
+//     carries the connection's bytes both ways. Closing it closes the
+//     connection; the gateway half-closes it (the app reads EOF) when the far
+//     end closes. A connection with a data socket refuses Read and Write calls.
+//
+// Methods (args → reply):
+//
+//	Dial          {"pk", "port"}                       → {"conn", "local", "remote"}
+//	Listen        {"port"}                             → {"listener"}
+//	Accept        {"listener"}                         → {"conn", "local", "remote"}  (waits)
+//	Read          {"conn", "n"}                        → {"data": base64, "eof"}     (waits)
+//	Write         {"conn", "data": base64}             → {"n"}
+//	CloseConn     {"conn"}                             → {}
+//	CloseListener {"listener"}                         → {}
+//	SetDeadline   {"conn", "kind": read|write|both, "deadline": RFC 3339 or zero time} → {}
+//
+// Addresses are "pk:port" (66 hex characters, a colon, a decimal port).
+package appproto
+
+import "time"
+
+// Environment variables.
+const (
+	EnvKey    = "APP_KEY"
+	EnvServer = "APP_SERVER_ADDR"
+	EnvVisor  = "VISOR_PK"
+	EnvPort   = "APP_PORT"
+)
+
+// DataPrefix starts a data socket's first line.
+const DataPrefix = "SWDATA/1"
+
+// MaxRead bounds one Read call's n.
+const MaxRead = 1 << 20
+
+type (
+	// DialArgs: connect to the app at pk:port.
+	DialArgs struct {
+		PK   string `json:"pk"`
+		Port uint16 `json:"port"`
+	}
+	// ConnReply names a new connection (Dial, Accept).
+	ConnReply struct {
+		Conn   uint32 `json:"conn"`
+		Local  string `json:"local"`
+		Remote string `json:"remote"`
+	}
+	// ListenArgs: accept connections to port.
+	ListenArgs struct {
+		Port uint16 `json:"port"`
+	}
+	// ListenReply names the listener.
+	ListenReply struct {
+		Listener uint32 `json:"listener"`
+	}
+	// AcceptArgs: wait for the listener's next connection.
+	AcceptArgs struct {
+		Listener uint32 `json:"listener"`
+	}
+	// ReadArgs: read up to n bytes of conn.
+	ReadArgs struct {
+		Conn uint32 `json:"conn"`
+		N    int    `json:"n"`
+	}
+	// ReadReply carries the bytes read; EOF once the far end closed.
+	ReadReply struct {
+		Data []byte `json:"data"`
+		EOF  bool   `json:"eof"`
+	}
+	// WriteArgs: write data to conn.
+	WriteArgs struct {
+		Conn uint32 `json:"conn"`
+		Data []byte `json:"data"`
+	}
+	// WriteReply says how much was written.
+	WriteReply struct {
+		N int `json:"n"`
+	}
+	// CloseArgs names a connection or a listener.
+	CloseArgs struct {
+		Conn     uint32 `json:"conn,omitempty"`
+		Listener uint32 `json:"listener,omitempty"`
+	}
+	// DeadlineArgs sets a connection's deadline (zero time: none).
+	DeadlineArgs struct {
+		Conn     uint32    `json:"conn"`
+		Kind     string    `json:"kind"`
+		Deadline time.Time `json:"deadline"`
+	}
+	// Empty is an empty reply.
+	Empty struct{}
+)

@@ -1,0 +1,127 @@
+package visor
+
+import (
+	"context"
+	"errors"
+	"slices"
+
+	"github.com/skyfleet/skywire/admin"
+	"github.com/skyfleet/skywire/visor/appserver"
+)
+
+// ProxyClientApp is the app `proxy start` configures.
+const ProxyClientApp = "skysocks-client"
+
+func appConfigs(apps []AppConfig) []appserver.AppConfig {
+	out := make([]appserver.AppConfig, len(apps))
+	for i, a := range apps {
+		out[i] = appserver.AppConfig{Name: a.App, Port: a.Port, AutoStart: a.AutoStart, Args: a.Args}
+	}
+	return out
+}
+
+func appInfo(i appserver.Info) admin.AppInfo {
+	return admin.AppInfo{Name: i.Name, Port: i.Port, AutoStart: i.AutoStart, Args: i.Args, State: i.State, PID: i.PID, Started: i.Started, Error: i.Error}
+}
+
+func appError(err error) error {
+	if errors.Is(err, appserver.ErrUnknownApp) {
+		return admin.Errorf(admin.CodeNotFound, "%v", err)
+	}
+	return admin.Errorf(admin.CodeConflict, "%v", err)
+}
+
+// updateApp changes the app's entry in the config, saves the file, and
+// gives the app server the new entry.
+func (v *Visor) updateApp(name string, change func(a *AppConfig)) error {
+	v.cfgMu.Lock()
+	defer v.cfgMu.Unlock()
+	i := slices.IndexFunc(v.cfg.Apps, func(a AppConfig) bool { return a.App == name })
+	if i < 0 {
+		return admin.Errorf(admin.CodeNotFound, "%v %q", appserver.ErrUnknownApp, name)
+	}
+	next := *v.cfg
+	next.Apps = slices.Clone(v.cfg.Apps)
+	change(&next.Apps[i])
+	if v.configPath != "" {
+		if err := next.Save(v.configPath); err != nil {
+			return admin.Errorf(admin.CodeInternal, "saving the config: %v", err)
+		}
+	}
+	v.cfg.Apps = next.Apps
+	a := next.Apps[i]
+	return v.apps.SetConfig(appserver.AppConfig{Name: a.App, Port: a.Port, AutoStart: a.AutoStart, Args: a.Args})
+}
+
+func (v *Visor) registerAppAPI() {
+	admin.Handle(v.api, admin.ListApps, func(context.Context, admin.Empty) ([]admin.AppInfo, error) {
+		out := []admin.AppInfo{}
+		for _, i := range v.apps.List() {
+			out = append(out, appInfo(i))
+		}
+		return out, nil
+	})
+	admin.Handle(v.api, admin.StartApp, func(_ context.Context, req admin.AppRequest) (admin.AppInfo, error) {
+		if err := v.apps.Start(req.Name, nil); err != nil {
+			return admin.AppInfo{}, appError(err)
+		}
+		i, err := v.apps.Info(req.Name)
+		return appInfo(i), err
+	})
+	admin.Handle(v.api, admin.StopApp, func(_ context.Context, req admin.AppRequest) (admin.AppInfo, error) {
+		if err := v.apps.Stop(req.Name); err != nil {
+			return admin.AppInfo{}, appError(err)
+		}
+		i, err := v.apps.Info(req.Name)
+		return appInfo(i), err
+	})
+	admin.Handle(v.api, admin.SetAutoStart, func(_ context.Context, req admin.AutoStartRequest) (admin.AppInfo, error) {
+		if err := v.updateApp(req.Name, func(a *AppConfig) { a.AutoStart = req.On }); err != nil {
+			return admin.AppInfo{}, err
+		}
+		i, err := v.apps.Info(req.Name)
+		return appInfo(i), err
+	})
+	admin.Handle(v.api, admin.AppLogs, func(_ context.Context, req admin.LogsRequest) ([]string, error) {
+		n := req.Lines
+		if n <= 0 {
+			n = 100
+		}
+		lines, err := v.apps.Logs(req.Name, n)
+		if err != nil {
+			return nil, appError(err)
+		}
+		return lines, nil
+	})
+	admin.Handle(v.api, admin.StartProxy, func(_ context.Context, req admin.ProxyRequest) (admin.AppInfo, error) {
+		if err := req.Server.Check(); err != nil {
+			return admin.AppInfo{}, admin.Errorf(admin.CodeBadRequest, "%v", err)
+		}
+		err := v.updateApp(ProxyClientApp, func(a *AppConfig) { a.Args = withFlag(a.Args, "--srv", req.Server.Hex()) })
+		if err != nil {
+			return admin.AppInfo{}, err
+		}
+		v.apps.Stop(ProxyClientApp) // not running is fine
+		if err := v.apps.Start(ProxyClientApp, nil); err != nil {
+			return admin.AppInfo{}, appError(err)
+		}
+		i, err := v.apps.Info(ProxyClientApp)
+		return appInfo(i), err
+	})
+}
+
+// withFlag sets flag to value in args (replacing an existing "flag value"
+// or "flag=value").
+func withFlag(args []string, flag, value string) []string {
+	out := make([]string, 0, len(args)+2)
+	for i := 0; i < len(args); i++ {
+		switch {
+		case args[i] == flag:
+			i++ // drop its value too
+		case len(args[i]) > len(flag) && args[i][:len(flag)+1] == flag+"=":
+		default:
+			out = append(out, args[i])
+		}
+	}
+	return append(out, flag, value)
+}

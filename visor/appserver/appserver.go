@@ -1,0 +1,307 @@
+// Package appserver runs a visor's apps and serves them: it launches each
+// configured app as a child process (built-ins as the skywire executable
+// itself, others from apps_path) with its key in the environment, keeps its
+// logs, stops it with the visor, and answers its calls (internal/appproto):
+// Dial and Listen over the visor's router, each connection's bytes over a
+// data socket.
+package appserver
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/rpc"
+	"net/rpc/jsonrpc"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/skyfleet/skywire/cipher"
+	"github.com/skyfleet/skywire/internal/appproto"
+	"github.com/skyfleet/skywire/router"
+)
+
+// Builtins are the apps the skywire executable itself provides.
+var Builtins = []string{"skychat", "skysocks", "skysocks-client", "vpn-server", "vpn-client"}
+
+// AppConfig is one configured app.
+type AppConfig struct {
+	Name      string
+	Port      uint16
+	AutoStart bool
+	Args      []string
+}
+
+// Config configures the server.
+type Config struct {
+	// Addr is the gateway's TCP address (app_server_addr).
+	Addr   string
+	Router *router.Router
+	PK     cipher.PubKey
+	// Executable runs built-in apps (the skywire executable).
+	Executable string
+	// AppsPath holds the binaries of other apps.
+	AppsPath string
+	// LocalPath is the visor's state directory (apps work in apps/<name>).
+	LocalPath string
+	Apps      []AppConfig
+	Log       *zap.Logger
+}
+
+// Server launches and serves apps.
+type Server struct {
+	cfg Config
+	log *zap.Logger
+	ln  net.Listener
+	rpc *rpc.Server
+
+	mu     sync.Mutex // guards apps, byKey, closed
+	apps   map[string]*app
+	byKey  map[string]*session
+	closed bool
+
+	wg sync.WaitGroup
+}
+
+// New listens on cfg.Addr (so a busy address fails at once).
+func New(cfg Config) (*Server, error) {
+	if cfg.Log == nil {
+		cfg.Log = zap.NewNop()
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("app_server_addr: listen on %s: %w", cfg.Addr, err)
+	}
+	s := &Server{cfg: cfg, log: cfg.Log, ln: ln, rpc: rpc.NewServer(), apps: map[string]*app{}, byKey: map[string]*session{}}
+	for _, a := range cfg.Apps {
+		s.apps[a.Name] = &app{cfg: a, state: StateStopped, logs: newRing(logLines)}
+	}
+	return s, nil
+}
+
+// Close releases the listener (Run does too; for a server never run).
+func (s *Server) Close() error { return s.ln.Close() }
+
+// Addr is the gateway's address.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Run starts the auto-start apps and serves until ctx ends; then it stops
+// every app (SIGTERM, then SIGKILL after a grace period) and waits.
+func (s *Server) Run(ctx context.Context) error {
+	for _, a := range s.cfg.Apps {
+		if a.AutoStart {
+			if err := s.Start(a.Name, nil); err != nil {
+				s.log.Error("starting app", zap.String("app", a.Name), zap.NamedError("err", err))
+			}
+		}
+	}
+	stop := context.AfterFunc(ctx, func() { s.ln.Close() })
+	defer stop()
+	var conns sync.WaitGroup
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			break
+		}
+		conns.Add(1)
+		go func() {
+			defer conns.Done()
+			s.serveConn(ctx, c)
+		}()
+	}
+	s.mu.Lock()
+	s.closed = true
+	var running []*app
+	for _, a := range s.apps {
+		running = append(running, a)
+	}
+	s.mu.Unlock()
+	var stops sync.WaitGroup
+	for _, a := range running {
+		stops.Add(1)
+		go func() {
+			defer stops.Done()
+			s.stop(a)
+		}()
+	}
+	stops.Wait()
+	s.wg.Wait()
+	conns.Wait()
+	return nil
+}
+
+// serveConn tells a data socket from a control connection.
+func (s *Server) serveConn(ctx context.Context, c net.Conn) {
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	br := bufio.NewReaderSize(c, 4096)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	head, err := br.Peek(len(appproto.DataPrefix) + 1)
+	if err != nil {
+		return
+	}
+	c.SetReadDeadline(time.Time{})
+	if string(head) == appproto.DataPrefix+" " {
+		s.serveData(c, br)
+		return
+	}
+	s.rpc.ServeCodec(jsonrpc.NewServerCodec(struct {
+		io.Reader
+		io.Writer
+		io.Closer
+	}{br, c, c}))
+}
+
+// serveData attaches a data socket to its connection and copies both ways.
+func (s *Server) serveData(c net.Conn, br *bufio.Reader) {
+	line, err := br.ReadString('\n')
+	if err != nil || len(line) > 256 {
+		return
+	}
+	f := strings.Fields(line)
+	var id uint64
+	if len(f) == 3 {
+		id, err = strconv.ParseUint(f[2], 10, 32)
+	}
+	if len(f) != 3 || err != nil {
+		fmt.Fprintf(c, "ERR malformed data socket request\n")
+		return
+	}
+	s.mu.Lock()
+	sess := s.byKey[f[1]]
+	s.mu.Unlock()
+	if sess == nil {
+		fmt.Fprintf(c, "ERR unknown app key\n")
+		return
+	}
+	ac, err := sess.attach(uint32(id))
+	if err != nil {
+		fmt.Fprintf(c, "ERR %v\n", err)
+		return
+	}
+	if _, err := io.WriteString(c, "OK\n"); err != nil {
+		sess.closeConn(uint32(id))
+		return
+	}
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	splice(c, br, ac.c)
+	sess.closeConn(uint32(id))
+}
+
+// splice copies app ↔ route. When the far end closes, the app's socket is
+// half-closed (it reads EOF); when the app closes, the route closes.
+func splice(c net.Conn, fromApp io.Reader, route *router.Conn) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 256<<10)
+		io.CopyBuffer(c, route, buf)
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.CloseWrite()
+		}
+	}()
+	buf := make([]byte, 256<<10)
+	io.CopyBuffer(route, fromApp, buf)
+	route.Close()
+	<-done
+}
+
+func newKey() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// session is one run of an app: its key, connections and listeners. Its
+// methods are the gateway's (net/rpc serves them under the key).
+type session struct {
+	s   *Server
+	app *app
+	key string
+
+	mu        sync.Mutex // guards conns, listeners, nextID, revoked
+	conns     map[uint32]*appConn
+	listeners map[uint32]*router.Listener
+	nextID    uint32
+	revoked   bool
+}
+
+type appConn struct {
+	c        *router.Conn
+	attached bool
+}
+
+var errRevoked = errors.New("the app is no longer running")
+
+func (ss *session) add(c *router.Conn) (uint32, error) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.revoked {
+		c.Close()
+		return 0, errRevoked
+	}
+	ss.nextID++
+	ss.conns[ss.nextID] = &appConn{c: c}
+	return ss.nextID, nil
+}
+
+func (ss *session) conn(id uint32) (*appConn, error) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ac := ss.conns[id]
+	if ac == nil {
+		return nil, fmt.Errorf("no connection %d", id)
+	}
+	return ac, nil
+}
+
+func (ss *session) attach(id uint32) (*appConn, error) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ac := ss.conns[id]
+	switch {
+	case ac == nil:
+		return nil, fmt.Errorf("no connection %d", id)
+	case ac.attached:
+		return nil, fmt.Errorf("connection %d already has a data socket", id)
+	}
+	ac.attached = true
+	return ac, nil
+}
+
+func (ss *session) closeConn(id uint32) {
+	ss.mu.Lock()
+	ac := ss.conns[id]
+	delete(ss.conns, id)
+	ss.mu.Unlock()
+	if ac != nil {
+		ac.c.Close()
+	}
+}
+
+// revoke ends the session: its key stops working, its connections and
+// listeners close.
+func (ss *session) revoke() {
+	ss.mu.Lock()
+	ss.revoked = true
+	conns, ls := ss.conns, ss.listeners
+	ss.conns, ss.listeners = map[uint32]*appConn{}, map[uint32]*router.Listener{}
+	ss.mu.Unlock()
+	for _, ac := range conns {
+		ac.c.Close()
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+}

@@ -1,0 +1,169 @@
+package appserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/skyfleet/skywire/cipher"
+	"github.com/skyfleet/skywire/internal/appproto"
+	"github.com/skyfleet/skywire/router"
+)
+
+// gateway is the RPC face of a session (net/rpc serves its methods under
+// the session's key; a revoked session answers nothing useful).
+type gateway struct{ ss *session }
+
+func (g gateway) check() error {
+	g.ss.mu.Lock()
+	defer g.ss.mu.Unlock()
+	if g.ss.revoked {
+		return errRevoked
+	}
+	return nil
+}
+
+// Dial connects to pk:port over a route.
+func (g gateway) Dial(args appproto.DialArgs, reply *appproto.ConnReply) error {
+	if err := g.check(); err != nil {
+		return err
+	}
+	pk, err := cipher.ParsePubKey(args.PK)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := g.ss.s.cfg.Router.Dial(ctx, pk, args.Port, router.DialOptions{})
+	if err != nil {
+		return err
+	}
+	id, err := g.ss.add(c)
+	if err != nil {
+		return err
+	}
+	*reply = appproto.ConnReply{Conn: id, Local: c.LocalAddr().String(), Remote: c.RemoteAddr().String()}
+	return nil
+}
+
+// Listen accepts routes to the app's own port.
+func (g gateway) Listen(args appproto.ListenArgs, reply *appproto.ListenReply) error {
+	if err := g.check(); err != nil {
+		return err
+	}
+	if own := g.ss.app.cfg.Port; args.Port != own {
+		return fmt.Errorf("port %d is not this app's (its port is %d)", args.Port, own)
+	}
+	l, err := g.ss.s.cfg.Router.Listen(args.Port)
+	if err != nil {
+		return err
+	}
+	g.ss.mu.Lock()
+	defer g.ss.mu.Unlock()
+	if g.ss.revoked {
+		l.Close()
+		return errRevoked
+	}
+	g.ss.nextID++
+	g.ss.listeners[g.ss.nextID] = l
+	reply.Listener = g.ss.nextID
+	return nil
+}
+
+// Accept waits for the listener's next connection.
+func (g gateway) Accept(args appproto.AcceptArgs, reply *appproto.ConnReply) error {
+	g.ss.mu.Lock()
+	l := g.ss.listeners[args.Listener]
+	g.ss.mu.Unlock()
+	if l == nil {
+		return fmt.Errorf("no listener %d", args.Listener)
+	}
+	c, err := l.Accept()
+	if err != nil {
+		return err
+	}
+	id, err := g.ss.add(c)
+	if err != nil {
+		return err
+	}
+	*reply = appproto.ConnReply{Conn: id, Local: c.LocalAddr().String(), Remote: c.RemoteAddr().String()}
+	return nil
+}
+
+// rpcConn returns a connection usable by Read and Write calls.
+func (g gateway) rpcConn(id uint32) (*router.Conn, error) {
+	ac, err := g.ss.conn(id)
+	if err != nil {
+		return nil, err
+	}
+	if ac.attached {
+		return nil, fmt.Errorf("connection %d has a data socket: use it", id)
+	}
+	return ac.c, nil
+}
+
+// Read reads up to n bytes.
+func (g gateway) Read(args appproto.ReadArgs, reply *appproto.ReadReply) error {
+	c, err := g.rpcConn(args.Conn)
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, min(max(args.N, 1), appproto.MaxRead))
+	n, err := c.Read(buf)
+	reply.Data = buf[:n]
+	if errors.Is(err, io.EOF) {
+		reply.EOF = true
+		return nil
+	}
+	return err
+}
+
+// Write writes data.
+func (g gateway) Write(args appproto.WriteArgs, reply *appproto.WriteReply) error {
+	c, err := g.rpcConn(args.Conn)
+	if err != nil {
+		return err
+	}
+	reply.N, err = c.Write(args.Data)
+	return err
+}
+
+// CloseConn closes a connection.
+func (g gateway) CloseConn(args appproto.CloseArgs, _ *appproto.Empty) error {
+	if _, err := g.ss.conn(args.Conn); err != nil {
+		return err
+	}
+	g.ss.closeConn(args.Conn)
+	return nil
+}
+
+// CloseListener stops a listener.
+func (g gateway) CloseListener(args appproto.CloseArgs, _ *appproto.Empty) error {
+	g.ss.mu.Lock()
+	l := g.ss.listeners[args.Listener]
+	delete(g.ss.listeners, args.Listener)
+	g.ss.mu.Unlock()
+	if l == nil {
+		return fmt.Errorf("no listener %d", args.Listener)
+	}
+	return l.Close()
+}
+
+// SetDeadline sets a connection's read, write or both deadlines.
+func (g gateway) SetDeadline(args appproto.DeadlineArgs, _ *appproto.Empty) error {
+	ac, err := g.ss.conn(args.Conn)
+	if err != nil {
+		return err
+	}
+	switch args.Kind {
+	case "read":
+		return ac.c.SetReadDeadline(args.Deadline)
+	case "write":
+		return ac.c.SetWriteDeadline(args.Deadline)
+	case "both", "":
+		return ac.c.SetDeadline(args.Deadline)
+	}
+	return fmt.Errorf("deadline kind %q: want read, write or both", args.Kind)
+}

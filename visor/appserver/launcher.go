@@ -1,0 +1,300 @@
+package appserver
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/skyfleet/skywire/internal/appproto"
+	"github.com/skyfleet/skywire/router"
+)
+
+// App states.
+const (
+	StateStopped = "stopped"
+	StateRunning = "running"
+	StateErrored = "errored" // it exited with an error
+)
+
+const (
+	logLines  = 1000
+	stopGrace = 5 * time.Second
+)
+
+// app is one configured app and its current run.
+type app struct {
+	cfg AppConfig
+
+	// guarded by Server.mu
+	state    string
+	cmd      *exec.Cmd
+	sess     *session
+	started  time.Time
+	exitErr  string
+	runArgs  []string
+	logs     *ring
+	exited   chan struct{} // closed when the current run's process is reaped
+	stopping bool
+}
+
+// Info describes an app.
+type Info struct {
+	Name      string    `json:"name"`
+	Port      uint16    `json:"port"`
+	AutoStart bool      `json:"auto_start"`
+	Args      []string  `json:"args"`
+	State     string    `json:"state"`
+	PID       int       `json:"pid,omitempty"`
+	Started   time.Time `json:"started,omitzero"`
+	Error     string    `json:"error,omitempty"`
+}
+
+// ErrUnknownApp: no app of that name is configured.
+var ErrUnknownApp = errors.New("no such app")
+
+// List describes every app, by name.
+func (s *Server) List() []Info {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Info, 0, len(s.apps))
+	for _, a := range s.apps {
+		out = append(out, s.infoLocked(a))
+	}
+	slices.SortFunc(out, func(a, b Info) int {
+		if a.Name < b.Name {
+			return -1
+		}
+		return 1
+	})
+	return out
+}
+
+func (s *Server) infoLocked(a *app) Info {
+	i := Info{Name: a.cfg.Name, Port: a.cfg.Port, AutoStart: a.cfg.AutoStart, Args: a.cfg.Args, State: a.state, Error: a.exitErr}
+	if a.state == StateRunning {
+		i.PID, i.Started, i.Args = a.cmd.Process.Pid, a.started, a.runArgs
+	}
+	return i
+}
+
+// Info describes one app.
+func (s *Server) Info(name string) (Info, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.apps[name]
+	if a == nil {
+		return Info{}, fmt.Errorf("%w %q", ErrUnknownApp, name)
+	}
+	return s.infoLocked(a), nil
+}
+
+// SetConfig replaces an app's configuration (auto_start, args) for its
+// next start.
+func (s *Server) SetConfig(cfg AppConfig) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.apps[cfg.Name]
+	if a == nil {
+		return fmt.Errorf("%w %q", ErrUnknownApp, cfg.Name)
+	}
+	a.cfg = cfg
+	return nil
+}
+
+// Logs returns up to n of the app's last output lines.
+func (s *Server) Logs(name string, n int) ([]string, error) {
+	s.mu.Lock()
+	a := s.apps[name]
+	s.mu.Unlock()
+	if a == nil {
+		return nil, fmt.Errorf("%w %q", ErrUnknownApp, name)
+	}
+	return a.logs.last(n), nil
+}
+
+func isBuiltin(name string) bool { return slices.Contains(Builtins, name) }
+
+// Start starts an app with its configured args (or args, if not nil).
+func (s *Server) Start(name string, args []string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.apps[name]
+	switch {
+	case a == nil:
+		return fmt.Errorf("%w %q (see app ls)", ErrUnknownApp, name)
+	case s.closed:
+		return errors.New("the visor is stopping")
+	case a.state == StateRunning:
+		return fmt.Errorf("%s is already running (pid %d)", name, a.cmd.Process.Pid)
+	}
+	if args == nil {
+		args = a.cfg.Args
+	}
+	bin, argv := filepath.Join(s.cfg.AppsPath, name), args
+	if isBuiltin(name) {
+		bin, argv = s.cfg.Executable, append([]string{name}, args...)
+	}
+	if _, err := os.Stat(bin); err != nil {
+		return fmt.Errorf("%s: no program: %w", name, err)
+	}
+	dir := filepath.Join(s.cfg.LocalPath, "apps", name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	logFile, err := os.OpenFile(filepath.Join(s.cfg.LocalPath, "apps", name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	sess := &session{s: s, app: a, key: newKey(), conns: map[uint32]*appConn{}, listeners: map[uint32]*router.Listener{}}
+	if err := s.rpc.RegisterName(sess.key, gateway{ss: sess}); err != nil {
+		logFile.Close()
+		return err
+	}
+	cmd := exec.Command(bin, argv...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(),
+		appproto.EnvKey+"="+sess.key,
+		appproto.EnvServer+"="+s.Addr(),
+		appproto.EnvVisor+"="+s.cfg.PK.Hex(),
+		appproto.EnvPort+"="+strconv.Itoa(int(a.cfg.Port)),
+	)
+	cmd.SysProcAttr = childAttrs()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		logFile.Close()
+		return err
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	s.byKey[sess.key] = sess
+	a.state, a.cmd, a.sess, a.started, a.exitErr, a.runArgs, a.stopping = StateRunning, cmd, sess, time.Now(), "", args, false
+	a.exited = make(chan struct{})
+	log := s.log.With(zap.String("app", name), zap.Int("pid", cmd.Process.Pid))
+	log.Info("app started", zap.Strings("args", args))
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.collect(a, out, logFile)
+		err := cmd.Wait()
+		logFile.Close()
+		s.exited(a, sess, err, log)
+	}()
+	return nil
+}
+
+// collect copies an app's output into its log ring and file.
+func (s *Server) collect(a *app, out io.Reader, file *os.File) {
+	sc := bufio.NewScanner(out)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		a.logs.add(line)
+		fmt.Fprintln(file, line)
+	}
+	io.Copy(io.Discard, out)
+}
+
+// exited records the end of an app's run.
+func (s *Server) exited(a *app, sess *session, err error, log *zap.Logger) {
+	sess.revoke()
+	s.mu.Lock()
+	delete(s.byKey, sess.key)
+	a.state = StateStopped
+	if err != nil && !a.stopping {
+		a.state, a.exitErr = StateErrored, err.Error()
+		if last := a.logs.last(1); len(last) > 0 {
+			a.exitErr += ": " + last[0]
+		}
+	}
+	close(a.exited)
+	s.mu.Unlock()
+	if a.state == StateErrored {
+		log.Warn("app exited", zap.String("err", a.exitErr))
+	} else {
+		log.Info("app stopped")
+	}
+}
+
+// Stop stops an app: SIGTERM (interrupt on Windows), then a kill after a
+// grace period.
+func (s *Server) Stop(name string) error {
+	s.mu.Lock()
+	a := s.apps[name]
+	s.mu.Unlock()
+	if a == nil {
+		return fmt.Errorf("%w %q", ErrUnknownApp, name)
+	}
+	if !s.stop(a) {
+		return fmt.Errorf("%s is not running", name)
+	}
+	return nil
+}
+
+func (s *Server) stop(a *app) bool {
+	s.mu.Lock()
+	if a.state != StateRunning {
+		s.mu.Unlock()
+		return false
+	}
+	a.stopping = true
+	cmd, exited := a.cmd, a.exited
+	s.mu.Unlock()
+	terminate(cmd.Process)
+	select {
+	case <-exited:
+	case <-time.After(stopGrace):
+		cmd.Process.Kill()
+		<-exited
+	}
+	return true
+}
+
+// ring keeps the last lines of an app's output.
+type ring struct {
+	mu    sync.Mutex // guards lines, next, full
+	lines []string
+	next  int
+	full  bool
+}
+
+func newRing(n int) *ring { return &ring{lines: make([]string, n)} }
+
+func (r *ring) add(line string) {
+	r.mu.Lock()
+	r.lines[r.next] = line
+	r.next = (r.next + 1) % len(r.lines)
+	r.full = r.full || r.next == 0
+	r.mu.Unlock()
+}
+
+func (r *ring) last(n int) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	size := r.next
+	if r.full {
+		size = len(r.lines)
+	}
+	n = min(max(n, 0), size)
+	out := make([]string, 0, n)
+	for i := size - n; i < size; i++ {
+		idx := i
+		if r.full {
+			idx = (r.next + i) % len(r.lines)
+		}
+		out = append(out, r.lines[idx])
+	}
+	return out
+}
