@@ -36,6 +36,7 @@ type AppInfo struct {
 	PID       int       `json:"pid,omitempty"`
 	Started   time.Time `json:"started,omitzero"`
 	Error     string    `json:"error,omitempty"`
+	Status    string    `json:"status,omitempty"` // the running app's own words
 }
 
 // AppRequest names an app.
@@ -57,5 +58,7 @@ type LogsRequest struct {
 
 // ProxyRequest is StartProxy's request.
 type ProxyRequest struct {
-	Server cipher.PubKey `json:"server"`
+	Server   cipher.PubKey `json:"server"`
+	Passcode string        `json:"passcode,omitempty"` // the server's, if it has one
+	Addr     string        `json:"addr,omitempty"`     // the local SOCKS5 address (default: as configured)
 }

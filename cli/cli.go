@@ -52,8 +52,8 @@ func roles() []role {
 		{"demo", nil, "a complete private network on this machine", nil},
 		{"version", nil, "print the build's version", versionApp},
 		{"skychat", []string{"skychat"}, "app: chat with a web UI", nil},
-		{"skysocks", []string{"skysocks"}, "app: SOCKS5 proxy server reached over the network", nil},
-		{"skysocks-client", []string{"skysocks-client"}, "app: local SOCKS5 proxy through a skysocks server", nil},
+		{"skysocks", []string{"skysocks"}, "app: SOCKS5 proxy server reached over the network", skysocksApp},
+		{"skysocks-client", []string{"skysocks-client"}, "app: local SOCKS5 proxy through a skysocks server", skysocksClientApp},
 		{"vpn-server", []string{"vpn-server"}, "app: VPN exit over the network", nil},
 		{"vpn-client", []string{"vpn-client"}, "app: full-tunnel VPN client", nil},
 	}
@@ -137,6 +137,9 @@ func run(e env, r role, name string, args []string) int {
 		return exitCode(e.stderr, name, notBuilt(name))
 	}
 	app := r.build(e)
+	if app.Usage == "" {
+		app.Usage = r.summary
+	}
 	app.Name = name
 	app.HelpName = name
 	app.Reader, app.Writer, app.ErrWriter = e.stdin, e.stdout, e.stderr

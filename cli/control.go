@@ -30,11 +30,13 @@ func controlApp(e env) *ucli.App {
 					lsTPCommand(e),
 					rmTPCommand(e),
 					routeCommand(e),
+					appCommand(e),
 					pingCommand(e),
 					benchCommand(e),
 					visorGenConfigCommand(e),
 				},
 			},
+			proxyCommand(e),
 			// Shortcuts for the common verbs.
 			addTPCommand(e),
 			lsTPCommand(e),

@@ -4,13 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"text/tabwriter"
 
@@ -18,27 +17,28 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/skyfleet/skywire/cipher"
-	"github.com/skyfleet/skywire/dmsg"
 	"github.com/skyfleet/skywire/internal/configfile"
-	"github.com/skyfleet/skywire/svc/ar"
-	"github.com/skyfleet/skywire/svc/dmsgdisc"
-	"github.com/skyfleet/skywire/svc/httpauth"
-	"github.com/skyfleet/skywire/svc/rf"
-	"github.com/skyfleet/skywire/svc/store"
-	"github.com/skyfleet/skywire/svc/tpdisc"
+	"github.com/skyfleet/skywire/svc/suite"
 	"github.com/skyfleet/skywire/visor"
 )
 
 // PortDmsgServer is the dmsg server's default port.
 const PortDmsgServer = 8081
 
-// storeEntries bounds each service's in-memory store.
-const storeEntries = 1 << 20
-
 // svcApp is `skywire svc`: the discovery services, each alone or all in one
 // process.
 func svcApp(e env) *ucli.App {
 	port := func(p int) string { return ":" + strconv.Itoa(p) }
+	one := func(name suite.Name, defPort int, usage string, extra []ucli.Flag, cfg func(c *ucli.Context, sc *suite.Config, log *zap.Logger) error) *ucli.Command {
+		return &ucli.Command{
+			Name:  string(name),
+			Usage: usage,
+			Flags: append(append([]ucli.Flag{addrFlag(port(defPort))}, extra...), logFlags()...),
+			Action: func(c *ucli.Context) error {
+				return runOne(c, e, name, cfg)
+			},
+		}
+	}
 	return &ucli.App{
 		Usage: "run the discovery services",
 		Commands: []*ucli.Command{
@@ -50,7 +50,7 @@ func svcApp(e env) *ucli.App {
 					"`skywire visor gen-config --svc HOST` (or -t for 127.0.0.1).",
 				Flags: append([]ucli.Flag{
 					&ucli.StringFlag{Name: "host", Value: "127.0.0.1", Usage: "address to listen on (0.0.0.0 for every interface)"},
-					&ucli.StringFlag{Name: "public-host", Usage: "address visors dial the dmsg server at (default: --host)"},
+					&ucli.StringFlag{Name: "public-host", Usage: "address visors dial the services at (default: --host)"},
 					&ucli.StringFlag{Name: "sk-file", Usage: "the dmsg server's key file (made if missing; default: a new key each run)"},
 					&ucli.IntFlag{Name: "dmsg-discovery-port", Value: visor.PortDmsgDiscovery},
 					&ucli.IntFlag{Name: "transport-discovery-port", Value: visor.PortTransportDiscovery},
@@ -60,56 +60,27 @@ func svcApp(e env) *ucli.App {
 				}, logFlags()...),
 				Action: func(c *ucli.Context) error { return runAll(c, e) },
 			},
-			{
-				Name:   "dmsg-discovery",
-				Usage:  "the dmsg discovery: where dmsg servers and clients publish themselves",
-				Flags:  append([]ucli.Flag{addrFlag(port(visor.PortDmsgDiscovery))}, logFlags()...),
-				Action: func(c *ucli.Context) error { return runOne(c, e, "dmsg-discovery", dmsgDiscovery) },
-			},
-			{
-				Name:   "transport-discovery",
-				Usage:  "the transport discovery: which transports exist (signed by both edges)",
-				Flags:  append([]ucli.Flag{addrFlag(port(visor.PortTransportDiscovery))}, logFlags()...),
-				Action: func(c *ucli.Context) error { return runOne(c, e, "transport-discovery", transportDiscovery) },
-			},
-			{
-				Name:   "address-resolver",
-				Usage:  "the address resolver: stcpr addresses (HTTP) and sudph hole punching (UDP, same port)",
-				Flags:  append([]ucli.Flag{addrFlag(port(visor.PortAddressResolver))}, logFlags()...),
-				Action: func(c *ucli.Context) error { return runOne(c, e, "address-resolver", addressResolver) },
-			},
-			{
-				Name:  "route-finder",
-				Usage: "the route finder: k shortest paths over the transport discovery's graph",
-				Flags: append([]ucli.Flag{
-					addrFlag(port(visor.PortRouteFinder)),
-					&ucli.StringFlag{Name: "transport-discovery", Value: "http://127.0.0.1" + port(visor.PortTransportDiscovery), Usage: "the transport discovery's URL"},
-				}, logFlags()...),
-				Action: func(c *ucli.Context) error {
-					return runOne(c, e, "route-finder", func(ctx context.Context, addr string, log *zap.Logger) error {
-						return routeFinder(ctx, addr, c.String("transport-discovery"), log)
-					})
-				},
-			},
-			{
-				Name:  "dmsg-server",
-				Usage: "a dmsg server: relays streams between dmsg clients",
-				Flags: append([]ucli.Flag{
-					addrFlag(port(PortDmsgServer)),
+			one(suite.DmsgDiscovery, visor.PortDmsgDiscovery, "the dmsg discovery: where dmsg servers and clients publish themselves", nil, nil),
+			one(suite.TransportDiscovery, visor.PortTransportDiscovery, "the transport discovery: which transports exist (signed by both edges)", nil, nil),
+			one(suite.AddressResolver, visor.PortAddressResolver, "the address resolver: stcpr addresses (HTTP) and sudph hole punching (UDP, same port)", nil, nil),
+			one(suite.RouteFinder, visor.PortRouteFinder, "the route finder: k shortest paths over the transport discovery's graph",
+				[]ucli.Flag{&ucli.StringFlag{Name: "transport-discovery", Value: "http://127.0.0.1" + port(visor.PortTransportDiscovery), Usage: "the transport discovery's URL"}},
+				func(c *ucli.Context, sc *suite.Config, _ *zap.Logger) error {
+					sc.TransportDiscoveryURL = c.String("transport-discovery")
+					return nil
+				}),
+			one(suite.DmsgServer, PortDmsgServer, "a dmsg server: relays streams between dmsg clients",
+				[]ucli.Flag{
 					&ucli.StringFlag{Name: "public-addr", Usage: "host:port clients dial (default: --addr, which must then name a host)"},
 					&ucli.StringFlag{Name: "discovery", Value: "http://127.0.0.1" + port(visor.PortDmsgDiscovery), Usage: "the dmsg discovery's URL"},
 					&ucli.StringFlag{Name: "sk-file", Usage: "key file (made if missing; default: a new key each run)"},
-				}, logFlags()...),
-				Action: func(c *ucli.Context) error {
-					return runOne(c, e, "dmsg-server", func(ctx context.Context, addr string, log *zap.Logger) error {
-						sk, err := serverKey(c.String("sk-file"), log)
-						if err != nil {
-							return err
-						}
-						return dmsgServer(ctx, addr, c.String("public-addr"), c.String("discovery"), sk, log)
-					})
 				},
-			},
+				func(c *ucli.Context, sc *suite.Config, log *zap.Logger) error {
+					sc.DmsgPublicAddr, sc.DmsgDiscoveryURL = c.String("public-addr"), c.String("discovery")
+					var err error
+					sc.SK, err = serverKey(c.String("sk-file"), log)
+					return err
+				}),
 		},
 	}
 }
@@ -117,9 +88,6 @@ func svcApp(e env) *ucli.App {
 func addrFlag(def string) ucli.Flag {
 	return &ucli.StringFlag{Name: "addr", Value: def, Usage: "host:port to listen on"}
 }
-
-// serviceFunc runs one service on addr until ctx ends.
-type serviceFunc func(ctx context.Context, addr string, log *zap.Logger) error
 
 // signalContext is ctx ended by SIGINT or SIGTERM (a second one kills).
 func signalContext(ctx context.Context, log *zap.Logger) (context.Context, func()) {
@@ -152,87 +120,37 @@ func serviceLogger(c *ucli.Context, e env) (*zap.Logger, func(), error) {
 	return log, func() { log.Sync(); restore() }, nil
 }
 
-func runOne(c *ucli.Context, e env, name string, run serviceFunc) error {
+// runOne runs one service on --addr.
+func runOne(c *ucli.Context, e env, name suite.Name, configure func(c *ucli.Context, sc *suite.Config, log *zap.Logger) error) error {
 	if c.NArg() > 0 {
 		return usagef("%s takes no arguments", name)
+	}
+	host, portText, err := net.SplitHostPort(c.String("addr"))
+	if err != nil {
+		return usagef("--addr: %v", err)
+	}
+	p, err := strconv.ParseUint(portText, 10, 16)
+	if err != nil {
+		return usagef("--addr: port %q is not a number", portText)
 	}
 	log, done, err := serviceLogger(c, e)
 	if err != nil {
 		return err
 	}
 	defer done()
-	ctx, stop := signalContext(c.Context, log)
-	defer stop()
-	return run(ctx, c.String("addr"), log.Named(name))
-}
-
-// serveHTTP listens on addr and serves h until ctx ends.
-func serveHTTP(ctx context.Context, addr, name string, h http.Handler, log *zap.Logger) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("%s: listen on %s: %w", name, addr, err)
+	sc := suite.Config{Host: host, Ports: map[suite.Name]int{name: int(p)}, Only: []suite.Name{name}, Log: log}
+	if configure != nil {
+		if err := configure(c, &sc, log); err != nil {
+			return err
+		}
 	}
-	log.Info("serving", zap.String("addr", ln.Addr().String()))
-	return httpauth.Serve(ctx, ln, h)
-}
-
-func dmsgDiscovery(ctx context.Context, addr string, log *zap.Logger) error {
-	return serveHTTP(ctx, addr, "dmsg-discovery", dmsgdisc.NewServer(store.NewMemory(storeEntries), log), log)
-}
-
-func transportDiscovery(ctx context.Context, addr string, log *zap.Logger) error {
-	return serveHTTP(ctx, addr, "transport-discovery", tpdisc.NewServer(store.NewMemory(storeEntries), log), log)
-}
-
-// addressResolver serves HTTP and UDP on the same port.
-func addressResolver(ctx context.Context, addr string, log *zap.Logger) error {
-	srv := ar.NewServer(store.NewMemory(storeEntries), log)
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("address-resolver: listen on %s: %w", addr, err)
-	}
-	// IPv4 UDP on the same port: on a wildcard address the resolver then
-	// answers from the address each packet came to (IP_PKTINFO).
-	host, _, _ := net.SplitHostPort(addr)
-	network := "udp4"
-	if ip := net.ParseIP(host); ip != nil && ip.To4() == nil {
-		network = "udp"
-	}
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	pc, err := net.ListenPacket(network, net.JoinHostPort(host, port))
-	if err != nil {
-		ln.Close()
-		return fmt.Errorf("address-resolver: UDP on %s: %w", ln.Addr(), err)
-	}
-	log.Info("serving", zap.String("addr", ln.Addr().String()), zap.String("udp", pc.LocalAddr().String()))
-	var wg sync.WaitGroup
-	var udpErr error
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		udpErr = srv.ServeUDP(ctx, pc)
-	}()
-	err = httpauth.Serve(ctx, ln, srv)
-	wg.Wait()
-	return errors.Join(err, udpErr)
-}
-
-func routeFinder(ctx context.Context, addr, tpd string, log *zap.Logger) error {
-	srv := rf.NewServer(tpd, log)
-	defer srv.Close()
-	return serveHTTP(ctx, addr, "route-finder", srv, log)
-}
-
-func dmsgServer(ctx context.Context, addr, public, discovery string, sk cipher.SecKey, log *zap.Logger) error {
-	srv, err := dmsg.NewServer(dmsg.ServerConfig{SK: sk, Discovery: discovery, PublicAddr: public, Log: log})
+	s, err := suite.New(sc)
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("dmsg-server: listen on %s: %w", addr, err)
-	}
-	return srv.Serve(ctx, ln)
+	ctx, stop := signalContext(c.Context, log)
+	defer stop()
+	return s.Run(ctx)
 }
 
 // serverKey reads the key in path, making it (mode 0600) if missing; with
@@ -268,10 +186,9 @@ func runAll(c *ucli.Context, e env) error {
 		return err
 	}
 	defer done()
-	host := c.String("host")
 	public := c.String("public-host")
 	if public == "" {
-		public = host
+		public = c.String("host")
 	}
 	if ip := net.ParseIP(public); ip != nil && ip.IsUnspecified() {
 		return usagef("--public-host: visors cannot dial %s; give this machine's address", public)
@@ -280,54 +197,40 @@ func runAll(c *ucli.Context, e env) error {
 	if err != nil {
 		return err
 	}
-	at := func(p int) string { return net.JoinHostPort(host, strconv.Itoa(p)) }
-	url := func(p int) string { return "http://" + net.JoinHostPort(public, strconv.Itoa(p)) }
-	dd, td, ra, ds, rfp := c.Int("dmsg-discovery-port"), c.Int("transport-discovery-port"), c.Int("address-resolver-port"), c.Int("dmsg-server-port"), c.Int("route-finder-port")
+	s, err := suite.New(suite.Config{
+		Host: c.String("host"), PublicHost: public, SK: sk, Log: log,
+		Ports: map[suite.Name]int{
+			suite.DmsgDiscovery:      c.Int("dmsg-discovery-port"),
+			suite.TransportDiscovery: c.Int("transport-discovery-port"),
+			suite.RouteFinder:        c.Int("route-finder-port"),
+			suite.AddressResolver:    c.Int("address-resolver-port"),
+			suite.DmsgServer:         c.Int("dmsg-server-port"),
+		},
+	})
+	if err != nil {
+		return err
+	}
 	ctx, stop := signalContext(c.Context, log)
 	defer stop()
-
-	type service struct {
-		name, addr, url string
-		run             func(ctx context.Context) error
-	}
-	services := []service{
-		{"dmsg discovery", at(dd), url(dd), func(ctx context.Context) error {
-			return dmsgDiscovery(ctx, at(dd), log.Named("dmsg-discovery"))
-		}},
-		{"transport discovery", at(td), url(td), func(ctx context.Context) error {
-			return transportDiscovery(ctx, at(td), log.Named("transport-discovery"))
-		}},
-		{"route finder", at(rfp), url(rfp), func(ctx context.Context) error {
-			return routeFinder(ctx, at(rfp), "http://"+at(td), log.Named("route-finder"))
-		}},
-		{"address resolver (HTTP+UDP)", at(ra), url(ra), func(ctx context.Context) error {
-			return addressResolver(ctx, at(ra), log.Named("address-resolver"))
-		}},
-		{"dmsg server " + sk.PubKey().Short(), at(ds), net.JoinHostPort(public, strconv.Itoa(ds)), func(ctx context.Context) error {
-			return dmsgServer(ctx, at(ds), net.JoinHostPort(public, strconv.Itoa(ds)), url(dd), sk, log.Named("dmsg-server"))
-		}},
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	errs := make([]error, len(services))
-	for i, s := range services {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if errs[i] = s.run(ctx); errs[i] != nil {
-				cancel() // one service failing stops them all
-			}
-		}()
-	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SERVICE\tLISTENS ON\tVISORS USE")
-	for _, s := range services {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", s.name, s.addr, s.url)
-	}
-	tw.Flush()
+	printServices(e.stdout, s)
 	fmt.Fprintf(e.stdout, "\nservice discovery: not in this build yet (docs/roadmap.md)\n"+
 		"visor configs for this network: skywire visor gen-config --svc %s\nCtrl-C stops.\n", public)
-	wg.Wait()
-	return errors.Join(errs...)
+	return s.Run(ctx)
+}
+
+// printServices shows where each service listens and what visors use.
+func printServices(w io.Writer, s *suite.Suite) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERVICE\tLISTENS ON\tVISORS USE")
+	for _, n := range s.Names() {
+		name := string(n)
+		switch n {
+		case suite.AddressResolver:
+			name += " (HTTP+UDP)"
+		case suite.DmsgServer:
+			name += " " + s.DmsgServerPK().Short()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", name, s.Addr(n), s.URL(n))
+	}
+	tw.Flush()
 }

@@ -45,11 +45,12 @@ type Conn struct {
 	rerr    error  // sticky
 	rframes uint64 // frames since the last rekey
 	rbytes  uint64 // ciphertext bytes since the last rekey
+	strict  bool   // RequireCloseNotify
 
 	wmu     sync.Mutex // guards the write side: send, pending, werr, wframes, wbytes
 	send    *cipherState
 	pending []byte // sealed frames a timed-out write left unsent: they go first
-	werr    error  // sticky
+	werr    error  // sticky (ErrWriteClosed after CloseWrite)
 	wframes uint64
 	wbytes  uint64
 
@@ -75,6 +76,59 @@ func (c *Conn) SetMaxPlaintext(n int) {
 	c.wmu.Lock()
 	c.maxPlain = max(1, min(n, MaxPlaintext))
 	c.wmu.Unlock()
+}
+
+// RequireCloseNotify makes the carrier's end of stream without a
+// close-notify frame an error (io.ErrUnexpectedEOF) instead of io.EOF.
+func (c *Conn) RequireCloseNotify() {
+	c.rmu.Lock()
+	c.strict = true
+	c.rmu.Unlock()
+}
+
+// ErrWriteClosed: Write after CloseWrite.
+var ErrWriteClosed = errors.New("noise: write after CloseWrite")
+
+// CloseWrite sends close-notify (the peer reads io.EOF after everything
+// written before it) and half-closes the carrier if it can. Reading goes on.
+func (c *Conn) CloseWrite() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.werr != nil {
+		if errors.Is(c.werr, ErrWriteClosed) {
+			return nil
+		}
+		return c.werr
+	}
+	if len(c.pending) > 0 {
+		n, err := c.c.Write(c.pending)
+		c.pending = c.pending[n:]
+		if err != nil {
+			return c.writeFailedLocked(err)
+		}
+		c.pending = nil
+	}
+	var buf [HeaderSize + TagSize]byte
+	nonce := c.send.n
+	ct, err := c.send.seal(buf[HeaderSize:HeaderSize], nil)
+	if err != nil {
+		c.werr = err
+		c.c.Close()
+		return err
+	}
+	binary.BigEndian.PutUint16(buf[:], uint16(len(ct)))
+	if n, err := c.c.Write(buf[:]); err != nil {
+		if n == 0 && isTimeout(err) {
+			c.send.n = nonce // nothing sent: try again later
+			return err
+		}
+		return c.writeFailedLocked(err)
+	}
+	c.werr = ErrWriteClosed
+	if cw, ok := c.c.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
 }
 
 // Cipher is the session's transport-phase cipher.
@@ -130,7 +184,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 		if isTimeout(err) {
 			return 0, err // the partial frame stays buffered
 		}
-		if errors.Is(err, io.EOF) && c.rend > c.rpos {
+		if errors.Is(err, io.EOF) && (c.rend > c.rpos || c.strict) {
 			err = io.ErrUnexpectedEOF
 		}
 		c.rerr = err
@@ -154,6 +208,11 @@ func (c *Conn) openLocked(p, ct []byte, n int) (int, error) {
 		return 0, c.failReadLocked(ErrDecrypt)
 	}
 	c.rpos += n
+	if size == 0 { // close-notify
+		c.rerr = io.EOF
+		c.releaseReadLocked()
+		return 0, io.EOF
+	}
 	c.rframes++
 	c.rbytes += uint64(len(ct))
 	if c.rframes >= c.rekeyFrames || c.rbytes >= c.rekeyBytes {

@@ -22,6 +22,12 @@
 // ciphertext, whichever comes first, and the receiver follows at the same
 // frame. A frame that fails to decrypt, a truncated stream, or a length
 // below 16 closes the Conn. There is no plaintext mode.
+//
+// A frame with no plaintext (length 16) is close-notify: the sender will
+// write nothing more (Conn.CloseWrite), and the reader returns io.EOF. With
+// RequireCloseNotify, the carrier ending without one is io.ErrUnexpectedEOF:
+// whoever carries the frames can stop them, but cannot make a cut-short
+// stream look complete.
 package noise
 
 import (

@@ -662,3 +662,68 @@ func TestAuthenticateBinding(t *testing.T) {
 		t.Fatalf("no binding: %v", err)
 	}
 }
+
+// CloseWrite ends one direction with an authenticated close-notify: the
+// peer reads everything, then io.EOF, and can still answer.
+func TestCloseWrite(t *testing.T) {
+	for _, ciph := range ciphers {
+		t.Run(ciph.String(), func(t *testing.T) {
+			ca, cb := pipe(t, KK, ciph, tcpPair)
+			defer ca.Close()
+			defer cb.Close()
+			cb.RequireCloseNotify()
+			msg := bytes.Repeat([]byte("x"), 200000)
+			go func() {
+				ca.Write(msg)
+				ca.CloseWrite()
+			}()
+			got, err := io.ReadAll(cb)
+			if err != nil || !bytes.Equal(got, msg) {
+				t.Fatalf("read %d bytes, %v", len(got), err)
+			}
+			if _, err := ca.Write([]byte("more")); !errors.Is(err, ErrWriteClosed) {
+				t.Fatalf("write after CloseWrite: %v", err)
+			}
+			if _, err := cb.Write([]byte("answer")); err != nil {
+				t.Fatal(err)
+			}
+			cb.CloseWrite()
+			got, err = io.ReadAll(ca)
+			if err != nil || string(got) != "answer" {
+				t.Fatalf("answer %q, %v", got, err)
+			}
+		})
+	}
+}
+
+// With RequireCloseNotify, a carrier that ends without close-notify (a
+// stream cut short) is io.ErrUnexpectedEOF; without it, io.EOF.
+func TestRequireCloseNotify(t *testing.T) {
+	for _, strict := range []bool{false, true} {
+		a, b := tcpPair(t)
+		ic, rc := configs(KK, newKeys(), newKeys())
+		ca, cb, errA, errB := handshake(context.Background(), a, b, ic, rc)
+		if errA != nil || errB != nil {
+			t.Fatal(errA, errB)
+		}
+		if strict {
+			cb.RequireCloseNotify()
+		}
+		ca.Write([]byte("partial"))
+		a.(*net.TCPConn).CloseWrite() // the carrier ends, no close-notify
+		buf := make([]byte, 7)
+		if _, err := io.ReadFull(cb, buf); err != nil {
+			t.Fatal(err)
+		}
+		_, err := cb.Read(buf)
+		want := io.EOF
+		if strict {
+			want = io.ErrUnexpectedEOF
+		}
+		if !errors.Is(err, want) || (!strict && errors.Is(err, io.ErrUnexpectedEOF)) {
+			t.Fatalf("strict=%v: %v, want %v", strict, err, want)
+		}
+		ca.Close()
+		cb.Close()
+	}
+}

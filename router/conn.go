@@ -32,6 +32,7 @@ func (a Addr) String() string { return a.PK.Hex() + ":" + strconv.Itoa(int(a.Por
 // Errors a route reports.
 var (
 	ErrRouteClosed = errors.New("route closed")
+	errWriteClosed = errors.New("route: write after CloseWrite")
 	errWindow      = errors.New("the peer sent more than its credit allows")
 )
 
@@ -57,6 +58,8 @@ type routeConn struct {
 	credit   int     // bytes we may still send
 	rdl, wdl time.Time
 	closed   bool  // closed by this end
+	wclosed  bool  // CloseWrite: this end sends no more
+	reof     bool  // the other end sends no more (an empty DATA)
 	ended    error // the route ended (the other end closed it, or it was lost)
 	wake     chan struct{}
 	lastRecv time.Time
@@ -121,6 +124,10 @@ func (c *routeConn) Read(p []byte) (int, error) {
 		if c.rbytes > 0 {
 			break
 		}
+		if c.reof {
+			c.mu.Unlock()
+			return 0, io.EOF
+		}
 		if c.ended != nil {
 			err := c.ended
 			c.mu.Unlock()
@@ -174,6 +181,9 @@ func (c *routeConn) Write(p []byte) (int, error) {
 			case c.closed:
 				c.mu.Unlock()
 				return total, net.ErrClosed
+			case c.wclosed:
+				c.mu.Unlock()
+				return total, errWriteClosed
 			case c.ended != nil:
 				err := c.ended
 				c.mu.Unlock()
@@ -233,6 +243,11 @@ func (c *routeConn) handle(p transport.Packet) {
 			c.mu.Unlock()
 			return
 		}
+		if len(pl) == 0 { // the other end's CloseWrite
+			c.reof = true
+			c.signalLocked()
+			break
+		}
 		if c.rbytes+len(pl) > c.window+transport.MaxPayload {
 			c.mu.Unlock()
 			c.r.closeRoute(c, closeProtocol, errWindow)
@@ -262,6 +277,29 @@ func (c *routeConn) handle(p transport.Packet) {
 		}
 	}
 	c.mu.Unlock()
+}
+
+// CloseWrite tells the other end this one sends no more: an empty DATA
+// packet, after everything written before it. Reading goes on.
+func (c *routeConn) CloseWrite() error {
+	c.mu.Lock()
+	if c.closed || c.wclosed {
+		c.mu.Unlock()
+		return nil
+	}
+	if c.ended != nil {
+		err := c.ended
+		c.mu.Unlock()
+		return err
+	}
+	c.wclosed = true
+	c.signalLocked()
+	out, outID := c.out, c.outID
+	c.mu.Unlock()
+	if !c.sendControl(out, outID, transport.PacketData, nil) {
+		return fmt.Errorf("%w: its transport closed", ErrRouteClosed)
+	}
+	return nil
 }
 
 // end marks the route ended by the other side or the network (reads see
@@ -349,16 +387,37 @@ func (c *routeConn) SetWriteDeadline(t time.Time) error {
 }
 
 // Conn is an app connection over a route: the route's bytes, end-to-end
-// encrypted (Noise KK) on routes of two or more hops.
+// encrypted (Noise KK) on routes of two or more hops. On those, the end of
+// the stream is authenticated too (noise close-notify, sent by CloseWrite
+// and Close): a hop that cuts the route short makes the reader see
+// io.ErrUnexpectedEOF, not a clean io.EOF.
 type Conn struct {
 	net.Conn
 	raw     *routeConn
+	nc      *noise.Conn // nil on a 1-hop route
 	once    sync.Once
 	release func() // frees a dialled route's local port
 }
 
+// closeNotifyWait bounds how long Close waits for credit to send
+// close-notify (a peer that stopped reading gets a route cut short).
+const closeNotifyWait = 100 * time.Millisecond
+
+// CloseWrite ends this direction: the other end reads io.EOF after what
+// was written. Reading goes on.
+func (c *Conn) CloseWrite() error {
+	if c.nc != nil {
+		return c.nc.CloseWrite()
+	}
+	return c.raw.CloseWrite()
+}
+
 // Close closes the route on every hop.
 func (c *Conn) Close() error {
+	if c.nc != nil {
+		c.raw.SetWriteDeadline(time.Now().Add(closeNotifyWait))
+		c.nc.CloseWrite()
+	}
 	err := c.Conn.Close()
 	c.once.Do(func() {
 		if c.release != nil {
@@ -373,7 +432,8 @@ func newConn(raw *routeConn, nc *noise.Conn) *Conn {
 		return &Conn{Conn: raw, raw: raw}
 	}
 	nc.SetMaxPlaintext(transport.MaxPayload - noise.HeaderSize - noise.TagSize)
-	return &Conn{Conn: nc, raw: raw}
+	nc.RequireCloseNotify()
+	return &Conn{Conn: nc, raw: raw, nc: nc}
 }
 
 // LocalAddr is our routing address.

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -489,4 +490,67 @@ func FuzzParseSetup(f *testing.F) {
 		parseSetupOK(b)
 		parseSetupErr(b)
 	})
+}
+
+// CloseWrite ends one direction: the other end reads EOF and still
+// answers, on 1-hop and 2-hop routes alike.
+func TestHalfClose(t *testing.T) {
+	for _, hops := range []int{1, 2} {
+		t.Run(fmt.Sprintf("%d hops", hops), func(t *testing.T) {
+			n, _ := newNodes(t, hops+1, nil)
+			for i := 0; i < hops; i++ {
+				connect(t, n[i], n[i+1])
+			}
+			a, b := pair(t, n[0], n[hops], 11, DialOptions{})
+			defer a.Close()
+			defer b.Close()
+			req := bytes.Repeat([]byte("q"), 300000)
+			go func() {
+				a.Write(req)
+				a.CloseWrite()
+			}()
+			got, err := io.ReadAll(b)
+			if err != nil || !bytes.Equal(got, req) {
+				t.Fatalf("request: %d bytes, %v", len(got), err)
+			}
+			if _, err := a.Write([]byte("late")); err == nil {
+				t.Fatal("wrote after CloseWrite")
+			}
+			if _, err := b.Write([]byte("answer")); err != nil {
+				t.Fatal(err)
+			}
+			b.Close()
+			got, err = io.ReadAll(a)
+			if err != nil || string(got) != "answer" {
+				t.Fatalf("answer %q, %v", got, err)
+			}
+		})
+	}
+}
+
+// A middle hop that forges an end's CLOSE cannot pass a cut-short stream
+// off as complete: the end reads io.ErrUnexpectedEOF, not io.EOF.
+func TestForgedCloseIsTruncation(t *testing.T) {
+	n, _ := newNodes(t, 3, nil)
+	connect(t, n[0], n[1])
+	toC := connect(t, n[1], n[2])
+	a, c := pair(t, n[0], n[2], 13, DialOptions{})
+	defer a.Close()
+	defer c.Close()
+	exchange(t, a, c, 1000)
+	var forged bool
+	for _, ru := range n[1].r.Rules() {
+		if ru.Kind == "forward" && ru.OutRemote == n[2].pk {
+			if err := toC.WritePacket(transport.NewPacket(transport.PacketClose, ru.OutID, []byte{closeByEnd})); err != nil {
+				t.Fatal(err)
+			}
+			forged = true
+		}
+	}
+	if !forged {
+		t.Fatal("no forward rule toward c")
+	}
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("read after a forged close: %v", err)
+	}
 }

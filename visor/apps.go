@@ -3,7 +3,9 @@ package visor
 import (
 	"context"
 	"errors"
+	"net"
 	"slices"
+	"strings"
 
 	"github.com/skyfleet/skywire/admin"
 	"github.com/skyfleet/skywire/visor/appserver"
@@ -21,7 +23,7 @@ func appConfigs(apps []AppConfig) []appserver.AppConfig {
 }
 
 func appInfo(i appserver.Info) admin.AppInfo {
-	return admin.AppInfo{Name: i.Name, Port: i.Port, AutoStart: i.AutoStart, Args: i.Args, State: i.State, PID: i.PID, Started: i.Started, Error: i.Error}
+	return admin.AppInfo{Name: i.Name, Port: i.Port, AutoStart: i.AutoStart, Args: maskSecrets(i.Args), State: i.State, PID: i.PID, Started: i.Started, Error: i.Error, Status: i.Status}
 }
 
 func appError(err error) error {
@@ -97,7 +99,18 @@ func (v *Visor) registerAppAPI() {
 		if err := req.Server.Check(); err != nil {
 			return admin.AppInfo{}, admin.Errorf(admin.CodeBadRequest, "%v", err)
 		}
-		err := v.updateApp(ProxyClientApp, func(a *AppConfig) { a.Args = withFlag(a.Args, "--srv", req.Server.Hex()) })
+		if req.Addr != "" {
+			if _, _, err := net.SplitHostPort(req.Addr); err != nil {
+				return admin.AppInfo{}, admin.Errorf(admin.CodeBadRequest, "addr %q: %v", req.Addr, err)
+			}
+		}
+		err := v.updateApp(ProxyClientApp, func(a *AppConfig) {
+			a.Args = withFlag(a.Args, "--srv", req.Server.Hex())
+			a.Args = withFlag(a.Args, "--passcode", req.Passcode)
+			if req.Addr != "" {
+				a.Args = withFlag(a.Args, "--addr", req.Addr)
+			}
+		})
 		if err != nil {
 			return admin.AppInfo{}, err
 		}
@@ -110,8 +123,27 @@ func (v *Visor) registerAppAPI() {
 	})
 }
 
+// secretFlags are app flags whose values the admin API does not show.
+var secretFlags = []string{"--passcode"}
+
+// maskSecrets replaces the values of secretFlags in args.
+func maskSecrets(args []string) []string {
+	out := slices.Clone(args)
+	for i := range out {
+		for _, f := range secretFlags {
+			switch {
+			case out[i] == f && i+1 < len(out):
+				out[i+1] = "********"
+			case strings.HasPrefix(out[i], f+"="):
+				out[i] = f + "=********"
+			}
+		}
+	}
+	return out
+}
+
 // withFlag sets flag to value in args (replacing an existing "flag value"
-// or "flag=value").
+// or "flag=value"); an empty value removes the flag.
 func withFlag(args []string, flag, value string) []string {
 	out := make([]string, 0, len(args)+2)
 	for i := 0; i < len(args); i++ {
@@ -122,6 +154,9 @@ func withFlag(args []string, flag, value string) []string {
 		default:
 			out = append(out, args[i])
 		}
+	}
+	if value == "" {
+		return out
 	}
 	return append(out, flag, value)
 }

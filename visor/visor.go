@@ -230,6 +230,19 @@ func (v *Visor) initTransports() error {
 // PK is the visor's public key.
 func (v *Visor) PK() cipher.PubKey { return v.cfg.PK }
 
+// STCPAddr is the address stcp listens on ("" if it does not).
+func (v *Visor) STCPAddr() string {
+	for _, n := range v.networks {
+		if s, ok := n.(*transport.STCPNet); ok && s.Addr() != nil {
+			return s.Addr().String()
+		}
+	}
+	return ""
+}
+
+// AppServerAddr is the address the apps reach the visor at.
+func (v *Visor) AppServerAddr() string { return v.apps.Addr() }
+
 // CLIAddr is the address the admin API listens on (with the real port when
 // cli_addr asked for port 0).
 func (v *Visor) CLIAddr() string { return v.cliAddr }

@@ -6,10 +6,10 @@
 package sdk
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/rpc"
 	"net/rpc/jsonrpc"
@@ -78,6 +78,11 @@ func (c *Client) call(method string, args, reply any) error {
 	return err
 }
 
+// SetStatus tells the visor the app's state in words (shown by `app ls`).
+func (c *Client) SetStatus(status string) error {
+	return c.call("SetStatus", appproto.StatusArgs{Status: status}, &appproto.Empty{})
+}
+
 // Addr is an app address: a visor key and a port.
 type Addr struct {
 	PK   cipher.PubKey
@@ -137,29 +142,57 @@ func (c *Client) attach(id uint32, local, remote Addr) (net.Conn, error) {
 		tc.SetNoDelay(true)
 	}
 	fmt.Fprintf(conn, "%s %s %d\n", appproto.DataPrefix, c.key, id)
-	br := bufio.NewReaderSize(conn, 64<<10)
-	line, err := br.ReadString('\n')
-	if err != nil || line != "OK\n" {
+	conn.SetReadDeadline(time.Now().Add(dialTimeout))
+	line, err := readLine(conn)
+	conn.SetReadDeadline(time.Time{})
+	if err != nil || line != "OK" {
 		conn.Close()
 		c.call("CloseConn", appproto.CloseArgs{Conn: id}, &appproto.Empty{})
 		if err == nil {
-			err = errors.New(strings.TrimSpace(strings.TrimPrefix(line, "ERR ")))
+			err = errors.New(strings.TrimPrefix(line, "ERR "))
 		}
 		return nil, fmt.Errorf("data socket: %w", err)
 	}
-	return &dataConn{Conn: conn, br: br, local: local, remote: remote}, nil
+	return &dataConn{Conn: conn, local: local, remote: remote}, nil
+}
+
+// readLine reads the gateway's answer a byte at a time, so nothing past it
+// is consumed: after "OK" the socket is the connection's, unbuffered.
+func readLine(r io.Reader) (string, error) {
+	var line []byte
+	var b [1]byte
+	for len(line) < 256 {
+		if _, err := io.ReadFull(r, b[:]); err != nil {
+			return "", err
+		}
+		if b[0] == '\n' {
+			return string(line), nil
+		}
+		line = append(line, b[0])
+	}
+	return "", errors.New("answer line too long")
 }
 
 // dataConn is a connection's data socket, with app addresses.
 type dataConn struct {
 	net.Conn
-	br            *bufio.Reader // holds anything read past the OK line
 	local, remote Addr
 }
 
-func (d *dataConn) Read(p []byte) (int, error) { return d.br.Read(p) }
-func (d *dataConn) LocalAddr() net.Addr        { return d.local }
-func (d *dataConn) RemoteAddr() net.Addr       { return d.remote }
+func (d *dataConn) LocalAddr() net.Addr  { return d.local }
+func (d *dataConn) RemoteAddr() net.Addr { return d.remote }
+
+// WriteTo copies the connection to w; with w a TCP connection the kernel
+// splices the sockets (io.Copy uses it).
+func (d *dataConn) WriteTo(w io.Writer) (int64, error) { return io.Copy(w, d.Conn) }
+
+// ReadFrom copies r to the connection (spliced when r is a TCP connection).
+func (d *dataConn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := d.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{d.Conn}, r)
+}
 
 // CloseWrite half-closes the connection (the far app reads EOF).
 func (d *dataConn) CloseWrite() error {

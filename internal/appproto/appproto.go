@@ -17,9 +17,12 @@
 //     A method with another app's key, or a revoked one, is not found.
 //  2. Data: the first line is "SWDATA/1 <APP_KEY> <conn id>\n"; the gateway
 //     answers "OK\n" (or "ERR <message>\n" and closes), then the socket
-//     carries the connection's bytes both ways. Closing it closes the
-//     connection; the gateway half-closes it (the app reads EOF) when the far
-//     end closes. A connection with a data socket refuses Read and Write calls.
+//     carries the connection's bytes both ways. An end of stream passes on
+//     as a half-close: the app shutting down its writing makes the far end
+//     read EOF (and it may still answer), the far end's makes the gateway
+//     shut down the socket's writing (the app reads EOF). An error on either
+//     side closes both. A connection with a data socket refuses Read and
+//     Write calls.
 //
 // Methods (args → reply):
 //
@@ -31,6 +34,7 @@
 //	CloseConn     {"conn"}                             → {}
 //	CloseListener {"listener"}                         → {}
 //	SetDeadline   {"conn", "kind": read|write|both, "deadline": RFC 3339 or zero time} → {}
+//	SetStatus     {"status"}                           → {}  (a line the visor shows with the app)
 //
 // Addresses are "pk:port" (66 hex characters, a colon, a decimal port).
 package appproto
@@ -50,6 +54,9 @@ const DataPrefix = "SWDATA/1"
 
 // MaxRead bounds one Read call's n.
 const MaxRead = 1 << 20
+
+// MaxStatus bounds a status line (longer ones are cut).
+const MaxStatus = 512
 
 type (
 	// DialArgs: connect to the app at pk:port.
@@ -104,6 +111,10 @@ type (
 		Conn     uint32    `json:"conn"`
 		Kind     string    `json:"kind"`
 		Deadline time.Time `json:"deadline"`
+	}
+	// StatusArgs: the app's state in words, shown by `app ls`.
+	StatusArgs struct {
+		Status string `json:"status"`
 	}
 	// Empty is an empty reply.
 	Empty struct{}

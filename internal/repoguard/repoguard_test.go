@@ -30,6 +30,7 @@ var rules = map[string][]string{
 	"admin":               {"cipher"},
 	"dmsg":                {"dmsg", "noise", "cipher", "svc/dmsgdisc", "svc/httpauth"},
 	"svc":                 {"svc", "cipher", "noise"},
+	"svc/suite":           {"svc", "dmsg", "cipher"},
 	"transport":           {"transport", "dmsg", "noise", "cipher", "svc/tpdisc", "svc/ar", "svc/httpauth"},
 	"router":              {"router", "transport", "noise", "cipher", "svc/rf"},
 	"apps/sdk":            {"cipher"},

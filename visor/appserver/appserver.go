@@ -29,6 +29,9 @@ import (
 	"github.com/skyfleet/skywire/router"
 )
 
+// spliceBuf is each direction's copy buffer of a data socket.
+const spliceBuf = 256 << 10
+
 // Builtins are the apps the skywire executable itself provides.
 var Builtins = []string{"skychat", "skysocks", "skysocks-client", "vpn-server", "vpn-client"}
 
@@ -199,22 +202,31 @@ func (s *Server) serveData(c net.Conn, br *bufio.Reader) {
 	sess.closeConn(uint32(id))
 }
 
-// splice copies app ↔ route. When the far end closes, the app's socket is
-// half-closed (it reads EOF); when the app closes, the route closes.
+// splice copies app ↔ route until both directions end. Each side's end of
+// stream is passed on as a half-close (the app's shutdown of writing
+// becomes the route's CloseWrite, the far end's becomes the socket's); an
+// error on either side ends both.
 func splice(c net.Conn, fromApp io.Reader, route *router.Conn) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		buf := make([]byte, 256<<10)
-		io.CopyBuffer(c, route, buf)
+		buf := make([]byte, spliceBuf)
+		if _, err := io.CopyBuffer(c, route, buf); err != nil {
+			c.Close() // unblocks the app → route copy
+			return
+		}
 		if tc, ok := c.(*net.TCPConn); ok {
 			tc.CloseWrite()
 		}
 	}()
-	buf := make([]byte, 256<<10)
-	io.CopyBuffer(route, fromApp, buf)
-	route.Close()
+	buf := make([]byte, spliceBuf)
+	if _, err := io.CopyBuffer(route, fromApp, buf); err != nil {
+		route.Close() // unblocks the route → app copy
+	} else {
+		route.CloseWrite()
+	}
 	<-done
+	route.Close()
 }
 
 func newKey() string {

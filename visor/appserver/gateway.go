@@ -151,6 +151,24 @@ func (g gateway) CloseListener(args appproto.CloseArgs, _ *appproto.Empty) error
 	return l.Close()
 }
 
+// SetStatus records the app's state in words.
+func (g gateway) SetStatus(args appproto.StatusArgs, _ *appproto.Empty) error {
+	if err := g.check(); err != nil {
+		return err
+	}
+	st := args.Status
+	if len(st) > appproto.MaxStatus {
+		st = st[:appproto.MaxStatus]
+	}
+	s := g.ss.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if a := g.ss.app; a.sess == g.ss {
+		a.status = st
+	}
+	return nil
+}
+
 // SetDeadline sets a connection's read, write or both deadlines.
 func (g gateway) SetDeadline(args appproto.DeadlineArgs, _ *appproto.Empty) error {
 	ac, err := g.ss.conn(args.Conn)

@@ -41,6 +41,7 @@ type app struct {
 	sess     *session
 	started  time.Time
 	exitErr  string
+	status   string // the running app's own words (SetStatus)
 	runArgs  []string
 	logs     *ring
 	exited   chan struct{} // closed when the current run's process is reaped
@@ -57,6 +58,7 @@ type Info struct {
 	PID       int       `json:"pid,omitempty"`
 	Started   time.Time `json:"started,omitzero"`
 	Error     string    `json:"error,omitempty"`
+	Status    string    `json:"status,omitempty"`
 }
 
 // ErrUnknownApp: no app of that name is configured.
@@ -82,7 +84,7 @@ func (s *Server) List() []Info {
 func (s *Server) infoLocked(a *app) Info {
 	i := Info{Name: a.cfg.Name, Port: a.cfg.Port, AutoStart: a.cfg.AutoStart, Args: a.cfg.Args, State: a.state, Error: a.exitErr}
 	if a.state == StateRunning {
-		i.PID, i.Started, i.Args = a.cmd.Process.Pid, a.started, a.runArgs
+		i.PID, i.Started, i.Args, i.Status = a.cmd.Process.Pid, a.started, a.runArgs, a.status
 	}
 	return i
 }
@@ -180,7 +182,7 @@ func (s *Server) Start(name string, args []string) error {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	s.byKey[sess.key] = sess
-	a.state, a.cmd, a.sess, a.started, a.exitErr, a.runArgs, a.stopping = StateRunning, cmd, sess, time.Now(), "", args, false
+	a.state, a.cmd, a.sess, a.started, a.exitErr, a.runArgs, a.stopping, a.status = StateRunning, cmd, sess, time.Now(), "", args, false, ""
 	a.exited = make(chan struct{})
 	log := s.log.With(zap.String("app", name), zap.Int("pid", cmd.Process.Pid))
 	log.Info("app started", zap.Strings("args", args))

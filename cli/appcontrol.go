@@ -1,0 +1,244 @@
+package cli
+
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/skyfleet/skywire/admin"
+)
+
+// appCommand is `cli visor app …`.
+func appCommand(e env) *ucli.Command {
+	one := func(c *ucli.Context, verb string) (string, error) {
+		if c.NArg() != 1 {
+			return "", usagef("app %s takes one app name (see app ls)", verb)
+		}
+		return c.Args().First(), nil
+	}
+	printApp := func(c *ucli.Context, i admin.AppInfo, what string) error {
+		if c.Bool("json") {
+			return printJSON(e.stdout, i)
+		}
+		fmt.Fprintf(e.stdout, "%s %s: %s\n", i.Name, what, appState(i))
+		return nil
+	}
+	return &ucli.Command{
+		Name:  "app",
+		Usage: "the visor's apps",
+		Subcommands: []*ucli.Command{
+			{
+				Name:  "ls",
+				Usage: "list the apps: port, state, auto start",
+				Flags: rpcFlags(true),
+				Action: func(c *ucli.Context) error {
+					apps, err := call(c, admin.ListApps, admin.Empty{})
+					if err != nil {
+						return err
+					}
+					if c.Bool("json") {
+						return printJSON(e.stdout, apps)
+					}
+					tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+					fmt.Fprintln(tw, "APP\tPORT\tAUTO START\tSTATE")
+					for _, a := range apps {
+						fmt.Fprintf(tw, "%s\t%d\t%v\t%s\n", a.Name, a.Port, a.AutoStart, appState(a))
+					}
+					return tw.Flush()
+				},
+			},
+			{
+				Name:      "start",
+				Usage:     "start an app",
+				ArgsUsage: "<name>",
+				Flags:     rpcFlags(true),
+				Action: func(c *ucli.Context) error {
+					name, err := one(c, "start")
+					if err != nil {
+						return err
+					}
+					i, err := call(c, admin.StartApp, admin.AppRequest{Name: name})
+					if err != nil {
+						return err
+					}
+					return printApp(c, i, "started")
+				},
+			},
+			{
+				Name:      "stop",
+				Usage:     "stop an app",
+				ArgsUsage: "<name>",
+				Flags:     rpcFlags(true),
+				Action: func(c *ucli.Context) error {
+					name, err := one(c, "stop")
+					if err != nil {
+						return err
+					}
+					i, err := call(c, admin.StopApp, admin.AppRequest{Name: name})
+					if err != nil {
+						return err
+					}
+					return printApp(c, i, "stopped")
+				},
+			},
+			{
+				Name:      "autostart",
+				Usage:     "set whether an app starts with the visor (saved in the config)",
+				ArgsUsage: "<name> on|off",
+				Flags:     rpcFlags(true),
+				Action: func(c *ucli.Context) error {
+					if c.NArg() != 2 || (c.Args().Get(1) != "on" && c.Args().Get(1) != "off") {
+						return usagef("app autostart takes an app name and on or off")
+					}
+					on := c.Args().Get(1) == "on"
+					i, err := call(c, admin.SetAutoStart, admin.AutoStartRequest{Name: c.Args().First(), On: on})
+					if err != nil {
+						return err
+					}
+					if c.Bool("json") {
+						return printJSON(e.stdout, i)
+					}
+					fmt.Fprintf(e.stdout, "%s auto start: %s\n", i.Name, c.Args().Get(1))
+					return nil
+				},
+			},
+			{
+				Name:      "logs",
+				Usage:     "show an app's last output lines",
+				ArgsUsage: "<name>",
+				Flags:     append(rpcFlags(true), &ucli.IntFlag{Name: "lines", Aliases: []string{"n"}, Value: 100, Usage: "how many lines"}),
+				Action: func(c *ucli.Context) error {
+					name, err := one(c, "logs")
+					if err != nil {
+						return err
+					}
+					lines, err := call(c, admin.AppLogs, admin.LogsRequest{Name: name, Lines: c.Int("lines")})
+					if err != nil {
+						return err
+					}
+					if c.Bool("json") {
+						return printJSON(e.stdout, lines)
+					}
+					for _, l := range lines {
+						fmt.Fprintln(e.stdout, l)
+					}
+					return nil
+				},
+			},
+		},
+	}
+}
+
+// appState is an app's state in words: "running (pid 12, 3m0s): status".
+func appState(a admin.AppInfo) string {
+	s := a.State
+	switch {
+	case a.State == "running":
+		s += fmt.Sprintf(" (pid %d, %s)", a.PID, time.Since(a.Started).Round(time.Second))
+		if a.Status != "" {
+			s += ": " + a.Status
+		}
+	case a.Error != "":
+		s += ": " + a.Error
+	}
+	return s
+}
+
+// proxyCommand is `cli proxy …`: skysocks-client.
+func proxyCommand(e env) *ucli.Command {
+	status := func(c *ucli.Context) error {
+		apps, err := call(c, admin.ListApps, admin.Empty{})
+		if err != nil {
+			return err
+		}
+		for _, a := range apps {
+			if a.Name != "skysocks-client" {
+				continue
+			}
+			if c.Bool("json") {
+				return printJSON(e.stdout, a)
+			}
+			rows := [][2]string{{"state", appState(a)}}
+			if v := argValue(a.Args, "--srv"); v != "" {
+				rows = append(rows, [2]string{"server", v})
+			}
+			if v := argValue(a.Args, "--addr"); v != "" {
+				rows = append(rows, [2]string{"socks5", v})
+			}
+			return printTable(e.stdout, rows)
+		}
+		return fmt.Errorf("this visor has no skysocks-client app in its config")
+	}
+	return &ucli.Command{
+		Name:  "proxy",
+		Usage: "the SOCKS5 proxy client (skysocks-client)",
+		Subcommands: []*ucli.Command{
+			{
+				Name:      "start",
+				Usage:     "proxy through the skysocks server on a visor (saved in the config)",
+				ArgsUsage: "<public key>",
+				Flags: append(rpcFlags(true),
+					&ucli.StringFlag{Name: "passcode", Usage: "the server's passcode, if it has one"},
+					&ucli.StringFlag{Name: "addr", Usage: "local SOCKS5 address (default: as configured, 127.0.0.1:1080)"},
+				),
+				Action: func(c *ucli.Context) error {
+					pk, err := pkArg(c, "proxy start")
+					if err != nil {
+						return err
+					}
+					i, err := call(c, admin.StartProxy, admin.ProxyRequest{Server: pk, Passcode: c.String("passcode"), Addr: c.String("addr")})
+					if err != nil {
+						return err
+					}
+					if c.Bool("json") {
+						return printJSON(e.stdout, i)
+					}
+					fmt.Fprintf(e.stdout, "skysocks-client started: SOCKS5 on %s through %s\n", argValue(i.Args, "--addr"), pk.Hex())
+					fmt.Fprintf(e.stdout, "try: curl --socks5-hostname %s http://example.com/\n", argValue(i.Args, "--addr"))
+					return nil
+				},
+			},
+			{
+				Name:  "stop",
+				Usage: "stop the proxy client",
+				Flags: rpcFlags(true),
+				Action: func(c *ucli.Context) error {
+					if c.NArg() > 0 {
+						return usagef("proxy stop takes no arguments")
+					}
+					i, err := call(c, admin.StopApp, admin.AppRequest{Name: "skysocks-client"})
+					if err != nil {
+						return err
+					}
+					if c.Bool("json") {
+						return printJSON(e.stdout, i)
+					}
+					fmt.Fprintln(e.stdout, "skysocks-client stopped")
+					return nil
+				},
+			},
+			{
+				Name:   "status",
+				Usage:  "show whether the proxy client runs, and its server",
+				Flags:  rpcFlags(true),
+				Action: status,
+			},
+		},
+	}
+}
+
+// argValue is flag's value in args ("--flag value" or "--flag=value").
+func argValue(args []string, flag string) string {
+	for i, a := range args {
+		if a == flag && i+1 < len(args) {
+			return args[i+1]
+		}
+		if v, ok := strings.CutPrefix(a, flag+"="); ok {
+			return v
+		}
+	}
+	return ""
+}

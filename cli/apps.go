@@ -1,0 +1,94 @@
+package cli
+
+import (
+	"context"
+	"net"
+
+	ucli "github.com/urfave/cli/v2"
+	"go.uber.org/zap"
+
+	"github.com/skyfleet/skywire/apps/sdk"
+	"github.com/skyfleet/skywire/apps/skysocks"
+	"github.com/skyfleet/skywire/cipher"
+)
+
+// runApp runs a built-in app: its logger (the visor collects its output),
+// its link to the visor, and a context ended by SIGTERM (how the visor
+// stops it).
+func runApp(c *ucli.Context, e env, name string, run func(ctx context.Context, client *sdk.Client, log *zap.Logger) error) error {
+	if c.NArg() > 0 {
+		return usagef("%s takes no arguments, got %q", name, c.Args().First())
+	}
+	log, done, err := serviceLogger(c, e)
+	if err != nil {
+		return err
+	}
+	defer done()
+	client, err := sdk.FromEnv()
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	ctx, stop := signalContext(c.Context, log)
+	defer stop()
+	return run(ctx, client, log.Named(name))
+}
+
+// skysocksApp is the skysocks role: the SOCKS5 server on port 3.
+func skysocksApp(e env) *ucli.App {
+	return &ucli.App{
+		Flags: append([]ucli.Flag{
+			&ucli.StringFlag{Name: "passcode", Usage: "require this passcode of clients"},
+			&ucli.BoolFlag{Name: "allow-local", Usage: "let clients reach this machine and its private networks"},
+		}, logFlags()...),
+		Action: func(c *ucli.Context) error {
+			return runApp(c, e, "skysocks", func(ctx context.Context, client *sdk.Client, log *zap.Logger) error {
+				l, err := client.Listen(client.Port())
+				if err != nil {
+					return err
+				}
+				defer l.Close()
+				log.Info("serving SOCKS5", zap.Uint16("port", client.Port()), zap.Bool("passcode", c.String("passcode") != ""), zap.Bool("allow_local", c.Bool("allow-local")))
+				client.SetStatus("serving on port " + l.Addr().String())
+				srv := skysocks.NewServer(skysocks.ServerConfig{Passcode: c.String("passcode"), AllowLocal: c.Bool("allow-local"), Log: log})
+				return srv.Serve(ctx, l)
+			})
+		},
+	}
+}
+
+// skysocksClientApp is the skysocks-client role: local SOCKS5 through a
+// skysocks server.
+func skysocksClientApp(e env) *ucli.App {
+	return &ucli.App{
+		Flags: append([]ucli.Flag{
+			&ucli.StringFlag{Name: "srv", Usage: "the skysocks server's visor `public key`"},
+			&ucli.StringFlag{Name: "addr", Value: "127.0.0.1:1080", Usage: "local SOCKS5 address"},
+			&ucli.StringFlag{Name: "passcode", Usage: "the server's passcode, if it has one"},
+		}, logFlags()...),
+		Action: func(c *ucli.Context) error {
+			var srv cipher.PubKey
+			if s := c.String("srv"); s != "" {
+				var err error
+				if srv, err = cipher.ParsePubKey(s); err != nil {
+					return usagef("--srv: %v", err)
+				}
+			}
+			return runApp(c, e, "skysocks-client", func(ctx context.Context, client *sdk.Client, log *zap.Logger) error {
+				cl, err := skysocks.NewClient(skysocks.ClientConfig{
+					Server: srv, Passcode: c.String("passcode"), Log: log,
+					Status: func(s string) { client.SetStatus(s) },
+				}, client)
+				if err != nil {
+					return err
+				}
+				l, err := net.Listen("tcp", c.String("addr"))
+				if err != nil {
+					return err
+				}
+				log.Info("serving SOCKS5", zap.String("addr", l.Addr().String()), zap.String("srv", srv.Hex()))
+				return cl.Serve(ctx, l)
+			})
+		},
+	}
+}

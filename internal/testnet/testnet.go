@@ -1,0 +1,243 @@
+// Package testnet runs a private Skywire network in one process: the
+// discovery services (svc/suite) on loopback ports of their own, and N
+// visors in a line — visor i has a transport to visor i+1 only, so routes
+// between the ends are multi-hop. Tests use it, and so does `skywire demo`.
+//
+// Each visor is a real visor.Visor with its config file, admin socket and
+// state under Config.Dir/<name>, controllable with `skywire cli --rpc`.
+// Built-in apps run as Config.Executable (the skywire binary).
+package testnet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/skyfleet/skywire/admin"
+	"github.com/skyfleet/skywire/cipher"
+	"github.com/skyfleet/skywire/svc/suite"
+	"github.com/skyfleet/skywire/visor"
+)
+
+// readyTimeout bounds how long Start waits for the line to carry a route.
+const readyTimeout = 30 * time.Second
+
+// Config configures a network.
+type Config struct {
+	// Dir holds the visors' configs, sockets and state (required; keep it
+	// short: unix socket paths are limited to about 100 bytes).
+	Dir string
+	// Visors is how many visors (zero: 3).
+	Visors int
+	// Links are the transport types of the links visor i → i+1 ("stcp",
+	// "stcpr", "sudph", "dmsg"; missing: stcp).
+	Links []string
+	// Apps, if set, gives visor i's apps (default: none).
+	Apps func(i int, pks []cipher.PubKey) []visor.AppConfig
+	// Executable runs built-in apps (zero: this program).
+	Executable string
+	// Log receives every component's logs (nil: none).
+	Log *zap.Logger
+}
+
+// Node is one visor of the network.
+type Node struct {
+	*visor.Visor
+	Name       string
+	ConfigPath string
+	Config     *visor.Config
+}
+
+// Network is a running network.
+type Network struct {
+	Suite *suite.Suite
+	Nodes []*Node
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	mu     sync.Mutex // guards errs
+	errs   []error
+}
+
+func name(i int) string {
+	if i < 26 {
+		return string(rune('a' + i))
+	}
+	return fmt.Sprintf("v%d", i)
+}
+
+// Start runs the services and the visors, links them, and returns once a
+// route from the first visor to the last carries a ping. ctx ending (or
+// Close) stops everything.
+func Start(ctx context.Context, cfg Config) (_ *Network, err error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("testnet: no directory")
+	}
+	if cfg.Visors == 0 {
+		cfg.Visors = 3
+	}
+	if cfg.Visors < 2 {
+		return nil, fmt.Errorf("testnet: %d visors: want at least 2", cfg.Visors)
+	}
+	log := cfg.Log
+	if log == nil {
+		log = zap.NewNop()
+	}
+	s, err := suite.New(suite.Config{Host: "127.0.0.1", Log: log.Named("svc")})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	n := &Network{Suite: s, cancel: cancel}
+	defer func() {
+		if err != nil {
+			n.Close()
+		}
+	}()
+	n.run("services", s.Run, ctx)
+
+	keys := make([]cipher.SecKey, cfg.Visors)
+	pks := make([]cipher.PubKey, cfg.Visors)
+	for i := range keys {
+		pks[i], keys[i] = cipher.GenerateKeyPair()
+	}
+	// The last visor first: each one's stcp table names the next one's
+	// bound address.
+	n.Nodes = make([]*Node, cfg.Visors)
+	for i := cfg.Visors - 1; i >= 0; i-- {
+		c := visor.DefaultConfig(keys[i])
+		c.Dmsg.Discovery = s.URL(suite.DmsgDiscovery)
+		c.Transport.Discovery = s.URL(suite.TransportDiscovery)
+		c.Transport.AddressResolver = s.URL(suite.AddressResolver)
+		c.Routing.RouteFinder = s.URL(suite.RouteFinder)
+		c.ServiceDiscovery = ""
+		c.STCP.LocalAddress = "127.0.0.1:0"
+		c.Transport.STCPRAddr, c.Transport.SUDPHAddr = "127.0.0.1:0", "127.0.0.1:0"
+		if i+1 < cfg.Visors {
+			c.STCP.PKTable[pks[i+1]] = n.Nodes[i+1].STCPAddr()
+		}
+		nm := name(i)
+		c.CLIAddr = filepath.Join(cfg.Dir, nm+".sock")
+		c.LocalPath = filepath.Join(cfg.Dir, nm)
+		c.AppsPath = filepath.Join(cfg.Dir, "apps")
+		c.Apps = nil
+		if cfg.Apps != nil {
+			c.Apps = cfg.Apps(i, pks)
+		}
+		path := filepath.Join(cfg.Dir, nm+".json")
+		if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+			return nil, err
+		}
+		if err := c.Save(path); err != nil {
+			return nil, err
+		}
+		v, err := visor.New(&c, visor.Options{ConfigPath: path, Log: log.Named("visor-" + nm), Executable: cfg.Executable})
+		if err != nil {
+			return nil, fmt.Errorf("visor %s: %w", nm, err)
+		}
+		n.Nodes[i] = &Node{Visor: v, Name: nm, ConfigPath: path, Config: &c}
+	}
+	for _, node := range n.Nodes {
+		n.run("visor "+node.Name, node.Run, ctx)
+	}
+
+	wctx, wcancel := context.WithTimeout(ctx, readyTimeout)
+	defer wcancel()
+	for i := 0; i+1 < len(n.Nodes); i++ {
+		typ := "stcp"
+		if i < len(cfg.Links) && cfg.Links[i] != "" {
+			typ = cfg.Links[i]
+		}
+		if err := n.link(wctx, i, typ); err != nil {
+			return nil, err
+		}
+	}
+	if err := n.waitRoute(wctx); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// run runs fn in the background, recording its error.
+func (n *Network) run(what string, fn func(context.Context) error, ctx context.Context) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := fn(ctx); err != nil {
+			n.mu.Lock()
+			n.errs = append(n.errs, fmt.Errorf("%s: %w", what, err))
+			n.mu.Unlock()
+		}
+	}()
+}
+
+// Client is an admin API client of node i.
+func (n *Network) Client(i int) (*admin.Client, error) {
+	return admin.NewClient(n.Nodes[i].CLIAddr(), "")
+}
+
+// link adds a transport of type typ from visor i to visor i+1 (retrying
+// while the next visor is still publishing itself).
+func (n *Network) link(ctx context.Context, i int, typ string) error {
+	c, err := n.Client(i)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	req := admin.AddTransportRequest{PK: n.Nodes[i+1].PK(), Type: typ, TimeoutMS: 5000}
+	for {
+		_, err := admin.Call(ctx, c, admin.AddTransport, req)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("linking %s to %s over %s: %w", n.Nodes[i].Name, n.Nodes[i+1].Name, typ, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// waitRoute pings from the first visor to the last until a route works
+// (the route finder sees the transports once both edges registered them).
+func (n *Network) waitRoute(ctx context.Context) error {
+	c, err := n.Client(0)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	last := n.Nodes[len(n.Nodes)-1].PK()
+	for {
+		_, err := admin.Call(ctx, c, admin.Ping, admin.PingRequest{PK: last, Count: 1})
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no route from %s to %s: %w", n.Nodes[0].Name, n.Nodes[len(n.Nodes)-1].Name, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Close stops every visor and service and waits for them; it returns what
+// went wrong while they ran.
+func (n *Network) Close() error {
+	n.cancel()
+	for _, node := range n.Nodes {
+		if node != nil {
+			node.Close()
+		}
+	}
+	n.Suite.Close()
+	n.wg.Wait()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return errors.Join(n.errs...)
+}
