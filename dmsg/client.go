@@ -254,6 +254,22 @@ func (c *Client) dialSession(ctx context.Context, srv cipher.PubKey, addr string
 		nc.Close()
 		return nil, err
 	}
+	// The server answers a ping only once it has registered the session,
+	// so after it peers can reach us through this server.
+	pinged := make(chan error, 1)
+	go func() {
+		_, err := ymx.Ping()
+		pinged <- err
+	}()
+	select {
+	case err = <-pinged:
+	case <-hctx.Done():
+		err = hctx.Err()
+	}
+	if err != nil {
+		ymx.Close()
+		return nil, fmt.Errorf("dmsg server %s at %s: session not answered: %w", srv.Short(), addr, err)
+	}
 	s := &clientSession{session: session{remote: srv, ymx: ymx}, addr: addr}
 	c.mu.Lock()
 	if c.closed {

@@ -187,6 +187,17 @@ func (s *Server) notifyChanged() {
 	}
 }
 
+// gatedConn holds reads until gate closes.
+type gatedConn struct {
+	net.Conn
+	gate chan struct{}
+}
+
+func (g gatedConn) Read(p []byte) (int, error) {
+	<-g.gate
+	return g.Conn.Read(p)
+}
+
 // handshake turns an accepted connection into a session and serves it.
 func (s *Server) handshake(ctx context.Context, c net.Conn, pending chan struct{}) {
 	hctx, cancel := context.WithTimeout(ctx, HandshakeTimeout)
@@ -198,7 +209,10 @@ func (s *Server) handshake(ctx context.Context, c net.Conn, pending chan struct{
 		c.Close()
 		return
 	}
-	ymx, err := yamux.Server(nc, yamuxConfig(s.log))
+	// The session reads nothing until it is registered: the client's
+	// first ping is answered only once peers can reach it here.
+	gate := make(chan struct{})
+	ymx, err := yamux.Server(gatedConn{nc, gate}, yamuxConfig(s.log))
 	if err != nil {
 		nc.Close()
 		return
@@ -208,6 +222,7 @@ func (s *Server) handshake(ctx context.Context, c net.Conn, pending chan struct{
 	if len(s.sessions) >= s.cfg.MaxSessions {
 		s.mu.Unlock()
 		ymx.Close()
+		close(gate) // its reader sees the closed connection and ends
 		return
 	}
 	if old := s.sessions[ss.remote]; old != nil {
@@ -215,6 +230,7 @@ func (s *Server) handshake(ctx context.Context, c net.Conn, pending chan struct{
 	}
 	s.sessions[ss.remote] = ss
 	s.mu.Unlock()
+	close(gate)
 	s.notifyChanged()
 	log := s.log.With(zap.String("pk", ss.remote.Hex()))
 	log.Debug("session up", zap.String("remote", c.RemoteAddr().String()))
