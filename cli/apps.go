@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"net"
 
 	ucli "github.com/urfave/cli/v2"
@@ -49,7 +50,7 @@ func skysocksApp(e env) *ucli.App {
 				}
 				defer l.Close()
 				log.Info("serving SOCKS5", zap.Uint16("port", client.Port()), zap.Bool("passcode", c.String("passcode") != ""), zap.Bool("allow_local", c.Bool("allow-local")))
-				client.SetStatus("serving on port " + l.Addr().String())
+				client.SetStatus("serving SOCKS5 at " + l.Addr().String())
 				srv := skysocks.NewServer(skysocks.ServerConfig{Passcode: c.String("passcode"), AllowLocal: c.Bool("allow-local"), Log: log})
 				return srv.Serve(ctx, l)
 			})
@@ -84,7 +85,7 @@ func skysocksClientApp(e env) *ucli.App {
 				}
 				l, err := net.Listen("tcp", c.String("addr"))
 				if err != nil {
-					return err
+					return fmt.Errorf("--addr: %w (is another proxy running? pick another address)", err)
 				}
 				log.Info("serving SOCKS5", zap.String("addr", l.Addr().String()), zap.String("srv", srv.Hex()))
 				return cl.Serve(ctx, l)

@@ -49,7 +49,7 @@ func roles() []role {
 		{"cli", []string{"skywire-cli"}, "control a running visor", controlApp},
 		{"hypervisor", []string{"hypervisor", "skywire-hypervisor"}, "web UI managing many visors", hypervisorApp},
 		{"svc", nil, "the discovery services (dmsg, transports, addresses, routes, services)", svcApp},
-		{"demo", nil, "a complete private network on this machine", nil},
+		{"demo", nil, "a complete private network on this machine", demoApp},
 		{"version", nil, "print the build's version", versionApp},
 		{"skychat", []string{"skychat"}, "app: chat with a web UI", nil},
 		{"skysocks", []string{"skysocks"}, "app: SOCKS5 proxy server reached over the network", skysocksApp},
