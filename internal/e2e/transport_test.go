@@ -16,7 +16,7 @@ import (
 
 // network is `skywire svc all` on free loopback ports.
 type network struct {
-	dmsgDisc, tpDisc, resolver string // URLs
+	dmsgDisc, tpDisc, resolver, routeFinder string // URLs
 	proc                       *process
 }
 
@@ -45,16 +45,18 @@ func freePorts(t testing.TB, n int) []int {
 
 func startNetwork(t testing.TB) *network {
 	t.Helper()
-	p := freePorts(t, 4)
+	p := freePorts(t, 5)
 	n := &network{
-		dmsgDisc: fmt.Sprintf("http://127.0.0.1:%d", p[0]),
-		tpDisc:   fmt.Sprintf("http://127.0.0.1:%d", p[1]),
-		resolver: fmt.Sprintf("http://127.0.0.1:%d", p[2]),
+		dmsgDisc:    fmt.Sprintf("http://127.0.0.1:%d", p[0]),
+		tpDisc:      fmt.Sprintf("http://127.0.0.1:%d", p[1]),
+		resolver:    fmt.Sprintf("http://127.0.0.1:%d", p[2]),
+		routeFinder: fmt.Sprintf("http://127.0.0.1:%d", p[4]),
 	}
 	n.proc = start(t, "skywire", "svc", "all", "--host", "127.0.0.1",
 		"--dmsg-discovery-port", fmt.Sprint(p[0]), "--transport-discovery-port", fmt.Sprint(p[1]),
-		"--address-resolver-port", fmt.Sprint(p[2]), "--dmsg-server-port", fmt.Sprint(p[3]))
-	for _, u := range []string{n.dmsgDisc, n.tpDisc, n.resolver} {
+		"--address-resolver-port", fmt.Sprint(p[2]), "--dmsg-server-port", fmt.Sprint(p[3]),
+		"--route-finder-port", fmt.Sprint(p[4]))
+	for _, u := range []string{n.dmsgDisc, n.tpDisc, n.resolver, n.routeFinder} {
 		waitHTTP(t, n.proc, u+"/health")
 	}
 	// The dmsg server has published itself once the discovery lists it.
@@ -109,8 +111,9 @@ func newVisor(t testing.TB, dir, name string, n *network) *visorNode {
 	t.Helper()
 	v := &visorNode{name: name, cfg: filepath.Join(dir, name+".json"), sock: filepath.Join(dir, name+".sock")}
 	v.stcpAddr = fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)[0])
-	r := sw(t, "skywire", "visor", "gen-config", "-o", v.cfg, "--cli-addr", v.sock, "--stcp-addr", v.stcpAddr,
-		"--dmsg-discovery", n.dmsgDisc, "--transport-discovery", n.tpDisc, "--address-resolver", n.resolver, "--json")
+	r := sw(t, "skywire", "visor", "gen-config", "-o", v.cfg, "--cli-addr", v.sock, "--stcp-addr", v.stcpAddr, "--local-path", "./"+name,
+		"--dmsg-discovery", n.dmsgDisc, "--transport-discovery", n.tpDisc, "--address-resolver", n.resolver,
+		"--route-finder", n.routeFinder, "--json")
 	if r.code != 0 {
 		t.Fatalf("gen-config: %s", r.stderr)
 	}
