@@ -17,7 +17,7 @@ import (
 // network is `skywire svc all` on free loopback ports.
 type network struct {
 	dmsgDisc, tpDisc, resolver, routeFinder string // URLs
-	proc                       *process
+	proc                                    *process
 }
 
 func freePorts(t testing.TB, n int) []int {
