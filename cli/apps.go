@@ -35,6 +35,29 @@ func runApp(c *ucli.Context, e env, name string, run func(ctx context.Context, c
 	return run(ctx, client, log.Named(name))
 }
 
+// rpcListener accepts connections without data sockets, so a proxy can
+// join them to its local sockets after the handshake (sdk.RPCConn.Join).
+type rpcListener struct{ *sdk.Listener }
+
+func (l rpcListener) Accept() (net.Conn, error) {
+	c, err := l.AcceptRPC()
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// rpcDialer dials connections without data sockets (see rpcListener).
+type rpcDialer struct{ c *sdk.Client }
+
+func (d rpcDialer) Dial(ctx context.Context, pk cipher.PubKey, port uint16) (net.Conn, error) {
+	c, err := d.c.DialRPC(ctx, pk, port)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
 // skysocksApp is the skysocks role: the SOCKS5 server on port 3.
 func skysocksApp(e env) *ucli.App {
 	return &ucli.App{
@@ -52,7 +75,7 @@ func skysocksApp(e env) *ucli.App {
 				log.Info("serving SOCKS5", zap.Uint16("port", client.Port()), zap.Bool("passcode", c.String("passcode") != ""), zap.Bool("allow_local", c.Bool("allow-local")))
 				client.SetStatus("serving SOCKS5 at " + l.Addr().String())
 				srv := skysocks.NewServer(skysocks.ServerConfig{Passcode: c.String("passcode"), AllowLocal: c.Bool("allow-local"), Log: log})
-				return srv.Serve(ctx, l)
+				return srv.Serve(ctx, rpcListener{l})
 			})
 		},
 	}
@@ -79,7 +102,7 @@ func skysocksClientApp(e env) *ucli.App {
 				cl, err := skysocks.NewClient(skysocks.ClientConfig{
 					Server: srv, Passcode: c.String("passcode"), Log: log,
 					Status: func(s string) { client.SetStatus(s) },
-				}, client)
+				}, rpcDialer{client})
 				if err != nil {
 					return err
 				}

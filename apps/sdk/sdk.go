@@ -29,11 +29,21 @@ const dialTimeout = 10 * time.Second
 type Client struct {
 	key    string
 	server string
+	join   string // APP_JOIN_ADDR's socket name ("": the visor cannot join)
 	visor  cipher.PubKey
 	port   uint16
 
 	mu  sync.Mutex // guards rpc
 	rpc *rpc.Client
+}
+
+// Env is what a visor tells an app (internal/appproto).
+type Env struct {
+	Key    string        // APP_KEY
+	Server string        // APP_SERVER_ADDR
+	Visor  cipher.PubKey // VISOR_PK
+	Port   uint16        // APP_PORT
+	Join   string        // APP_JOIN_ADDR ("unix:<name>"; "" if none)
 }
 
 // FromEnv connects to the visor named in the environment.
@@ -47,16 +57,17 @@ func FromEnv() (*Client, error) {
 		return nil, fmt.Errorf("%s: %w", appproto.EnvVisor, err)
 	}
 	port, _ := strconv.ParseUint(os.Getenv(appproto.EnvPort), 10, 16)
-	return New(key, server, visor, uint16(port))
+	return New(Env{Key: key, Server: server, Visor: visor, Port: uint16(port), Join: os.Getenv(appproto.EnvJoin)})
 }
 
-// New connects to the gateway at server as the app with key.
-func New(key, server string, visor cipher.PubKey, port uint16) (*Client, error) {
-	conn, err := net.DialTimeout("tcp", server, dialTimeout)
+// New connects to the gateway as the app env describes.
+func New(env Env) (*Client, error) {
+	conn, err := net.DialTimeout("tcp", env.Server, dialTimeout)
 	if err != nil {
-		return nil, fmt.Errorf("reaching the visor's app server at %s: %w", server, err)
+		return nil, fmt.Errorf("reaching the visor's app server at %s: %w", env.Server, err)
 	}
-	return &Client{key: key, server: server, visor: visor, port: port, rpc: jsonrpc.NewClient(conn)}, nil
+	join, _ := strings.CutPrefix(env.Join, "unix:")
+	return &Client{key: env.Key, server: env.Server, visor: env.Visor, port: env.Port, join: join, rpc: jsonrpc.NewClient(conn)}, nil
 }
 
 // Visor is the key of the visor the app runs on.
@@ -105,6 +116,25 @@ func parseAddr(s string) Addr {
 
 // Dial connects to the app at pk:port (over a route the visor sets up).
 func (c *Client) Dial(ctx context.Context, pk cipher.PubKey, port uint16) (net.Conn, error) {
+	r, err := c.dial(ctx, pk, port)
+	if err != nil {
+		return nil, err
+	}
+	return c.attach(r.Conn, parseAddr(r.Local), parseAddr(r.Remote))
+}
+
+// DialRPC connects like Dial but without a data socket: the connection's
+// bytes go through Read and Write calls, for a short exchange before Join
+// (or Attach).
+func (c *Client) DialRPC(ctx context.Context, pk cipher.PubKey, port uint16) (*RPCConn, error) {
+	r, err := c.dial(ctx, pk, port)
+	if err != nil {
+		return nil, err
+	}
+	return c.rpcConn(r), nil
+}
+
+func (c *Client) dial(ctx context.Context, pk cipher.PubKey, port uint16) (appproto.ConnReply, error) {
 	type result struct {
 		r   appproto.ConnReply
 		err error
@@ -117,17 +147,14 @@ func (c *Client) Dial(ctx context.Context, pk cipher.PubKey, port uint16) (net.C
 	}()
 	select {
 	case res := <-ch:
-		if res.err != nil {
-			return nil, res.err
-		}
-		return c.attach(res.r.Conn, parseAddr(res.r.Local), parseAddr(res.r.Remote))
+		return res.r, res.err
 	case <-ctx.Done():
 		go func() { // the dial may still succeed: do not leak it
 			if res := <-ch; res.err == nil {
 				c.call("CloseConn", appproto.CloseArgs{Conn: res.r.Conn}, &appproto.Empty{})
 			}
 		}()
-		return nil, ctx.Err()
+		return appproto.ConnReply{}, ctx.Err()
 	}
 }
 
@@ -203,32 +230,50 @@ func (d *dataConn) CloseWrite() error {
 }
 
 // Listen accepts connections to port (the app's own port).
-func (c *Client) Listen(port uint16) (net.Listener, error) {
+func (c *Client) Listen(port uint16) (*Listener, error) {
 	var r appproto.ListenReply
 	if err := c.call("Listen", appproto.ListenArgs{Port: port}, &r); err != nil {
 		return nil, err
 	}
-	return &listener{c: c, id: r.Listener, addr: Addr{c.visor, port}}, nil
+	return &Listener{c: c, id: r.Listener, addr: Addr{c.visor, port}}, nil
 }
 
-type listener struct {
+// Listener is a net.Listener of routes to the app's port.
+type Listener struct {
 	c    *Client
 	id   uint32
 	addr Addr
 }
 
-// Accept waits for the next connection.
-func (l *listener) Accept() (net.Conn, error) {
-	var r appproto.ConnReply
-	if err := l.c.call("Accept", appproto.AcceptArgs{Listener: l.id}, &r); err != nil {
+// Accept waits for the next connection, with a data socket.
+func (l *Listener) Accept() (net.Conn, error) {
+	r, err := l.accept()
+	if err != nil {
 		return nil, err
 	}
 	return l.c.attach(r.Conn, parseAddr(r.Local), parseAddr(r.Remote))
 }
 
+// AcceptRPC waits for the next connection, without a data socket (see
+// DialRPC).
+func (l *Listener) AcceptRPC() (*RPCConn, error) {
+	r, err := l.accept()
+	if err != nil {
+		return nil, err
+	}
+	return l.c.rpcConn(r), nil
+}
+
+func (l *Listener) accept() (appproto.ConnReply, error) {
+	var r appproto.ConnReply
+	err := l.c.call("Accept", appproto.AcceptArgs{Listener: l.id}, &r)
+	return r, err
+}
+
 // Close stops listening.
-func (l *listener) Close() error {
+func (l *Listener) Close() error {
 	return l.c.call("CloseListener", appproto.CloseArgs{Listener: l.id}, &appproto.Empty{})
 }
 
-func (l *listener) Addr() net.Addr { return l.addr }
+// Addr is the app's address.
+func (l *Listener) Addr() net.Addr { return l.addr }

@@ -207,5 +207,5 @@ func (c *Client) serveConn(ctx context.Context, lc net.Conn) {
 		return
 	}
 	lc.SetDeadline(time.Time{})
-	relay(lc, lbr, rc, rbr)
+	pass(lc, lbr, rc, rbr)
 }

@@ -7,11 +7,50 @@ import (
 	"sync"
 )
 
-// relay copies a ↔ b until both directions end, then closes both. ab and bb
-// hold bytes already read from a and b past the handshake (nil: none). A
-// clean end of one direction half-closes its destination, so the far end
-// reads EOF and may still answer; an error ends both.
-func relay(a net.Conn, ab *bufio.Reader, b net.Conn, bb *bufio.Reader) {
+// joiner is a route connection the visor can relay to a local socket by
+// itself (the app SDK's RPCConn): Join hands the socket over; Attach, the
+// fallback, gives a connection to relay here.
+type joiner interface {
+	Join(local net.Conn) error
+	Attach() (net.Conn, error)
+}
+
+// flush writes what a handshake's reader holds beyond it.
+func flush(dst net.Conn, pending *bufio.Reader) error {
+	if pending == nil || pending.Buffered() == 0 {
+		return nil
+	}
+	p, _ := pending.Peek(pending.Buffered())
+	_, err := dst.Write(p)
+	pending.Discard(len(p))
+	return err
+}
+
+// pass carries local ↔ route after a handshake: the visor relays them
+// itself if route can be joined, else they are relayed here. lb and rb hold
+// bytes read past the handshake on each.
+func pass(local net.Conn, lb *bufio.Reader, route net.Conn, rb *bufio.Reader) {
+	if flush(route, lb) != nil || flush(local, rb) != nil {
+		return
+	}
+	if j, ok := route.(joiner); ok {
+		if j.Join(local) == nil {
+			return
+		}
+		dc, err := j.Attach()
+		if err != nil {
+			return
+		}
+		defer dc.Close()
+		route = dc
+	}
+	relay(local, route)
+}
+
+// relay copies a ↔ b until both directions end, then closes both. A clean
+// end of one direction half-closes its destination, so the far end reads
+// EOF and may still answer; an error ends both.
+func relay(a, b net.Conn) {
 	var once sync.Once
 	abort := func() {
 		once.Do(func() {
@@ -23,23 +62,16 @@ func relay(a net.Conn, ab *bufio.Reader, b net.Conn, bb *bufio.Reader) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		copyHalf(a, b, bb, abort)
+		copyHalf(a, b, abort)
 	}()
-	copyHalf(b, a, ab, abort)
+	copyHalf(b, a, abort)
 	wg.Wait()
 	abort()
 }
 
-// copyHalf copies src (first what pending holds) to dst. io.Copy on raw
-// connections lets the kernel splice TCP to TCP.
-func copyHalf(dst, src net.Conn, pending *bufio.Reader, abort func()) {
-	if pending != nil && pending.Buffered() > 0 {
-		p, _ := pending.Peek(pending.Buffered())
-		if _, err := dst.Write(p); err != nil {
-			abort()
-			return
-		}
-	}
+// copyHalf copies src to dst. io.Copy on raw connections lets the kernel
+// splice TCP to TCP.
+func copyHalf(dst, src net.Conn, abort func()) {
 	if _, err := io.Copy(dst, src); err != nil {
 		abort()
 		return

@@ -149,9 +149,11 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	if err := socks5.WriteReply(c, socks5.Succeeded, socks5.BoundAddr(target.LocalAddr())); err != nil {
 		return
 	}
-	c.SetDeadline(time.Time{})
+	if c.SetDeadline(time.Time{}) != nil {
+		return
+	}
 	log.Debug("connected", zap.String("target", req.Addr()))
-	relay(c, br, target, nil)
+	pass(target, nil, c, br)
 }
 
 // refuseLocal is the dialer's check of each address it is about to

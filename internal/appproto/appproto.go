@@ -8,6 +8,8 @@
 //	APP_SERVER_ADDR  the gateway's TCP address ("127.0.0.1:5505")
 //	VISOR_PK         the visor's public key
 //	APP_PORT         the app's configured port (the only one it may listen on)
+//	APP_JOIN_ADDR    optional (Linux): "unix:<name>", the join socket (below);
+//	                 a name starting with "@" is in the abstract namespace
 //
 // A TCP connection to the gateway is one of:
 //
@@ -23,6 +25,14 @@
 //     shut down the socket's writing (the app reads EOF). An error on either
 //     side closes both. A connection with a data socket refuses Read and
 //     Write calls.
+//  3. Join (on APP_JOIN_ADDR only): one message carrying the line
+//     "SWJOIN/1 <APP_KEY> <conn id>\n" and, as SCM_RIGHTS, one connected
+//     stream socket. The gateway answers "OK\n" (or "ERR <message>\n") and
+//     from then on relays that socket ↔ the connection itself, half-closes
+//     and errors passed on as on a data socket; the app closes its copy. A
+//     proxy uses it after its handshake so that no byte crosses the app. The
+//     connection must have no data socket; until it is joined its bytes go
+//     through Read and Write calls.
 //
 // Methods (args → reply):
 //
@@ -47,10 +57,15 @@ const (
 	EnvServer = "APP_SERVER_ADDR"
 	EnvVisor  = "VISOR_PK"
 	EnvPort   = "APP_PORT"
+	EnvJoin   = "APP_JOIN_ADDR"
 )
 
-// DataPrefix starts a data socket's first line.
-const DataPrefix = "SWDATA/1"
+// DataPrefix starts a data socket's first line; JoinPrefix a join
+// message's.
+const (
+	DataPrefix = "SWDATA/1"
+	JoinPrefix = "SWJOIN/1"
+)
 
 // MaxRead bounds one Read call's n.
 const MaxRead = 1 << 20

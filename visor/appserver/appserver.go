@@ -64,7 +64,10 @@ type Server struct {
 	cfg Config
 	log *zap.Logger
 	ln  net.Listener
-	rpc *rpc.Server
+	// join is the join socket (Linux: an abstract unix socket), where an
+	// app hands over a local socket to be relayed to a route; nil if none.
+	join net.Listener
+	rpc  *rpc.Server
 
 	mu     sync.Mutex // guards apps, byKey, closed
 	apps   map[string]*app
@@ -84,6 +87,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("app_server_addr: listen on %s: %w", cfg.Addr, err)
 	}
 	s := &Server{cfg: cfg, log: cfg.Log, ln: ln, rpc: rpc.NewServer(), apps: map[string]*app{}, byKey: map[string]*session{}}
+	s.join = listenJoin()
 	for _, a := range cfg.Apps {
 		s.apps[a.Name] = &app{cfg: a, state: StateStopped, logs: newRing(logLines)}
 	}
@@ -91,7 +95,20 @@ func New(cfg Config) (*Server, error) {
 }
 
 // Close releases the listener (Run does too; for a server never run).
-func (s *Server) Close() error { return s.ln.Close() }
+func (s *Server) Close() error {
+	if s.join != nil {
+		s.join.Close()
+	}
+	return s.ln.Close()
+}
+
+// joinAddr is APP_JOIN_ADDR ("" without a join socket).
+func (s *Server) joinAddr() string {
+	if s.join == nil {
+		return ""
+	}
+	return "unix:" + s.join.Addr().String()
+}
 
 // Addr is the gateway's address.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
@@ -106,20 +123,30 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 		}
 	}
-	stop := context.AfterFunc(ctx, func() { s.ln.Close() })
+	stop := context.AfterFunc(ctx, func() { s.Close() })
 	defer stop()
 	var conns sync.WaitGroup
-	for {
-		c, err := s.ln.Accept()
-		if err != nil {
-			break
+	accept := func(ln net.Listener, serve func(context.Context, net.Conn)) {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func() {
+				defer conns.Done()
+				serve(ctx, c)
+			}()
 		}
+	}
+	if s.join != nil {
 		conns.Add(1)
 		go func() {
 			defer conns.Done()
-			s.serveConn(ctx, c)
+			accept(s.join, s.serveJoin)
 		}()
 	}
+	accept(s.ln, s.serveConn)
 	s.mu.Lock()
 	s.closed = true
 	var running []*app
@@ -171,35 +198,48 @@ func (s *Server) serveData(c net.Conn, br *bufio.Reader) {
 		return
 	}
 	f := strings.Fields(line)
-	var id uint64
-	if len(f) == 3 {
-		id, err = strconv.ParseUint(f[2], 10, 32)
-	}
-	if len(f) != 3 || err != nil {
+	if len(f) != 3 {
 		fmt.Fprintf(c, "ERR malformed data socket request\n")
 		return
 	}
-	s.mu.Lock()
-	sess := s.byKey[f[1]]
-	s.mu.Unlock()
-	if sess == nil {
-		fmt.Fprintf(c, "ERR unknown app key\n")
-		return
-	}
-	ac, err := sess.attach(uint32(id))
+	sess, id, ac, err := s.lookupAttach(f[1], f[2])
 	if err != nil {
 		fmt.Fprintf(c, "ERR %v\n", err)
 		return
 	}
 	if _, err := io.WriteString(c, "OK\n"); err != nil {
-		sess.closeConn(uint32(id))
+		sess.closeConn(id)
 		return
 	}
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
 	splice(c, br, ac.c)
-	sess.closeConn(uint32(id))
+	sess.closeConn(id)
+}
+
+// joined relays a socket an app handed over to its connection.
+func (s *Server) joined(sess *session, id uint32, ac *appConn, c net.Conn) {
+	splice(c, c, ac.c)
+	c.Close()
+	sess.closeConn(id)
+}
+
+// lookupAttach finds a session by key and claims its connection id for a
+// data socket or a join.
+func (s *Server) lookupAttach(key string, idText string) (*session, uint32, *appConn, error) {
+	id, err := strconv.ParseUint(idText, 10, 32)
+	if err != nil {
+		return nil, 0, nil, errors.New("malformed connection id")
+	}
+	s.mu.Lock()
+	sess := s.byKey[key]
+	s.mu.Unlock()
+	if sess == nil {
+		return nil, 0, nil, errors.New("unknown app key")
+	}
+	ac, err := sess.attach(uint32(id))
+	return sess, uint32(id), ac, err
 }
 
 // splice copies app ↔ route until both directions end. Each side's end of
@@ -211,7 +251,7 @@ func splice(c net.Conn, fromApp io.Reader, route *router.Conn) {
 	go func() {
 		defer close(done)
 		buf := make([]byte, spliceBuf)
-		if _, err := io.CopyBuffer(c, route, buf); err != nil {
+		if _, err := io.CopyBuffer(onlyWriter{c}, onlyReader{route}, buf); err != nil {
 			c.Close() // unblocks the app → route copy
 			return
 		}
@@ -220,7 +260,7 @@ func splice(c net.Conn, fromApp io.Reader, route *router.Conn) {
 		}
 	}()
 	buf := make([]byte, spliceBuf)
-	if _, err := io.CopyBuffer(route, fromApp, buf); err != nil {
+	if _, err := io.CopyBuffer(onlyWriter{route}, onlyReader{fromApp}, buf); err != nil {
 		route.Close() // unblocks the route → app copy
 	} else {
 		route.CloseWrite()
@@ -228,6 +268,14 @@ func splice(c net.Conn, fromApp io.Reader, route *router.Conn) {
 	<-done
 	route.Close()
 }
+
+// onlyReader and onlyWriter hide ReadFrom and WriteTo, so io.CopyBuffer
+// moves data in spliceBuf pieces (the net package's fallbacks use 32 KiB,
+// which halves the route's packet size).
+type (
+	onlyReader struct{ io.Reader }
+	onlyWriter struct{ io.Writer }
+)
 
 func newKey() string {
 	var b [16]byte
@@ -251,7 +299,7 @@ type session struct {
 
 type appConn struct {
 	c        *router.Conn
-	attached bool
+	attached bool // guarded by session.mu: a data socket or a join has it
 }
 
 var errRevoked = errors.New("the app is no longer running")

@@ -1,3 +1,5 @@
+//go:build unix
+
 package appserver_test
 
 import (
@@ -78,7 +80,7 @@ func echoApp() int {
 // holderApp prints its credentials (so the test can act as this app) and
 // waits to be stopped.
 func holderApp() int {
-	fmt.Printf("key=%s server=%s visor=%s port=%s\n", os.Getenv(appproto.EnvKey), os.Getenv(appproto.EnvServer), os.Getenv(appproto.EnvVisor), os.Getenv(appproto.EnvPort))
+	fmt.Printf("key=%s server=%s visor=%s port=%s join=%s\n", os.Getenv(appproto.EnvKey), os.Getenv(appproto.EnvServer), os.Getenv(appproto.EnvVisor), os.Getenv(appproto.EnvPort), os.Getenv(appproto.EnvJoin))
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, syscall.SIGTERM)
 	<-ch
@@ -186,15 +188,15 @@ func impersonate(t *testing.T, n *testnet.Network, i int) (*sdk.Client, string) 
 		}
 		return line != ""
 	})
-	var key, server, vis, port string
-	if _, err := fmt.Sscanf(line, "key=%s server=%s visor=%s port=%s", &key, &server, &vis, &port); err != nil {
+	var key, server, vis, port, join string
+	if _, err := fmt.Sscanf(line, "key=%s server=%s visor=%s port=%s join=%s", &key, &server, &vis, &port, &join); err != nil && runtime.GOOS == "linux" {
 		t.Fatalf("%q: %v", line, err)
 	}
 	if vis != n.Nodes[i].PK().Hex() || server != n.Nodes[i].AppServerAddr() {
 		t.Fatalf("the app was told visor %s at %s", vis, server)
 	}
 	p, _ := strconv.Atoi(port)
-	c, err := sdk.New(key, server, n.Nodes[i].PK(), uint16(p))
+	c, err := sdk.New(sdk.Env{Key: key, Server: server, Visor: n.Nodes[i].PK(), Port: uint16(p), Join: join})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -438,3 +440,99 @@ func TestPythonExample(t *testing.T) {
 		t.Fatalf("example: %+v\n%s", info, out)
 	}
 }
+
+// tcpPair is a loopback TCP connection.
+func tcpPair(t *testing.T) (net.Conn, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ch := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		ch <- c
+	}()
+	a, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := <-ch
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
+
+// A connection used over RPC calls for a handshake, then joined to a local
+// socket: the visor relays the socket itself; what is not a stream socket,
+// and what already has a data socket, is refused.
+func TestJoin(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the join socket is Linux's")
+	}
+	n := startNet(t, 3, func(i int, _ []cipher.PubKey) []visor.AppConfig {
+		if i == 2 {
+			return []visor.AppConfig{{App: "echo", Port: 60, AutoStart: true, Args: []string{}}}
+		}
+		return []visor.AppConfig{{App: "holder", Port: 61, Args: []string{}}}
+	})
+	a, _ := impersonate(t, n, 0)
+	waitFor(t, "echo runs", func() bool { return appInfo(t, n, 2, "echo").State == "running" })
+	var rc *sdk.RPCConn
+	waitFor(t, "dial the echo app", func() bool {
+		var err error
+		rc, err = a.DialRPC(context.Background(), n.Nodes[2].PK(), 60)
+		return err == nil
+	})
+	// A handshake over calls.
+	rc.Write([]byte("hello"))
+	got := make([]byte, 5)
+	if _, err := io.ReadFull(rc, got); err != nil || string(got) != "hello" {
+		t.Fatalf("over RPC: %q %v", got, err)
+	}
+	// Not a socket: refused, and nothing is consumed.
+	f, err := os.CreateTemp(t.TempDir(), "notasocket")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := rc.Join(wrapFile{f}); err == nil {
+		t.Fatal("joined a regular file")
+	}
+	// A socket: the visor relays it.
+	mine, theirs := tcpPair(t)
+	if err := rc.Join(theirs); err != nil {
+		t.Fatal(err)
+	}
+	msg := make([]byte, 8<<20)
+	rand.Read(msg)
+	go mine.Write(msg)
+	echoed := make([]byte, len(msg))
+	if _, err := io.ReadFull(mine, echoed); err != nil || string(echoed) != string(msg) {
+		t.Fatalf("through the joined socket: %v", err)
+	}
+	// Half-close passes through: the echo app sees EOF and closes; we read EOF.
+	mine.(*net.TCPConn).CloseWrite()
+	if rest, err := io.ReadAll(mine); err != nil || len(rest) != 0 {
+		t.Fatalf("after half-close: %d bytes, %v", len(rest), err)
+	}
+
+	// A connection with a data socket cannot be joined too.
+	dc, err := a.DialRPC(context.Background(), n.Nodes[2].PK(), 60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dc.Attach(); err != nil {
+		t.Fatal(err)
+	}
+	_, other := tcpPair(t)
+	if err := dc.Join(other); err == nil {
+		t.Fatal("joined a connection that has a data socket")
+	}
+}
+
+// wrapFile is a net.Conn over a file (only its descriptor matters here).
+type wrapFile struct{ *os.File }
+
+func (wrapFile) LocalAddr() net.Addr  { return nil }
+func (wrapFile) RemoteAddr() net.Addr { return nil }

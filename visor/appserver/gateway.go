@@ -94,12 +94,14 @@ func (g gateway) Accept(args appproto.AcceptArgs, reply *appproto.ConnReply) err
 
 // rpcConn returns a connection usable by Read and Write calls.
 func (g gateway) rpcConn(id uint32) (*router.Conn, error) {
-	ac, err := g.ss.conn(id)
-	if err != nil {
-		return nil, err
-	}
-	if ac.attached {
-		return nil, fmt.Errorf("connection %d has a data socket: use it", id)
+	g.ss.mu.Lock()
+	defer g.ss.mu.Unlock()
+	ac := g.ss.conns[id]
+	switch {
+	case ac == nil:
+		return nil, fmt.Errorf("no connection %d", id)
+	case ac.attached:
+		return nil, fmt.Errorf("connection %d has a data socket or is joined: use that", id)
 	}
 	return ac.c, nil
 }

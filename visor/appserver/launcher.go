@@ -170,6 +170,9 @@ func (s *Server) Start(name string, args []string) error {
 		appproto.EnvVisor+"="+s.cfg.PK.Hex(),
 		appproto.EnvPort+"="+strconv.Itoa(int(a.cfg.Port)),
 	)
+	if j := s.joinAddr(); j != "" {
+		cmd.Env = append(cmd.Env, appproto.EnvJoin+"="+j)
+	}
 	cmd.SysProcAttr = childAttrs()
 	out, err := cmd.StdoutPipe()
 	if err != nil {
