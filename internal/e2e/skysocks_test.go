@@ -10,7 +10,9 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -373,15 +375,49 @@ func cpuJiffies(tb testing.TB) float64 {
 	return busy / 100 // USER_HZ
 }
 
+// pythonServer serves a 1 GiB file of the content with `python3 -m
+// http.server`, as the reference's figures were taken ("" without python3).
+func pythonServer(b *testing.B, size int64) string {
+	b.Helper()
+	if _, err := exec.LookPath("python3"); err != nil {
+		return ""
+	}
+	dir := b.TempDir()
+	f, err := os.Create(filepath.Join(dir, "file"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := io.CopyN(f, &repeatReader{}, size); err != nil {
+		b.Fatal(err)
+	}
+	f.Close()
+	port := strings.TrimPrefix(freePort(b), "127.0.0.1:")
+	p := startCmd(b, "python3", "-m", "http.server", "--bind", "127.0.0.1", "--directory", dir, port)
+	url := "http://127.0.0.1:" + port + "/file"
+	until(b, "python's web server answers", func() bool {
+		resp, err := http.Head(url)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil
+	})
+	b.Cleanup(func() { p.cmd.Process.Kill() })
+	return url
+}
+
 // BenchmarkSkysocksDownload: a 1 GiB download with curl straight from a
 // loopback web server, and through skysocks over 1 and 2 hops of stcp,
-// with the whole machine's CPU time per GiB and the visors' peak RSS.
+// with the whole machine's CPU time per GiB and the visors' peak RSS. The
+// web server is ours (Go) and, as the reference's figures were taken,
+// python3 -m http.server.
 func BenchmarkSkysocksDownload(b *testing.B) {
 	needCurl(b)
-	web := webServer(b)
 	const size = 1 << 30
-	url := fmt.Sprintf("%s/bytes/%d", web, size)
-	run := func(b *testing.B, socks string, visors []*visorNode) {
+	servers := []struct{ name, url string }{{"go", fmt.Sprintf("%s/bytes/%d", webServer(b), size)}}
+	if u := pythonServer(b, size); u != "" {
+		servers = append(servers, struct{ name, url string }{"python", u})
+	}
+	run := func(b *testing.B, url, socks string, visors []*visorNode) {
 		b.SetBytes(size)
 		var peak float64
 		cpu0 := cpuJiffies(b)
@@ -422,14 +458,19 @@ func BenchmarkSkysocksDownload(b *testing.B) {
 			b.ReportMetric(peak, "MiB-visor-peak-RSS")
 		}
 	}
-	b.Run("direct", func(b *testing.B) { run(b, "", nil) })
+	b.Run("direct", func(b *testing.B) {
+		for _, srv := range servers {
+			b.Run(srv.name, func(b *testing.B) { run(b, srv.url, "", nil) })
+		}
+	})
 	for _, hops := range []int{1, 2} {
 		b.Run(fmt.Sprintf("%d-hop", hops), func(b *testing.B) {
-			links := []string{"stcp", "stcp"}[:hops]
-			n, vs := startLine(b, links, proxyApps)
+			n, vs := startLine(b, []string{"stcp", "stcp"}[:hops], proxyApps)
 			socks := freePort(b)
 			proxyStart(b, vs[0], vs[len(vs)-1].pk, socks, "connected to ")
-			run(b, socks, vs)
+			for _, srv := range servers {
+				b.Run(srv.name, func(b *testing.B) { run(b, srv.url, socks, vs) })
+			}
 			for _, v := range vs {
 				v.proc.stop(b)
 			}
