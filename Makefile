@@ -13,7 +13,7 @@ DIST     := dist
 RELEASE_TARGETS := linux/amd64 linux/arm64 linux/arm/7 linux/arm/6 windows/amd64 darwin/amd64 darwin/arm64
 RUN_DIR  := run
 
-.PHONY: help build install test lint cross bench release run clean
+.PHONY: help build install test lint cross bench release run demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 10
@@ -53,6 +53,9 @@ release: ## static binaries for every release target into dist/, with SHA256SUMS
 	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch GOARM=$$arm $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $$out .; \
 	done
 	@cd $(DIST) && sha256sum skywire-* > SHA256SUMS && echo "  $(DIST)/SHA256SUMS"
+
+demo: build ## build and run `skywire demo`: a private network on this machine, SOCKS5 on 127.0.0.1:1080 over 2 hops
+	./skywire demo
 
 run: build ## build and run a visor here (config and state in ./run; Ctrl-C stops it)
 	@mkdir -p $(RUN_DIR)

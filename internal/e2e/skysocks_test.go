@@ -255,6 +255,7 @@ func TestSkysocksThroughThreeVisors(t *testing.T) {
 			if links[1] == "stcp" {
 				stalledReceiver(t, socks, web)
 				refusedSetupNamesHop(t, a, b, c, socks)
+				appCommands(t, c)
 			}
 			for _, v := range vs {
 				if code := v.proc.stop(t); code != 0 {
@@ -302,6 +303,47 @@ func refusedSetupNamesHop(t *testing.T, a, b, c *visorNode, socks string) {
 		t.Fatalf("status does not name the refusing hop: %q", st.Status)
 	}
 	proxyStart(t, a, c.pk, socks, "connected to "+c.pk)
+}
+
+// The app commands: ls, logs, stop, start, autostart (saved in the config).
+func appCommands(t *testing.T, c *visorNode) {
+	t.Helper()
+	ls := func() appJSON {
+		r := sw(t, "skywire", "cli", "visor", "app", "ls", "--json", "--rpc", c.sock)
+		var apps []appJSON
+		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &apps) != nil || len(apps) != 1 {
+			t.Fatalf("app ls: %d %s %s", r.code, r.stdout, r.stderr)
+		}
+		return apps[0]
+	}
+	if a := ls(); a.Name != "skysocks" || a.State != "running" || !strings.HasPrefix(a.Status, "serving SOCKS5") {
+		t.Fatalf("app ls: %+v", a)
+	}
+	if r := sw(t, "skywire", "cli", "visor", "app", "logs", "skysocks", "--rpc", c.sock); r.code != 0 || !strings.Contains(r.stdout, "serving SOCKS5") {
+		t.Fatalf("app logs: %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	if r := sw(t, "skywire", "cli", "visor", "app", "stop", "skysocks", "--rpc", c.sock); r.code != 0 || ls().State != "stopped" {
+		t.Fatalf("app stop: %d %s", r.code, r.stderr)
+	}
+	if r := sw(t, "skywire", "cli", "visor", "app", "start", "skysocks", "--rpc", c.sock); r.code != 0 || ls().State != "running" {
+		t.Fatalf("app start: %d %s", r.code, r.stderr)
+	}
+	if r := sw(t, "skywire", "cli", "visor", "app", "start", "nosuchapp", "--rpc", c.sock); r.code != 1 || !strings.Contains(r.stderr, "no such app") {
+		t.Fatalf("app start of nothing: %d %s", r.code, r.stderr)
+	}
+	if r := sw(t, "skywire", "cli", "visor", "app", "autostart", "skysocks", "off", "--rpc", c.sock); r.code != 0 {
+		t.Fatalf("autostart: %d %s", r.code, r.stderr)
+	}
+	b, _ := os.ReadFile(c.cfg)
+	var cfg struct {
+		Apps []struct {
+			App       string `json:"app"`
+			AutoStart bool   `json:"auto_start"`
+		} `json:"apps"`
+	}
+	if json.Unmarshal(b, &cfg) != nil || len(cfg.Apps) != 1 || cfg.Apps[0].AutoStart {
+		t.Fatalf("autostart off not saved: %s", b)
+	}
 }
 
 // `skywire demo` runs a network whose proxy works, and stops cleanly on
