@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"testing"
+
+	"github.com/skyfleet/skywire/internal/loopback"
 )
 
 func unsafeCipher(k [32]byte) *cipherState { return newCipherState(ChaChaPoly, k, 0) }
@@ -89,7 +91,7 @@ func benchStream(b *testing.B, w io.Writer, r io.Reader) {
 
 // BenchmarkTCP is the reference for BenchmarkConnTCP: plain loopback TCP.
 func BenchmarkTCP(b *testing.B) {
-	x, y := tcpPair(b)
+	x, y := loopback.Pair(b)
 	defer x.Close()
 	defer y.Close()
 	benchStream(b, x, y)
@@ -99,7 +101,7 @@ func BenchmarkTCP(b *testing.B) {
 func BenchmarkConnTCP(b *testing.B) {
 	for _, ciph := range ciphers {
 		b.Run(ciph.String(), func(b *testing.B) {
-			x, y := pipe(b, XK, ciph, tcpPair)
+			x, y := pipe(b, XK, ciph, loopback.Pair)
 			defer x.Close()
 			defer y.Close()
 			benchStream(b, x, y)

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/net/nettest"
 
 	"github.com/skyfleet/skywire/cipher"
+	"github.com/skyfleet/skywire/internal/loopback"
 	"github.com/skyfleet/skywire/internal/race"
 )
 
@@ -30,30 +31,6 @@ type keys struct {
 func newKeys() keys {
 	pk, sk := cipher.GenerateKeyPair()
 	return keys{pk, sk}
-}
-
-// tcpPair returns two ends of a loopback TCP connection.
-func tcpPair(t testing.TB) (net.Conn, net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	ch := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		ch <- c
-	}()
-	a, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := <-ch
-	if b == nil {
-		t.Fatal("accept failed")
-	}
-	return a, b
 }
 
 type result struct {
@@ -92,7 +69,7 @@ func TestHandshakes(t *testing.T) {
 	for _, p := range []Pattern{XK, KK} {
 		t.Run(p.String(), func(t *testing.T) {
 			i, r := newKeys(), newKeys()
-			a, b := tcpPair(t)
+			a, b := loopback.Pair(t)
 			ic, rc := configs(p, i, r)
 			ca, cb, errA, errB := handshake(context.Background(), a, b, ic, rc)
 			if errA != nil || errB != nil {
@@ -147,7 +124,7 @@ func TestHandshakeFailures(t *testing.T) {
 			if rc.Pattern == KK && rc.RemotePK.IsNull() {
 				rc.RemotePK = i.pk
 			}
-			a, b := tcpPair(t)
+			a, b := loopback.Pair(t)
 			cb := &countingConn{Conn: b}
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
@@ -258,7 +235,7 @@ func TestCipherNegotiation(t *testing.T) {
 		{true, true, ChaChaPoly},
 	}
 	for _, tt := range tests {
-		a, b := tcpPair(t)
+		a, b := loopback.Pair(t)
 		ic, rc := configs(XK, newKeys(), newKeys())
 		ic.noAES, rc.noAES = tt.initNoAES, tt.respNoAES
 		ca, cb, errA, errB := handshake(context.Background(), a, b, ic, rc)
@@ -307,7 +284,7 @@ func TestNettest(t *testing.T) {
 	for _, ciph := range ciphers {
 		t.Run("TCP/"+ciph.String(), func(t *testing.T) {
 			nettest.TestConn(t, func() (net.Conn, net.Conn, func(), error) {
-				a, b := pipe(t, XK, ciph, tcpPair)
+				a, b := pipe(t, XK, ciph, loopback.Pair)
 				return a, b, func() { a.Close(); b.Close() }, nil
 			})
 		})
@@ -327,7 +304,7 @@ func TestLargeTransferAndRekey(t *testing.T) {
 }
 
 func testLargeTransfer(t *testing.T, ciph Cipher) {
-	a, b := pipe(t, XK, ciph, tcpPair)
+	a, b := pipe(t, XK, ciph, loopback.Pair)
 	defer a.Close()
 	defer b.Close()
 	// Rekey every 3 frames or 100 KB, whichever first, on both sides.
@@ -519,7 +496,7 @@ func TestFrameAttacks(t *testing.T) {
 }
 
 func TestWriteTimeoutKeepsSessionUsable(t *testing.T) {
-	a, b := pipe(t, KK, ChaChaPoly, tcpPair)
+	a, b := pipe(t, KK, ChaChaPoly, loopback.Pair)
 	defer a.Close()
 	defer b.Close()
 	a.SetWriteDeadline(time.Now().Add(-time.Second))
@@ -538,7 +515,7 @@ func TestNoAllocations(t *testing.T) {
 	if race.Enabled {
 		t.Skip("the race detector allocates")
 	}
-	a, b := pipe(t, XK, ChaChaPoly, tcpPair)
+	a, b := pipe(t, XK, ChaChaPoly, loopback.Pair)
 	defer a.Close()
 	defer b.Close()
 	msg := make([]byte, 32<<10)
@@ -668,7 +645,7 @@ func TestAuthenticateBinding(t *testing.T) {
 func TestCloseWrite(t *testing.T) {
 	for _, ciph := range ciphers {
 		t.Run(ciph.String(), func(t *testing.T) {
-			ca, cb := pipe(t, KK, ciph, tcpPair)
+			ca, cb := pipe(t, KK, ciph, loopback.Pair)
 			defer ca.Close()
 			defer cb.Close()
 			cb.RequireCloseNotify()
@@ -700,7 +677,7 @@ func TestCloseWrite(t *testing.T) {
 // stream cut short) is io.ErrUnexpectedEOF; without it, io.EOF.
 func TestRequireCloseNotify(t *testing.T) {
 	for _, strict := range []bool{false, true} {
-		a, b := tcpPair(t)
+		a, b := loopback.Pair(t)
 		ic, rc := configs(KK, newKeys(), newKeys())
 		ca, cb, errA, errB := handshake(context.Background(), a, b, ic, rc)
 		if errA != nil || errB != nil {

@@ -97,37 +97,17 @@ func (c *Client) setStatus(s string) {
 // connections. Meanwhile it checks that the server can be reached (at
 // start, and again after a failed connection, with backoff) and reports it.
 func (c *Client) Serve(ctx context.Context, l net.Listener) error {
-	stop := context.AfterFunc(ctx, func() { l.Close() })
-	defer stop()
+	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	defer wg.Wait()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		c.probe(ctx)
 	}()
-	for {
-		lc, err := l.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("accepting on %s: %w", l.Addr(), err)
-		}
-		select {
-		case c.slots <- struct{}{}:
-		default:
-			c.log.Warn("too many connections: refusing one", zap.Stringer("remote", lc.RemoteAddr()))
-			lc.Close()
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-c.slots }()
-			c.serveConn(ctx, lc)
-		}()
-	}
+	err := serve(ctx, l, c.slots, c.log, c.serveConn)
+	cancel()
+	wg.Wait()
+	return err
 }
 
 // probe dials the server until it answers, then waits for a kick (a

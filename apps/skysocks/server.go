@@ -89,6 +89,12 @@ func NewServer(cfg ServerConfig) *Server {
 // Serve answers the connections l accepts until ctx ends or l fails, then
 // waits for them.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	return serve(ctx, l, s.slots, s.log, s.serveConn)
+}
+
+// serve runs handle on each connection l accepts, at most cap(slots) at
+// once (more are refused), until ctx ends or l fails; then it waits for them.
+func serve(ctx context.Context, l net.Listener, slots chan struct{}, log *zap.Logger, handle func(context.Context, net.Conn)) error {
 	stop := context.AfterFunc(ctx, func() { l.Close() })
 	defer stop()
 	var wg sync.WaitGroup
@@ -99,20 +105,20 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("accepting routes: %w", err)
+			return fmt.Errorf("accepting on %s: %w", l.Addr(), err)
 		}
 		select {
-		case s.slots <- struct{}{}:
+		case slots <- struct{}{}:
 		default:
-			s.log.Warn("too many connections: refusing one", zap.Stringer("remote", c.RemoteAddr()))
+			log.Warn("too many connections: refusing one", zap.Stringer("remote", c.RemoteAddr()))
 			c.Close()
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer func() { <-s.slots }()
-			s.serveConn(ctx, c)
+			defer func() { <-slots }()
+			handle(ctx, c)
 		}()
 	}
 }

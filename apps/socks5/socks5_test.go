@@ -4,32 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
-	"net"
 	"testing"
-)
 
-// tcpPair is a loopback TCP connection (SOCKS5 relies on the carrier
-// buffering a pipelined handshake, as TCP and routes do).
-func tcpPair(t testing.TB) (net.Conn, net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	ch := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		ch <- c
-	}()
-	a, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := <-ch
-	t.Cleanup(func() { a.Close(); b.Close() })
-	return a, b
-}
+	"github.com/skyfleet/skywire/internal/loopback"
+)
 
 type serverResult struct {
 	req Request
@@ -40,7 +18,7 @@ type serverResult struct {
 // bound) if its handshake succeeds.
 func handshake(t *testing.T, clientPass, serverPass string, req Request, reply byte, bound Request) (Request, error, serverResult) {
 	t.Helper()
-	c, s := tcpPair(t)
+	c, s := loopback.Pair(t)
 	ch := make(chan serverResult, 1)
 	go func() {
 		r, err := ServerHandshake(bufio.NewReader(s), s, serverPass)
@@ -90,7 +68,7 @@ func TestHandshake(t *testing.T) {
 
 // A command other than CONNECT is answered with "command not supported".
 func TestOnlyConnect(t *testing.T) {
-	c, s := tcpPair(t)
+	c, s := loopback.Pair(t)
 	ch := make(chan error, 1)
 	go func() {
 		_, err := ServerHandshake(bufio.NewReader(s), s, "")

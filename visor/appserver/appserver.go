@@ -316,6 +316,16 @@ func (ss *session) add(c *router.Conn) (uint32, error) {
 	return ss.nextID, nil
 }
 
+// adopt adds a new connection and describes it in reply.
+func (ss *session) adopt(c *router.Conn, reply *appproto.ConnReply) error {
+	id, err := ss.add(c)
+	if err != nil {
+		return err
+	}
+	*reply = appproto.ConnReply{Conn: id, Local: c.LocalAddr().String(), Remote: c.RemoteAddr().String()}
+	return nil
+}
+
 func (ss *session) conn(id uint32) (*appConn, error) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()

@@ -30,6 +30,7 @@ import (
 	"github.com/skyfleet/skywire/apps/sdk"
 	"github.com/skyfleet/skywire/cipher"
 	"github.com/skyfleet/skywire/internal/appproto"
+	"github.com/skyfleet/skywire/internal/loopback"
 	"github.com/skyfleet/skywire/internal/testnet"
 	"github.com/skyfleet/skywire/visor"
 )
@@ -441,28 +442,6 @@ func TestPythonExample(t *testing.T) {
 	}
 }
 
-// tcpPair is a loopback TCP connection.
-func tcpPair(t *testing.T) (net.Conn, net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	ch := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		ch <- c
-	}()
-	a, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := <-ch
-	t.Cleanup(func() { a.Close(); b.Close() })
-	return a, b
-}
-
 // A connection used over RPC calls for a handshake, then joined to a local
 // socket: the visor relays the socket itself; what is not a stream socket,
 // and what already has a data socket, is refused.
@@ -500,7 +479,7 @@ func TestJoin(t *testing.T) {
 		t.Fatal("joined a regular file")
 	}
 	// A socket: the visor relays it.
-	mine, theirs := tcpPair(t)
+	mine, theirs := loopback.Pair(t)
 	if err := rc.Join(theirs); err != nil {
 		t.Fatal(err)
 	}
@@ -525,7 +504,7 @@ func TestJoin(t *testing.T) {
 	if _, err := dc.Attach(); err != nil {
 		t.Fatal(err)
 	}
-	_, other := tcpPair(t)
+	_, other := loopback.Pair(t)
 	if err := dc.Join(other); err == nil {
 		t.Fatal("joined a connection that has a data socket")
 	}

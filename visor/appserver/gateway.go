@@ -40,12 +40,7 @@ func (g gateway) Dial(args appproto.DialArgs, reply *appproto.ConnReply) error {
 	if err != nil {
 		return err
 	}
-	id, err := g.ss.add(c)
-	if err != nil {
-		return err
-	}
-	*reply = appproto.ConnReply{Conn: id, Local: c.LocalAddr().String(), Remote: c.RemoteAddr().String()}
-	return nil
+	return g.ss.adopt(c, reply)
 }
 
 // Listen accepts routes to the app's own port.
@@ -53,7 +48,10 @@ func (g gateway) Listen(args appproto.ListenArgs, reply *appproto.ListenReply) e
 	if err := g.check(); err != nil {
 		return err
 	}
-	if own := g.ss.app.cfg.Port; args.Port != own {
+	g.ss.s.mu.Lock()
+	own := g.ss.app.cfg.Port
+	g.ss.s.mu.Unlock()
+	if args.Port != own {
 		return fmt.Errorf("port %d is not this app's (its port is %d)", args.Port, own)
 	}
 	l, err := g.ss.s.cfg.Router.Listen(args.Port)
@@ -84,12 +82,7 @@ func (g gateway) Accept(args appproto.AcceptArgs, reply *appproto.ConnReply) err
 	if err != nil {
 		return err
 	}
-	id, err := g.ss.add(c)
-	if err != nil {
-		return err
-	}
-	*reply = appproto.ConnReply{Conn: id, Local: c.LocalAddr().String(), Remote: c.RemoteAddr().String()}
-	return nil
+	return g.ss.adopt(c, reply)
 }
 
 // rpcConn returns a connection usable by Read and Write calls.
