@@ -67,7 +67,6 @@ type Server struct {
 	// join is the join socket (Linux: an abstract unix socket), where an
 	// app hands over a local socket to be relayed to a route; nil if none.
 	join net.Listener
-	rpc  *rpc.Server
 
 	mu     sync.Mutex // guards apps, byKey, closed
 	apps   map[string]*app
@@ -86,7 +85,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("app_server_addr: listen on %s: %w", cfg.Addr, err)
 	}
-	s := &Server{cfg: cfg, log: cfg.Log, ln: ln, rpc: rpc.NewServer(), apps: map[string]*app{}, byKey: map[string]*session{}}
+	s := &Server{cfg: cfg, log: cfg.Log, ln: ln, apps: map[string]*app{}, byKey: map[string]*session{}}
 	s.join = listenJoin()
 	for _, a := range cfg.Apps {
 		s.apps[a.Name] = &app{cfg: a, state: StateStopped, logs: newRing(logLines)}
@@ -184,11 +183,41 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 		s.serveData(c, br)
 		return
 	}
-	s.rpc.ServeCodec(jsonrpc.NewServerCodec(struct {
+	// Each control connection has its own RPC server holding the gateways
+	// of the keys it has used: a stopped app's gateway goes with it.
+	srv := rpc.NewServer()
+	srv.ServeCodec(&keyCodec{ServerCodec: jsonrpc.NewServerCodec(struct {
 		io.Reader
 		io.Writer
 		io.Closer
-	}{br, c, c}))
+	}{br, c, c}), s: s, srv: srv, known: map[string]bool{}})
+}
+
+// keyCodec registers a session's gateway with the connection's RPC server
+// the first time a request names its key (an unknown key stays
+// unregistered: the call fails as "can't find service").
+type keyCodec struct {
+	rpc.ServerCodec
+	s     *Server
+	srv   *rpc.Server
+	known map[string]bool // only ReadRequestHeader (one goroutine) uses it
+}
+
+func (k *keyCodec) ReadRequestHeader(r *rpc.Request) error {
+	if err := k.ServerCodec.ReadRequestHeader(r); err != nil {
+		return err
+	}
+	key, _, ok := strings.Cut(r.ServiceMethod, ".")
+	if !ok || k.known[key] {
+		return nil
+	}
+	k.s.mu.Lock()
+	sess := k.s.byKey[key]
+	k.s.mu.Unlock()
+	if sess != nil && k.srv.RegisterName(key, gateway{ss: sess}) == nil {
+		k.known[key] = true
+	}
+	return nil
 }
 
 // serveData attaches a data socket to its connection and copies both ways.

@@ -158,10 +158,6 @@ func (s *Server) Start(name string, args []string) error {
 		return err
 	}
 	sess := &session{s: s, app: a, key: newKey(), conns: map[uint32]*appConn{}, listeners: map[uint32]*router.Listener{}}
-	if err := s.rpc.RegisterName(sess.key, gateway{ss: sess}); err != nil {
-		logFile.Close()
-		return err
-	}
 	cmd := exec.Command(bin, argv...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(),
