@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -143,23 +144,30 @@ func BenchmarkIsolation(b *testing.B) {
 	}
 	for b.Loop() {
 		a, c := pair(b, n[0], n[2], 5, DialOptions{})
-		alone := measure(a, c)
-		sa, sc := pair(b, n[0], n[2], 6, DialOptions{})
-		go func() {
-			buf := make([]byte, 64<<10)
-			for {
-				if _, err := sa.Write(buf); err != nil {
-					return
+		// Alternate alone and beside a stalled route, three times each, and
+		// compare medians: one transfer each is at the mercy of the noise.
+		var alone, shared []float64
+		for range 3 {
+			alone = append(alone, measure(a, c))
+			sa, sc := pair(b, n[0], n[2], 6, DialOptions{})
+			go func() {
+				buf := make([]byte, 64<<10)
+				for {
+					if _, err := sa.Write(buf); err != nil {
+						return
+					}
 				}
-			}
-		}()
-		time.Sleep(100 * time.Millisecond) // the stalled route has filled its window
-		shared := measure(a, c)
-		sa.Close()
-		sc.Close()
+			}()
+			time.Sleep(100 * time.Millisecond) // the stalled route has filled its window
+			shared = append(shared, measure(a, c))
+			sa.Close()
+			sc.Close()
+		}
 		a.Close()
 		c.Close()
-		b.ReportMetric(shared/alone, "goodput-kept")
-		b.ReportMetric(alone/1e6, "MB/s-alone")
+		slices.Sort(alone)
+		slices.Sort(shared)
+		b.ReportMetric(shared[1]/alone[1], "goodput-kept")
+		b.ReportMetric(alone[1]/1e6, "MB/s-alone")
 	}
 }
