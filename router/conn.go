@@ -110,37 +110,60 @@ func (c *routeConn) waitLocked(deadline time.Time) error {
 	return nil
 }
 
+// readableLocked waits until there are bytes to read, or returns why there
+// will be none (io.EOF once the other end finished). The caller holds c.mu
+// and still does on return.
+func (c *routeConn) readableLocked() error {
+	for {
+		switch {
+		case c.closed:
+			return net.ErrClosed
+		case c.rbytes > 0:
+			return nil
+		case c.reof:
+			return io.EOF
+		case c.ended != nil:
+			return c.ended
+		case !c.rdl.IsZero() && !time.Now().Before(c.rdl):
+			return os.ErrDeadlineExceeded
+		}
+		if err := c.waitLocked(c.rdl); err != nil {
+			return err
+		}
+	}
+}
+
+// consumedLocked counts n bytes the reader has taken and returns credit to
+// send back (0 until a quarter window has been consumed). The caller holds
+// c.mu and has taken the bytes out of rq (and rbytes).
+func (c *routeConn) consumedLocked(n int) int {
+	c.unacked += n
+	if c.unacked >= c.window/4 && c.out != nil {
+		credit := c.unacked
+		c.unacked = 0
+		return credit
+	}
+	return 0
+}
+
+// giveCredit sends a WINDOW-UPDATE.
+func (c *routeConn) giveCredit(out *link, outID uint32, credit int) {
+	if credit > 0 {
+		var b [4]byte
+		binary.BigEndian.PutUint32(b[:], uint32(credit))
+		c.sendControl(out, outID, transport.PacketWindowUpdate, b[:])
+	}
+}
+
 // Read returns received bytes; io.EOF once the other end closed the route.
 func (c *routeConn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
 	c.mu.Lock()
-	for {
-		if c.closed {
-			c.mu.Unlock()
-			return 0, net.ErrClosed
-		}
-		if c.rbytes > 0 {
-			break
-		}
-		if c.reof {
-			c.mu.Unlock()
-			return 0, io.EOF
-		}
-		if c.ended != nil {
-			err := c.ended
-			c.mu.Unlock()
-			return 0, err
-		}
-		if !c.rdl.IsZero() && !time.Now().Before(c.rdl) {
-			c.mu.Unlock()
-			return 0, os.ErrDeadlineExceeded
-		}
-		if err := c.waitLocked(c.rdl); err != nil {
-			c.mu.Unlock()
-			return 0, err
-		}
+	if err := c.readableLocked(); err != nil {
+		c.mu.Unlock()
+		return 0, err
 	}
 	n := 0
 	for n < len(p) && len(c.rq) > 0 {
@@ -156,69 +179,162 @@ func (c *routeConn) Read(p []byte) (int, error) {
 		}
 	}
 	c.rbytes -= n
-	c.unacked += n
-	var credit int
-	if c.unacked >= c.window/4 && c.out != nil {
-		credit, c.unacked = c.unacked, 0
-	}
+	credit := c.consumedLocked(n)
 	out, outID := c.out, c.outID
 	c.mu.Unlock()
-	if credit > 0 {
-		var b [4]byte
-		binary.BigEndian.PutUint32(b[:], uint32(credit))
-		c.sendControl(out, outID, transport.PacketWindowUpdate, b[:])
-	}
+	c.giveCredit(out, outID, credit)
 	return n, nil
+}
+
+// WriteTo writes what arrives to w until the other end finishes (nil) or
+// the route fails: the received packets go to w as they are, several per
+// system call, with no copy in between.
+func (c *routeConn) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	var bufs []*pbuf
+	var vec net.Buffers
+	for {
+		c.mu.Lock()
+		if err := c.readableLocked(); err != nil {
+			c.mu.Unlock()
+			if errors.Is(err, io.EOF) {
+				err = nil
+			}
+			return total, err
+		}
+		bufs = append(bufs[:0], c.rq...)
+		clear(c.rq)
+		c.rq = c.rq[:0]
+		vec = vec[:0]
+		n := 0
+		for i, b := range bufs {
+			from := 0
+			if i == 0 {
+				from = c.roff
+			}
+			vec = append(vec, b.b[from:b.n])
+			n += b.n - from
+		}
+		c.roff = 0
+		c.rbytes -= n
+		c.mu.Unlock()
+		k, err := vec.WriteTo(w)
+		total += k
+		for _, b := range bufs {
+			b.put()
+		}
+		if err != nil {
+			return total, err
+		}
+		// Credit goes back once the bytes are written: at most a window
+		// of the route's bytes is held here at any time.
+		c.mu.Lock()
+		credit := c.consumedLocked(n)
+		out, outID := c.out, c.outID
+		c.mu.Unlock()
+		c.giveCredit(out, outID, credit)
+	}
+}
+
+// reserve waits for credit and takes up to want bytes of it; it returns
+// the amount and where to send.
+func (c *routeConn) reserve(want int) (int, *link, uint32, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for {
+		switch {
+		case c.closed:
+			return 0, nil, 0, net.ErrClosed
+		case c.wclosed:
+			return 0, nil, 0, errWriteClosed
+		case c.ended != nil:
+			err := c.ended
+			if errors.Is(err, io.EOF) {
+				err = fmt.Errorf("%w: the other end closed it", ErrRouteClosed)
+			}
+			return 0, nil, 0, err
+		case !c.wdl.IsZero() && !time.Now().Before(c.wdl):
+			return 0, nil, 0, os.ErrDeadlineExceeded
+		}
+		if c.credit > 0 {
+			break
+		}
+		if err := c.waitLocked(c.wdl); err != nil {
+			return 0, nil, 0, err
+		}
+	}
+	n := min(want, transport.MaxPayload, c.credit)
+	c.credit -= n
+	c.lastSent = time.Now()
+	return n, c.out, c.outID, nil
+}
+
+// unreserve returns credit reserve took but did not use.
+func (c *routeConn) unreserve(n int) {
+	if n > 0 {
+		c.mu.Lock()
+		c.credit += n
+		c.signalLocked()
+		c.mu.Unlock()
+	}
+}
+
+// send enqueues b, a DATA packet of n payload bytes.
+func (c *routeConn) send(out *link, outID uint32, b *pbuf, n int) error {
+	b.n = len(transport.MakePacket(b.b, transport.PacketData, outID, n))
+	if !out.enqueue(outID, b) {
+		c.end(fmt.Errorf("%w: %v", ErrRouteClosed, "its transport closed"))
+		return fmt.Errorf("%w: its transport closed", ErrRouteClosed)
+	}
+	return nil
 }
 
 // Write sends p as DATA packets, waiting for credit.
 func (c *routeConn) Write(p []byte) (int, error) {
 	total := 0
 	for len(p) > 0 {
-		c.mu.Lock()
-		for {
-			switch {
-			case c.closed:
-				c.mu.Unlock()
-				return total, net.ErrClosed
-			case c.wclosed:
-				c.mu.Unlock()
-				return total, errWriteClosed
-			case c.ended != nil:
-				err := c.ended
-				c.mu.Unlock()
-				if errors.Is(err, io.EOF) {
-					err = fmt.Errorf("%w: the other end closed it", ErrRouteClosed)
-				}
-				return total, err
-			case !c.wdl.IsZero() && !time.Now().Before(c.wdl):
-				c.mu.Unlock()
-				return total, os.ErrDeadlineExceeded
-			}
-			if c.credit > 0 {
-				break
-			}
-			if err := c.waitLocked(c.wdl); err != nil {
-				c.mu.Unlock()
-				return total, err
-			}
+		chunk, out, outID, err := c.reserve(len(p))
+		if err != nil {
+			return total, err
 		}
-		chunk := min(len(p), transport.MaxPayload, c.credit)
-		c.credit -= chunk
-		c.lastSent = time.Now()
-		out, outID := c.out, c.outID
-		c.mu.Unlock()
 		b := getPbuf()
 		copy(b.b[transport.HeaderSize:], p[:chunk])
-		b.n = len(transport.MakePacket(b.b, transport.PacketData, outID, chunk))
-		if !out.enqueue(outID, b) {
-			c.end(fmt.Errorf("%w: %v", ErrRouteClosed, "its transport closed"))
-			return total, fmt.Errorf("%w: its transport closed", ErrRouteClosed)
+		if err := c.send(out, outID, b, chunk); err != nil {
+			return total, err
 		}
 		p = p[chunk:]
 		total += chunk
 	}
 	return total, nil
+}
+
+// ReadFrom sends what r yields until its end (nil) or an error, reading
+// straight into the packets it sends.
+func (c *routeConn) ReadFrom(r io.Reader) (int64, error) {
+	var total int64
+	for {
+		chunk, out, outID, err := c.reserve(transport.MaxPayload)
+		if err != nil {
+			return total, err
+		}
+		b := getPbuf()
+		n, rerr := r.Read(b.b[transport.HeaderSize : transport.HeaderSize+chunk])
+		c.unreserve(chunk - n)
+		if n > 0 {
+			if err := c.send(out, outID, b, n); err != nil {
+				return total, err
+			}
+			total += int64(n)
+		} else {
+			b.put()
+		}
+		if rerr == io.EOF {
+			return total, nil
+		}
+		if rerr != nil {
+			return total, rerr
+		}
+	}
 }
 
 func (c *routeConn) sendControl(out *link, rid uint32, typ transport.PacketType, payload []byte) bool {
@@ -434,6 +550,24 @@ func newConn(raw *routeConn, nc *noise.Conn) *Conn {
 	nc.SetMaxPlaintext(transport.MaxPayload - noise.HeaderSize - noise.TagSize)
 	nc.RequireCloseNotify()
 	return &Conn{Conn: nc, raw: raw, nc: nc}
+}
+
+// WriteTo copies the route's bytes to w until the other end finishes; on
+// a 1-hop route straight from the received packets.
+func (c *Conn) WriteTo(w io.Writer) (int64, error) {
+	if c.nc == nil {
+		return c.raw.WriteTo(w)
+	}
+	return io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{c.nc}, make([]byte, noise.MaxPlaintext))
+}
+
+// ReadFrom sends r's bytes until its end; on a 1-hop route reading
+// straight into the packets.
+func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
+	if c.nc == nil {
+		return c.raw.ReadFrom(r)
+	}
+	return io.CopyBuffer(struct{ io.Writer }{c.nc}, struct{ io.Reader }{r}, make([]byte, 256<<10))
 }
 
 // LocalAddr is our routing address.

@@ -554,3 +554,39 @@ func TestForgedCloseIsTruncation(t *testing.T) {
 		t.Fatalf("read after a forged close: %v", err)
 	}
 }
+
+// ReadFrom and WriteTo (the gateway's copy paths: straight into and out of
+// packets on 1 hop) carry a stream intact, end of stream included.
+func TestReadFromWriteTo(t *testing.T) {
+	for _, hops := range []int{1, 2} {
+		t.Run(fmt.Sprintf("%d hops", hops), func(t *testing.T) {
+			n, _ := newNodes(t, hops+1, nil)
+			for i := 0; i < hops; i++ {
+				connect(t, n[i], n[i+1])
+			}
+			a, b := pair(t, n[0], n[hops], 15, DialOptions{})
+			defer a.Close()
+			defer b.Close()
+			data := make([]byte, 8<<20+3)
+			rand.Read(data)
+			errc := make(chan error, 1)
+			go func() {
+				_, err := a.ReadFrom(bytes.NewReader(data))
+				if err == nil {
+					err = a.CloseWrite()
+				}
+				errc <- err
+			}()
+			var got bytes.Buffer
+			if _, err := b.WriteTo(&got); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-errc; err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got.Bytes(), data) {
+				t.Fatalf("got %d bytes, want %d, or different", got.Len(), len(data))
+			}
+		})
+	}
+}

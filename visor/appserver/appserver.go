@@ -29,9 +29,6 @@ import (
 	"github.com/skyfleet/skywire/router"
 )
 
-// spliceBuf is each direction's copy buffer of a data socket.
-const spliceBuf = 256 << 10
-
 // Builtins are the apps the skywire executable itself provides.
 var Builtins = []string{"skychat", "skysocks", "skysocks-client", "vpn-server", "vpn-client"}
 
@@ -279,8 +276,7 @@ func splice(c net.Conn, fromApp io.Reader, route *router.Conn) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		buf := make([]byte, spliceBuf)
-		if _, err := io.CopyBuffer(onlyWriter{c}, onlyReader{route}, buf); err != nil {
+		if _, err := route.WriteTo(c); err != nil {
 			c.Close() // unblocks the app → route copy
 			return
 		}
@@ -288,8 +284,7 @@ func splice(c net.Conn, fromApp io.Reader, route *router.Conn) {
 			tc.CloseWrite()
 		}
 	}()
-	buf := make([]byte, spliceBuf)
-	if _, err := io.CopyBuffer(onlyWriter{route}, onlyReader{fromApp}, buf); err != nil {
+	if _, err := route.ReadFrom(fromApp); err != nil {
 		route.Close() // unblocks the route → app copy
 	} else {
 		route.CloseWrite()
@@ -297,14 +292,6 @@ func splice(c net.Conn, fromApp io.Reader, route *router.Conn) {
 	<-done
 	route.Close()
 }
-
-// onlyReader and onlyWriter hide ReadFrom and WriteTo, so io.CopyBuffer
-// moves data in spliceBuf pieces (the net package's fallbacks use 32 KiB,
-// which halves the route's packet size).
-type (
-	onlyReader struct{ io.Reader }
-	onlyWriter struct{ io.Writer }
-)
 
 func newKey() string {
 	var b [16]byte
