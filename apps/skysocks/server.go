@@ -128,7 +128,10 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	defer stop()
 	defer c.Close()
 	log := s.log.With(zap.Stringer("remote", c.RemoteAddr()))
-	c.SetDeadline(time.Now().Add(handshakeTimeout))
+	// A timer, not a deadline: on a gateway connection a deadline is a call
+	// each to set and to clear.
+	timer := time.AfterFunc(handshakeTimeout, func() { c.Close() })
+	defer timer.Stop()
 	br := bufio.NewReaderSize(c, 1024)
 	req, err := socks5.ServerHandshake(br, c, s.cfg.Passcode)
 	if err != nil {
@@ -155,8 +158,8 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	if err := socks5.WriteReply(c, socks5.Succeeded, socks5.BoundAddr(target.LocalAddr())); err != nil {
 		return
 	}
-	if c.SetDeadline(time.Time{}) != nil {
-		return
+	if !timer.Stop() {
+		return // the handshake ran out of time: c is closed
 	}
 	log.Debug("connected", zap.String("target", req.Addr()))
 	pass(target, nil, c, br)
