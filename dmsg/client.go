@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/skyfleet/skywire/cipher"
+	"github.com/skyfleet/skywire/internal/backlog"
 	"github.com/skyfleet/skywire/internal/replay"
 	"github.com/skyfleet/skywire/noise"
 	"github.com/skyfleet/skywire/svc/dmsgdisc"
@@ -354,7 +355,7 @@ func (c *Client) accept(ys *yamux.Stream) {
 		refuse(StatusNoListener)
 		return
 	}
-	if !l.reserve() {
+	if !l.queue.Reserve() {
 		refuse(StatusBusy)
 		return
 	}
@@ -370,17 +371,17 @@ func (c *Client) accept(ys *yamux.Stream) {
 		nc, err = h.Conn(wrapStream(ys))
 	}
 	if err != nil {
-		l.unreserve()
+		l.queue.Unreserve()
 		refuse(StatusRefused)
 		return
 	}
 	if err := noise.WriteMsg(ys, encodeResponse(StatusOK, originDestination, msg2)); err != nil {
-		l.unreserve()
+		l.queue.Unreserve()
 		ys.Close()
 		return
 	}
 	ys.SetDeadline(time.Time{})
-	l.deliver(&Stream{Conn: nc, local: req.Dst, remote: req.Src})
+	l.queue.Deliver(&Stream{Conn: nc, local: req.Dst, remote: req.Src})
 }
 
 // Listen accepts streams to port.
@@ -393,7 +394,7 @@ func (c *Client) Listen(port uint16) (*Listener, error) {
 	if c.ports[port] {
 		return nil, fmt.Errorf("dmsg port %d is in use", port)
 	}
-	l := &Listener{c: c, addr: Addr{PK: c.pk, Port: port}, queue: make(chan *Stream, AcceptBacklog), done: make(chan struct{})}
+	l := &Listener{c: c, addr: Addr{PK: c.pk, Port: port}, queue: backlog.New[*Stream](AcceptBacklog)}
 	c.listeners[port] = l
 	c.ports[port] = true
 	return l, nil

@@ -4,6 +4,7 @@ import (
 	"net"
 	"sync"
 
+	"github.com/skyfleet/skywire/internal/backlog"
 	"github.com/skyfleet/skywire/noise"
 )
 
@@ -36,12 +37,7 @@ func (s *Stream) Close() error {
 type Listener struct {
 	c     *Client
 	addr  Addr
-	queue chan *Stream // capacity AcceptBacklog
-	done  chan struct{}
-
-	mu       sync.Mutex // guards reserved, closed
-	reserved int        // slots promised to streams still shaking hands
-	closed   bool
+	queue *backlog.Queue[*Stream] // capacity AcceptBacklog
 }
 
 // Accept waits for the next stream.
@@ -49,12 +45,11 @@ func (l *Listener) Accept() (net.Conn, error) { return l.AcceptStream() }
 
 // AcceptStream waits for the next stream.
 func (l *Listener) AcceptStream() (*Stream, error) {
-	select {
-	case s := <-l.queue:
-		return s, nil
-	case <-l.done:
+	s, ok := l.queue.Accept()
+	if !ok {
 		return nil, net.ErrClosed
 	}
+	return s, nil
 }
 
 // Addr is the listener's dmsg address.
@@ -62,50 +57,8 @@ func (l *Listener) Addr() net.Addr { return l.addr }
 
 // Close stops accepting; streams not yet accepted are closed.
 func (l *Listener) Close() error {
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		return nil
+	if l.queue.Close() {
+		l.c.removeListener(l)
 	}
-	l.closed = true
-	close(l.done)
-	l.mu.Unlock()
-	l.c.removeListener(l)
-	for {
-		select {
-		case s := <-l.queue:
-			s.Close()
-		default:
-			return nil
-		}
-	}
-}
-
-// reserve promises a queue slot to a stream in its handshake.
-func (l *Listener) reserve() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed || l.reserved+len(l.queue) >= cap(l.queue) {
-		return false
-	}
-	l.reserved++
-	return true
-}
-
-func (l *Listener) unreserve() {
-	l.mu.Lock()
-	l.reserved--
-	l.mu.Unlock()
-}
-
-// deliver queues s in its reserved slot.
-func (l *Listener) deliver(s *Stream) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.reserved--
-	if l.closed {
-		s.Close()
-		return
-	}
-	l.queue <- s // never blocks: the slot was reserved
+	return nil
 }

@@ -49,6 +49,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/skyfleet/skywire/cipher"
+	"github.com/skyfleet/skywire/internal/backlog"
 	"github.com/skyfleet/skywire/internal/replay"
 	"github.com/skyfleet/skywire/transport"
 )
@@ -481,7 +482,7 @@ func (r *Router) Listen(port uint16) (*Listener, error) {
 	if r.listeners[port] != nil || r.ports[port] {
 		return nil, fmt.Errorf("port %d is in use", port)
 	}
-	l := &Listener{r: r, addr: Addr{PK: r.pk, Port: port}, queue: make(chan *Conn, acceptBacklog), done: make(chan struct{})}
+	l := &Listener{r: r, addr: Addr{PK: r.pk, Port: port}, queue: backlog.New[*Conn](acceptBacklog)}
 	r.listeners[port] = l
 	return l, nil
 }
@@ -564,24 +565,18 @@ func closeReason(code byte) string {
 type Listener struct {
 	r     *Router
 	addr  Addr
-	queue chan *Conn
-	done  chan struct{}
-
-	mu       sync.Mutex // guards reserved, closed
-	reserved int
-	closed   bool
+	queue *backlog.Queue[*Conn]
 }
 
 const acceptBacklog = 64
 
 // Accept waits for the next route.
 func (l *Listener) Accept() (*Conn, error) {
-	select {
-	case c := <-l.queue:
-		return c, nil
-	case <-l.done:
+	c, ok := l.queue.Accept()
+	if !ok {
 		return nil, ErrRouteClosed
 	}
+	return c, nil
 }
 
 // Addr is the listener's routing address.
@@ -589,48 +584,8 @@ func (l *Listener) Addr() Addr { return l.addr }
 
 // Close stops accepting; routes not yet accepted are closed.
 func (l *Listener) Close() error {
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		return nil
+	if l.queue.Close() {
+		l.r.removeListener(l)
 	}
-	l.closed = true
-	close(l.done)
-	l.mu.Unlock()
-	l.r.removeListener(l)
-	for {
-		select {
-		case c := <-l.queue:
-			c.Close()
-		default:
-			return nil
-		}
-	}
-}
-
-func (l *Listener) reserve() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed || l.reserved+len(l.queue) >= cap(l.queue) {
-		return false
-	}
-	l.reserved++
-	return true
-}
-
-func (l *Listener) unreserve() {
-	l.mu.Lock()
-	l.reserved--
-	l.mu.Unlock()
-}
-
-func (l *Listener) deliver(c *Conn) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.reserved--
-	if l.closed {
-		c.Close()
-		return
-	}
-	l.queue <- c
+	return nil
 }

@@ -372,7 +372,7 @@ func (r *Router) acceptSetup(tp *transport.Transport, m *setupMsg, refuse func(u
 		refuse(m.revID, "nothing listens on port %d", m.dst.Port)
 		return
 	}
-	if !l.reserve() {
+	if !l.queue.Reserve() {
 		refuse(m.revID, "busy: port %d has too many routes waiting to be accepted", m.dst.Port)
 		return
 	}
@@ -388,7 +388,7 @@ func (r *Router) acceptSetup(tp *transport.Transport, m *setupMsg, refuse func(u
 			msg2, err = hs.WriteMessage(nil)
 		}
 		if err != nil {
-			l.unreserve()
+			l.queue.Unreserve()
 			refuse(m.revID, "end-to-end handshake: %v", err)
 			return
 		}
@@ -402,14 +402,14 @@ func (r *Router) acceptSetup(tp *transport.Transport, m *setupMsg, refuse func(u
 	if e2e {
 		var err error
 		if nc, err = hs.Conn(rc); err != nil {
-			l.unreserve()
+			l.queue.Unreserve()
 			r.removeRule(rc.inID)
 			refuse(m.revID, "end-to-end handshake: %v", err)
 			return
 		}
 	}
 	r.send(tp, transport.PacketSetupOK, m.revID, (&setupOK{fwdID: rc.inID, noise: msg2}).payload())
-	l.deliver(newConn(rc, nc))
+	l.queue.Deliver(newConn(rc, nc))
 }
 
 // passSetupOK completes a hop: the forward rule from the setup's incoming
