@@ -85,25 +85,25 @@ func (s *cipherState) setNonce(n uint64) {
 	}
 }
 
-// seal appends the ciphertext of plaintext to out. out's new bytes may
-// exactly overlap plaintext, or not overlap it at all.
-func (s *cipherState) seal(out, plaintext []byte) ([]byte, error) {
+// seal appends the ciphertext of plaintext, authenticating ad too, to out.
+// out's new bytes may exactly overlap plaintext, or not overlap it at all.
+func (s *cipherState) seal(out, plaintext, ad []byte) ([]byte, error) {
 	if s.n == math.MaxUint64 {
 		return nil, errNonceExhausted
 	}
 	s.setNonce(s.n)
 	s.n++
-	return s.aead.Seal(out, s.nonce[:], plaintext, nil), nil
+	return s.aead.Seal(out, s.nonce[:], plaintext, ad), nil
 }
 
-// open appends the plaintext of ciphertext to out (out may be
-// ciphertext[:0]). A failure does not advance the nonce.
-func (s *cipherState) open(out, ciphertext []byte) ([]byte, error) {
+// open appends the plaintext of ciphertext (sealed with ad) to out (out may
+// be ciphertext[:0]). A failure does not advance the nonce.
+func (s *cipherState) open(out, ciphertext, ad []byte) ([]byte, error) {
 	if s.n == math.MaxUint64 {
 		return nil, errNonceExhausted
 	}
 	s.setNonce(s.n)
-	p, err := s.aead.Open(out, s.nonce[:], ciphertext, nil)
+	p, err := s.aead.Open(out, s.nonce[:], ciphertext, ad)
 	if err != nil {
 		return nil, err
 	}

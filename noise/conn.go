@@ -3,8 +3,10 @@ package noise
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -36,23 +38,26 @@ type Conn struct {
 	c             net.Conn
 	local, remote cipher.PubKey
 
-	rmu     sync.Mutex // guards the read side: recv, rbuf, rpos, rend, plain, rerr, rframes, rbytes
+	rmu     sync.Mutex // guards the read side: recv, rbuf, rpos, rend, plain, clear, rerr, rframes, rbytes
 	recv    *cipherState
 	rbuf    *[]byte // from readPool while it holds bytes; rbuf[rpos:rend] is unconsumed input
 	rpos    int
 	rend    int
 	plain   []byte // decrypted and not yet returned; aliases *rbuf
+	clear   int    // bytes of a split frame's clear part still to deliver
 	rerr    error  // sticky
 	rframes uint64 // frames since the last rekey
 	rbytes  uint64 // ciphertext bytes since the last rekey
 	strict  bool   // RequireCloseNotify
 
-	wmu     sync.Mutex // guards the write side: send, pending, werr, wframes, wbytes
+	wmu     sync.Mutex // guards the write side: send, pending, werr, wframes, wbytes, wv
 	send    *cipherState
 	pending []byte // sealed frames a timed-out write left unsent: they go first
 	werr    error  // sticky (ErrWriteClosed after CloseWrite)
 	wframes uint64
 	wbytes  uint64
+	wv      [2][]byte   // WriteSplit's vector and the Buffers over it: fields,
+	wbufs   net.Buffers // so that writing them does not allocate
 
 	// Rekey thresholds: RekeyFrames and RekeyBytes (tests lower them).
 	rekeyFrames, rekeyBytes uint64
@@ -110,7 +115,7 @@ func (c *Conn) CloseWrite() error {
 	}
 	var buf [HeaderSize + TagSize]byte
 	nonce := c.send.n
-	ct, err := c.send.seal(buf[HeaderSize:HeaderSize], nil)
+	ct, err := c.send.seal(buf[HeaderSize:HeaderSize], nil, nil)
 	if err != nil {
 		c.werr = err
 		c.c.Close()
@@ -147,6 +152,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 		c.releaseReadLocked()
 		return n, nil
 	}
+	if c.clear > 0 {
+		return c.readClearLocked(p)
+	}
 	if c.rerr != nil {
 		return 0, c.rerr
 	}
@@ -160,12 +168,27 @@ func (c *Conn) Read(p []byte) (int, error) {
 		need := HeaderSize
 		if avail >= HeaderSize {
 			size := int(binary.BigEndian.Uint16(buf[c.rpos:]))
-			if size < TagSize {
+			switch {
+			case size == 0: // a split frame: its own length follows
+				need = 2 * HeaderSize
+				if avail < need {
+					break
+				}
+				size = int(binary.BigEndian.Uint16(buf[c.rpos+HeaderSize:]))
+				if size < TagSize+splitPrefix {
+					return 0, c.failReadLocked(ErrFrame)
+				}
+				need += size
+				if avail >= need {
+					return c.openSplitLocked(p, buf[c.rpos+2*HeaderSize:c.rpos+need], need)
+				}
+			case size < TagSize:
 				return 0, c.failReadLocked(ErrFrame)
-			}
-			need = HeaderSize + size
-			if avail >= need {
-				return c.openLocked(p, buf[c.rpos+HeaderSize:c.rpos+need], need)
+			default:
+				need = HeaderSize + size
+				if avail >= need {
+					return c.openLocked(p, buf[c.rpos+HeaderSize:c.rpos+need], need)
+				}
 			}
 		}
 		if c.rpos+need > len(buf) {
@@ -200,9 +223,9 @@ func (c *Conn) openLocked(p, ct []byte, n int) (int, error) {
 	var out []byte
 	var err error
 	if len(p) >= size {
-		out, err = c.recv.open(p[:0], ct)
+		out, err = c.recv.open(p[:0], ct, nil)
 	} else {
-		out, err = c.recv.open(ct[:0], ct)
+		out, err = c.recv.open(ct[:0], ct, nil)
 	}
 	if err != nil {
 		return 0, c.failReadLocked(ErrDecrypt)
@@ -213,12 +236,7 @@ func (c *Conn) openLocked(p, ct []byte, n int) (int, error) {
 		c.releaseReadLocked()
 		return 0, io.EOF
 	}
-	c.rframes++
-	c.rbytes += uint64(len(ct))
-	if c.rframes >= c.rekeyFrames || c.rbytes >= c.rekeyBytes {
-		c.recv.rekey()
-		c.rframes, c.rbytes = 0, 0
-	}
+	c.countReadLocked(len(ct))
 	if len(p) >= size {
 		c.releaseReadLocked()
 		return len(out), nil
@@ -226,6 +244,66 @@ func (c *Conn) openLocked(p, ct []byte, n int) (int, error) {
 	k := copy(p, out)
 	c.plain = out[k:]
 	return k, nil
+}
+
+func (c *Conn) countReadLocked(ctLen int) {
+	c.rframes++
+	c.rbytes += uint64(ctLen)
+	if c.rframes >= c.rekeyFrames || c.rbytes >= c.rekeyBytes {
+		c.recv.rekey()
+		c.rframes, c.rbytes = 0, 0
+	}
+}
+
+// openSplitLocked decrypts a split frame's sealed part ct in place
+// (consuming n buffered bytes) and returns its bytes; its clear part is
+// delivered next.
+func (c *Conn) openSplitLocked(p, ct []byte, n int) (int, error) {
+	out, err := c.recv.open(ct[:0], ct, splitAD)
+	if err != nil {
+		return 0, c.failReadLocked(ErrDecrypt)
+	}
+	clear := int(binary.BigEndian.Uint16(out))
+	if clear == 0 {
+		return 0, c.failReadLocked(ErrFrame)
+	}
+	c.rpos += n
+	c.countReadLocked(len(ct))
+	c.clear = clear
+	k := copy(p, out[splitPrefix:])
+	c.plain = out[splitPrefix+k:]
+	if k == 0 {
+		return c.readClearLocked(p)
+	}
+	return k, nil
+}
+
+// readClearLocked delivers a split frame's clear part: what is buffered,
+// else straight from the carrier into p.
+func (c *Conn) readClearLocked(p []byte) (int, error) {
+	p = p[:min(len(p), c.clear)]
+	if c.rbuf != nil && c.rend > c.rpos {
+		k := copy(p, (*c.rbuf)[c.rpos:c.rend])
+		c.rpos += k
+		c.clear -= k
+		c.releaseReadLocked()
+		return k, nil
+	}
+	if c.rerr != nil {
+		return 0, c.rerr
+	}
+	k, err := c.c.Read(p)
+	c.clear -= k
+	if err != nil && !isTimeout(err) {
+		if errors.Is(err, io.EOF) && c.clear > 0 {
+			err = io.ErrUnexpectedEOF
+		}
+		c.rerr = err
+	}
+	if k > 0 {
+		return k, nil
+	}
+	return 0, err
 }
 
 func (c *Conn) failReadLocked(err error) error {
@@ -274,7 +352,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 		for len(p) > 0 && off+HeaderSize+TagSize < len(buf) {
 			chunk := min(len(p), c.maxPlain, len(buf)-off-HeaderSize-TagSize)
 			// Sealed straight from p into the frame: one pass, no copy.
-			ct, err := c.send.seal(buf[off+HeaderSize:off+HeaderSize], p[:chunk])
+			ct, err := c.send.seal(buf[off+HeaderSize:off+HeaderSize], p[:chunk], nil)
 			if err != nil {
 				c.werr = err
 				c.c.Close()
@@ -284,13 +362,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 			off += HeaderSize + len(ct)
 			p = p[chunk:]
 			taken += chunk
-			c.wframes++
-			c.wbytes += uint64(len(ct))
-			if c.wframes >= c.rekeyFrames || c.wbytes >= c.rekeyBytes {
-				c.send.rekey()
-				c.wframes, c.wbytes = 0, 0
-				rekeyed = true
-			}
+			rekeyed = c.countWriteLocked(len(ct)) || rekeyed
 		}
 		n, err := c.c.Write(buf[:off])
 		if err != nil {
@@ -308,6 +380,104 @@ func (c *Conn) Write(p []byte) (int, error) {
 		total += taken
 	}
 	return total, nil
+}
+
+// countWriteLocked counts a sealed frame and rekeys when due (reporting
+// whether it did).
+func (c *Conn) countWriteLocked(ctLen int) bool {
+	c.wframes++
+	c.wbytes += uint64(ctLen)
+	if c.wframes >= c.rekeyFrames || c.wbytes >= c.rekeyBytes {
+		c.send.rekey()
+		c.wframes, c.wbytes = 0, 0
+		return true
+	}
+	return false
+}
+
+// Split frames.
+const (
+	// splitPrefix is the clear part's length at the head of a split
+	// frame's plaintext.
+	splitPrefix = 2
+	// MaxSplitSealed is the most WriteSplit seals in one split frame.
+	MaxSplitSealed = MaxPlaintext - splitPrefix
+	// MaxSplitClear is the most WriteSplit sends in the clear after it.
+	MaxSplitClear = 65535
+)
+
+// splitAD is a split frame's associated data: a frame sealed as one kind
+// never opens as the other.
+var splitAD = []byte("split")
+
+// ErrSplit: WriteSplit was given more than one split frame holds.
+var ErrSplit = errors.New("noise: split frame too large")
+
+// WriteSplit writes sealed encrypted and then clear as it is, in one split
+// frame (0 ‖ length ‖ AEAD(clear length ‖ sealed) ‖ clear); the reader sees
+// the two as consecutive bytes of the stream. It is for bytes that are
+// already encrypted and authenticated end to end, where a second encryption
+// would protect nothing but would cost a pass over them: their length and
+// position are authenticated, their content is not (a changed byte is caught
+// by whoever holds the end-to-end keys). sealed takes at most MaxSplitSealed
+// bytes, clear at most MaxSplitClear. Timeouts are as in Write.
+func (c *Conn) WriteSplit(sealed, clear []byte) (int, error) {
+	if len(clear) == 0 {
+		return c.Write(sealed)
+	}
+	if len(sealed) > MaxSplitSealed || len(clear) > MaxSplitClear {
+		return 0, fmt.Errorf("%w: %d sealed and %d clear bytes (at most %d and %d)", ErrSplit, len(sealed), len(clear), MaxSplitSealed, MaxSplitClear)
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.werr != nil {
+		return 0, c.werr
+	}
+	if len(c.pending) > 0 {
+		n, err := c.c.Write(c.pending)
+		c.pending = c.pending[n:]
+		if err != nil {
+			return 0, c.writeFailedLocked(err)
+		}
+		c.pending = nil
+	}
+	bp := writePool.Get().(*[]byte)
+	defer writePool.Put(bp)
+	buf := *bp
+	const head = 2 * HeaderSize
+	binary.BigEndian.PutUint16(buf[head:], uint16(len(clear)))
+	copy(buf[head+splitPrefix:], sealed)
+	nonce, frames, bytes := c.send.n, c.wframes, c.wbytes
+	ct, err := c.send.seal(buf[head:head], buf[head:head+splitPrefix+len(sealed)], splitAD)
+	if err != nil {
+		c.werr = err
+		c.c.Close()
+		return 0, err
+	}
+	binary.BigEndian.PutUint16(buf, 0)
+	binary.BigEndian.PutUint16(buf[HeaderSize:], uint16(len(ct)))
+	rekeyed := c.countWriteLocked(len(ct))
+	c.wv = [2][]byte{buf[:head+len(ct)], clear}
+	c.wbufs = c.wv[:]
+	total := int64(head + len(ct) + len(clear))
+	n, err := c.wbufs.WriteTo(c.c)
+	left := c.wbufs
+	c.wv, c.wbufs = [2][]byte{}, nil
+	if err != nil {
+		if n == 0 && !rekeyed && isTimeout(err) {
+			c.send.n, c.wframes, c.wbytes = nonce, frames, bytes
+			return 0, err
+		}
+		if isTimeout(err) {
+			c.pending = slices.Concat(left...) // what WriteTo left of the vector
+			return len(sealed) + len(clear), err
+		}
+		return 0, c.writeFailedLocked(err)
+	}
+	if n != total {
+		return 0, c.writeFailedLocked(io.ErrShortWrite)
+	}
+	return len(sealed) + len(clear), nil
 }
 
 // writeFailedLocked keeps a timeout recoverable and makes anything else

@@ -568,6 +568,11 @@ func FuzzFrameReader(f *testing.F) {
 		return out.Bytes()
 	}
 	f.Add(valid("hello"))
+	var split bytes.Buffer
+	sw := newConn(&writerConn{&split}, unsafeCipher(sendKey), nil, ia.pk, ra.pk)
+	sw.WriteSplit([]byte("hdr"), []byte("clear part"))
+	sw.Write([]byte("after"))
+	f.Add(split.Bytes())
 	f.Add(valid("a", "bb", "ccc"))
 	f.Add([]byte{0, 16})
 	f.Add([]byte{255, 255, 1, 2, 3})

@@ -46,6 +46,7 @@ type routeConn struct {
 	remote Addr
 	inID   uint32 // our consume rule
 	hops   []Hop  // the path from the initiator
+	e2e    bool   // encrypted end to end (set before the route carries data)
 	window int
 
 	mu       sync.Mutex // guards the fields below
@@ -282,9 +283,10 @@ func (c *routeConn) unreserve(n int) {
 // send enqueues b, a DATA packet of n payload bytes.
 func (c *routeConn) send(out *link, outID uint32, b *pbuf, n int) error {
 	b.n = len(transport.MakePacket(b.b, transport.PacketData, outID, n))
-	if !out.enqueue(outID, b) {
-		c.end(fmt.Errorf("%w: %v", ErrRouteClosed, "its transport closed"))
-		return fmt.Errorf("%w: its transport closed", ErrRouteClosed)
+	b.e2e = c.e2e
+	if err := out.enqueue(outID, b); err != nil {
+		c.end(fmt.Errorf("%w: %v", ErrRouteClosed, err))
+		return fmt.Errorf("%w: %v", ErrRouteClosed, err)
 	}
 	return nil
 }
@@ -344,7 +346,7 @@ func (c *routeConn) sendControl(out *link, rid uint32, typ transport.PacketType,
 	b := getPbuf()
 	copy(b.b[transport.HeaderSize:], payload)
 	b.n = len(transport.MakePacket(b.b, typ, rid, len(payload)))
-	return out.enqueue(rid, b)
+	return out.enqueue(rid, b) == nil
 }
 
 // handle takes a packet that arrived on the consume rule (on the transport
@@ -369,11 +371,18 @@ func (c *routeConn) handle(p transport.Packet) {
 			c.r.closeRoute(c, closeProtocol, errWindow)
 			return
 		}
+		c.rbytes += len(pl)
+		c.signalLocked()
+		// Small payloads share a buffer: a window's worth of tiny packets
+		// holds a window's worth of memory, not a buffer each.
+		if k := len(c.rq); k > 0 && c.rq[k-1].n+len(pl) <= len(c.rq[k-1].b) {
+			t := c.rq[k-1]
+			t.n += copy(t.b[t.n:], pl)
+			break
+		}
 		b := getPbuf()
 		b.n = copy(b.b, pl)
 		c.rq = append(c.rq, b)
-		c.rbytes += b.n
-		c.signalLocked()
 	case transport.PacketWindowUpdate:
 		if len(p.Payload()) == 4 {
 			c.credit += int(binary.BigEndian.Uint32(p.Payload()))

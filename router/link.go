@@ -1,6 +1,10 @@
 package router
 
 import (
+	"encoding/binary"
+	"errors"
+	"math"
+	"slices"
 	"sync"
 
 	"github.com/skyfleet/skywire/transport"
@@ -8,8 +12,9 @@ import (
 
 // pbuf is a pooled packet buffer: MaxPacket bytes, the header first.
 type pbuf struct {
-	b []byte
-	n int // bytes in use
+	b   []byte
+	n   int  // bytes in use
+	e2e bool // a DATA packet of a route encrypted end to end: see link.run
 }
 
 var pbufPool = sync.Pool{New: func() any { return &pbuf{b: make([]byte, transport.MaxPacket)} }}
@@ -17,59 +22,129 @@ var pbufPool = sync.Pool{New: func() any { return &pbuf{b: make([]byte, transpor
 func getPbuf() *pbuf { return pbufPool.Get().(*pbuf) }
 
 func (p *pbuf) put() {
-	p.n = 0
+	p.n, p.e2e = 0, false
 	pbufPool.Put(p)
 }
 
 func (p *pbuf) packet() transport.Packet { return transport.Packet(p.b[:p.n]) }
 
 // copyPacket copies a packet (from a transport's read buffer) into a pooled
-// buffer, with route id rid.
-func copyPacket(p transport.Packet, rid uint32) *pbuf {
+// buffer, with route id rid, marked as a packet of an end-to-end encrypted
+// route if e2e.
+func copyPacket(p transport.Packet, rid uint32, e2e bool) *pbuf {
 	b := getPbuf()
 	b.n = copy(b.b, p)
+	b.e2e = e2e
 	transport.Packet(b.b[:b.n]).SetRouteID(rid)
 	return b
 }
 
 // link is the one writer of a transport: packets wait in a queue per route
 // and go out round-robin, one route's packet at a time, so a busy route
-// cannot starve the others. Queues are bounded by the routes' credit
-// windows (enqueue never blocks the transport reader that forwards).
+// cannot starve the others. Enqueue never blocks (the transport reader
+// forwards through it), and what a route can hold in its queue is bounded:
+// DATA by a credit window of payload bytes (a sender that keeps to its
+// credit never has more in flight), packed into as few buffers as they fit
+// (so many small packets cannot hold a buffer each), and control packets at
+// one of each type (a second WINDOW-UPDATE adds its credit to the first; a
+// second ping, pong, keepalive or close is redundant and dropped).
 type link struct {
-	tp *transport.Transport
+	tp      *transport.Transport
+	maxData int // DATA payload bytes a route may have queued
 
 	mu     sync.Mutex // guards queues, order, closed
-	queues map[uint32][]*pbuf
+	queues map[uint32]*routeQueue
 	order  []uint32 // routes with queued packets, in turn order
 	closed bool
 	wake   chan struct{}
 }
 
-func newLink(tp *transport.Transport) *link {
-	return &link{tp: tp, queues: map[uint32][]*pbuf{}, wake: make(chan struct{}, 1)}
+// routeQueue is one route's packets waiting for the link.
+type routeQueue struct {
+	pkts []*pbuf
+	data int // DATA payload bytes in pkts
 }
 
-// enqueue queues b on route rid's queue; false (b freed) if the link is
-// closed.
-func (l *link) enqueue(rid uint32, b *pbuf) bool {
+// Why enqueue refused a packet.
+var (
+	errLinkClosed = errors.New("its transport closed")
+	errQueueFull  = errors.New("its sender ignored the credit window")
+)
+
+func newLink(tp *transport.Transport, maxData int) *link {
+	return &link{tp: tp, maxData: maxData, queues: map[uint32]*routeQueue{}, wake: make(chan struct{}, 1)}
+}
+
+// enqueue queues b on route rid's queue (b is the queue's or freed from
+// then on). It fails if the link is closed or the route's DATA would pass
+// maxData (plus a packet).
+func (l *link) enqueue(rid uint32, b *pbuf) error {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
 		b.put()
-		return false
+		return errLinkClosed
 	}
 	q := l.queues[rid]
-	if len(q) == 0 {
+	if q == nil {
+		q = &routeQueue{}
+		l.queues[rid] = q
+	}
+	p := b.packet()
+	if typ := p.Type(); typ != transport.PacketData {
+		for _, o := range q.pkts {
+			if op := o.packet(); op.Type() == typ {
+				if typ == transport.PacketWindowUpdate && len(op.Payload()) == 4 && len(p.Payload()) == 4 {
+					sum := uint64(binary.BigEndian.Uint32(op.Payload())) + uint64(binary.BigEndian.Uint32(p.Payload()))
+					binary.BigEndian.PutUint32(op.Payload(), uint32(min(sum, math.MaxUint32)))
+				}
+				l.mu.Unlock()
+				b.put()
+				return nil
+			}
+		}
+	} else if n := len(p.Payload()); n > 0 {
+		if q.data+n > l.maxData+transport.MaxPayload {
+			l.mu.Unlock()
+			b.put()
+			return errQueueFull
+		}
+		q.data += n
+		if k := len(q.pkts); k > 0 {
+			t := q.pkts[k-1]
+			tp := t.packet()
+			if tp.Type() == transport.PacketData && len(tp.Payload()) > 0 && t.e2e == b.e2e && t.n+n <= len(t.b) {
+				copy(t.b[t.n:], p.Payload())
+				t.n = len(transport.MakePacket(t.b, transport.PacketData, rid, t.n+n-transport.HeaderSize))
+				l.mu.Unlock()
+				b.put()
+				return nil
+			}
+		}
+	}
+	if len(q.pkts) == 0 {
 		l.order = append(l.order, rid)
 	}
-	l.queues[rid] = append(q, b)
+	q.pkts = append(q.pkts, b)
 	l.mu.Unlock()
 	select {
 	case l.wake <- struct{}{}:
 	default:
 	}
-	return true
+	return nil
+}
+
+// purge drops what route rid has queued.
+func (l *link) purge(rid uint32) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if q := l.queues[rid]; q != nil {
+		for _, b := range q.pkts {
+			b.put()
+		}
+		delete(l.queues, rid)
+		l.order = slices.DeleteFunc(l.order, func(id uint32) bool { return id == rid })
+	}
 }
 
 // run writes queued packets until the transport closes.
@@ -87,19 +162,28 @@ func (l *link) run() {
 			}
 		}
 		rid := l.order[0]
-		q := l.queues[rid]
-		b := q[0]
-		q[0] = nil
-		q = q[1:]
 		l.order = l.order[1:]
-		if len(q) > 0 {
-			l.queues[rid] = q
+		q := l.queues[rid]
+		b := q.pkts[0]
+		q.pkts[0] = nil
+		q.pkts = q.pkts[1:]
+		if p := b.packet(); p.Type() == transport.PacketData {
+			q.data -= len(p.Payload())
+		}
+		if len(q.pkts) > 0 {
 			l.order = append(l.order, rid) // its next packet waits its turn
 		} else {
 			delete(l.queues, rid)
 		}
 		l.mu.Unlock()
-		err := l.tp.WritePacket(b.packet())
+		var err error
+		if b.e2e {
+			// The payload is sealed end to end: the transport need not
+			// seal it again (it still hides the header).
+			err = l.tp.WriteE2EPacket(b.packet())
+		} else {
+			err = l.tp.WritePacket(b.packet())
+		}
 		b.put()
 		if err != nil {
 			l.close()
@@ -113,7 +197,7 @@ func (l *link) close() {
 	defer l.mu.Unlock()
 	l.closed = true
 	for rid, q := range l.queues {
-		for _, b := range q {
+		for _, b := range q.pkts {
 			b.put()
 		}
 		delete(l.queues, rid)

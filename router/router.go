@@ -56,7 +56,7 @@ import (
 
 // Defaults.
 const (
-	DefaultWindow       = 1 << 20
+	DefaultWindow       = 4 << 20
 	DefaultKeepAlive    = 30 * time.Second
 	DefaultSetupTimeout = 10 * time.Second
 	// MaxSetups bounds route setups being processed at once; more are
@@ -108,6 +108,7 @@ const (
 type rule struct {
 	id     uint32
 	kind   ruleKind
+	e2e    bool // forward: the route is encrypted end to end (from its signed setup)
 	in     *transport.Transport
 	out    *transport.Transport // forward
 	outID  uint32               // forward
@@ -277,7 +278,7 @@ func (r *Router) linkFor(tp *transport.Transport) *link {
 	defer r.mu.Unlock()
 	l := r.links[tp]
 	if l == nil {
-		l = newLink(tp)
+		l = newLink(tp, r.cfg.Window)
 		r.links[tp] = l
 		r.wg.Add(1)
 		go func() {
@@ -328,7 +329,7 @@ func (r *Router) handlePacket(tp *transport.Transport, p transport.Packet) {
 		}
 	case ruleForward:
 		pending := !ru.expiry.IsZero()
-		out, outID, pair := ru.out, ru.outID, ru.pair
+		out, outID, pair, e2e := ru.out, ru.outID, ru.pair, ru.e2e
 		if p.Type() == transport.PacketClose {
 			r.removeRuleLocked(ru.id)
 			r.removeRuleLocked(pair)
@@ -343,8 +344,27 @@ func (r *Router) handlePacket(tp *transport.Transport, p transport.Packet) {
 		case pending:
 			// Nothing but the setup answer travels before a route is set up.
 		default:
-			r.linkFor(out).enqueue(outID, copyPacket(p, outID))
+			if err := r.linkFor(out).enqueue(outID, copyPacket(p, outID, e2e)); errors.Is(err, errQueueFull) {
+				r.overflow(ru.id, pair, out, outID)
+			}
 		}
+	}
+}
+
+// overflow ends, at a forwarding hop, a route whose sender sent more than
+// its credit allows: the rules go, what it has queued is dropped, and both
+// ends are told (protocol error).
+func (r *Router) overflow(id, pair uint32, out *transport.Transport, outID uint32) {
+	r.mu.Lock()
+	back := r.rules[pair]
+	r.removeRuleLocked(id)
+	r.removeRuleLocked(pair)
+	r.mu.Unlock()
+	r.log.Info("route closed: its sender ignored the credit window", zap.Uint32("route_id", id))
+	r.linkFor(out).purge(outID)
+	r.send(out, transport.PacketClose, outID, []byte{closeProtocol})
+	if back != nil && back.kind == ruleForward {
+		r.send(back.out, transport.PacketClose, back.outID, []byte{closeProtocol})
 	}
 }
 

@@ -167,6 +167,7 @@ func (r *Router) dialPath(ctx context.Context, path []Hop, dst cipher.PubKey, po
 	}
 	m.src = Addr{r.pk, lport}
 	rc := newRouteConn(r, m.src, m.dst, path)
+	rc.e2e = e2e
 	ru := &rule{kind: ruleConsume, in: first, conn: rc, dial: make(chan dialResult, 1)}
 	rc.inID = r.addRuleLocked(ru)
 	m.revID = rc.inID
@@ -348,7 +349,7 @@ func (r *Router) handleSetup(tp *transport.Transport, payload []byte) {
 		return
 	}
 	r.mu.Lock()
-	rev := r.addRuleLocked(&rule{kind: ruleForward, in: out, out: tp, outID: m.revID, expiry: time.Now().Add(r.cfg.SetupTimeout)})
+	rev := r.addRuleLocked(&rule{kind: ruleForward, e2e: m.flags&flagE2E != 0, in: out, out: tp, outID: m.revID, expiry: time.Now().Add(r.cfg.SetupTimeout)})
 	r.mu.Unlock()
 	m.revID = rev
 	r.send(out, transport.PacketSetup, 0, m.payload())
@@ -394,6 +395,7 @@ func (r *Router) acceptSetup(tp *transport.Transport, m *setupMsg, refuse func(u
 		}
 	}
 	rc := newRouteConn(r, m.dst, m.src, m.hops)
+	rc.e2e = e2e
 	rc.out, rc.outID = r.linkFor(tp), m.revID
 	r.mu.Lock()
 	rc.inID = r.addRuleLocked(&rule{kind: ruleConsume, in: tp, conn: rc})
@@ -426,7 +428,7 @@ func (r *Router) passSetupOK(rev *rule, p transport.Packet) {
 		r.mu.Unlock()
 		return // expired meanwhile
 	}
-	fwd := r.addRuleLocked(&rule{kind: ruleForward, in: rev.out, out: rev.in, outID: ok.fwdID, pair: rev.id})
+	fwd := r.addRuleLocked(&rule{kind: ruleForward, e2e: rev.e2e, in: rev.out, out: rev.in, outID: ok.fwdID, pair: rev.id})
 	rev.pair, rev.expiry = fwd, time.Time{}
 	r.mu.Unlock()
 	ok.fwdID = fwd

@@ -37,6 +37,7 @@ type Transport struct {
 	dialer  bool
 	created time.Time
 	conn    Conn
+	split   splitWriter // conn, if it can send bytes outside its encryption
 	entry   tpdisc.SignedEntry
 	log     *zap.Logger
 
@@ -60,6 +61,7 @@ func newTransport(c Conn, typ Type, se tpdisc.SignedEntry, dialer bool, writeTim
 		id: se.Entry.ID, typ: typ, remote: c.RemotePK(), dialer: dialer, created: time.Now(),
 		conn: c, entry: se, pongs: make(chan [8]byte, 1), done: make(chan struct{}), writeTimeout: writeTimeout,
 	}
+	t.split, _ = c.(splitWriter)
 	t.log = log.With(zap.String("tp_id", t.id.String()), zap.String("remote", t.remote.Hex()), zap.String("type", string(typ)))
 	t.lastRecv.Store(time.Now().UnixNano())
 	return t
@@ -108,19 +110,37 @@ func (t *Transport) Err() error {
 func (t *Transport) WritePacket(p Packet) error {
 	t.wmu.Lock()
 	defer t.wmu.Unlock()
-	return t.writeLocked(p)
+	return t.writeLocked(p, false)
+}
+
+// splitWriter is a Conn that can send bytes that are already encrypted end
+// to end without encrypting them again (noise.Conn.WriteSplit).
+type splitWriter interface {
+	WriteSplit(sealed, clear []byte) (int, error)
+}
+
+// WriteE2EPacket sends p, a DATA packet whose payload is encrypted and
+// authenticated end to end (a route of two or more hops). Where the
+// connection can (Noise over TCP or dmsg) only the header is encrypted
+// again: the route id stays hidden, the payload is not sealed twice.
+// Elsewhere it is WritePacket.
+func (t *Transport) WriteE2EPacket(p Packet) error {
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	return t.writeLocked(p, t.split != nil && len(p) > HeaderSize && p.Type() == PacketData)
 }
 
 // tryWritePacket sends p unless a write is in progress (then the peer is
 // hearing from us anyway).
 func (t *Transport) tryWritePacket(p Packet) {
 	if t.wmu.TryLock() {
-		t.writeLocked(p)
+		t.writeLocked(p, false)
 		t.wmu.Unlock()
 	}
 }
 
-func (t *Transport) writeLocked(p Packet) error {
+// writeLocked sends p, split (header sealed, payload as it is) if split.
+func (t *Transport) writeLocked(p Packet, split bool) error {
 	// Renew the deadline only when half of it is gone: not a timer
 	// update per packet.
 	if now := time.Now(); t.wdeadline.Sub(now) < t.writeTimeout/2 {
@@ -132,7 +152,13 @@ func (t *Transport) writeLocked(p Packet) error {
 		return fmt.Errorf("%w: %v", ErrClosed, t.doneErr)
 	default:
 	}
-	if _, err := t.conn.Write(p); err != nil {
+	var err error
+	if split {
+		_, err = t.split.WriteSplit(p[:HeaderSize], p[HeaderSize:])
+	} else {
+		_, err = t.conn.Write(p)
+	}
+	if err != nil {
 		t.close(fmt.Errorf("write: %w", err))
 		return fmt.Errorf("%w: %v", ErrClosed, err)
 	}

@@ -1,0 +1,190 @@
+package noise
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"net"
+	"testing"
+
+	"github.com/skyfleet/skywire/cipher"
+	"github.com/skyfleet/skywire/internal/loopback"
+	"github.com/skyfleet/skywire/internal/race"
+)
+
+// Split frames interleaved with whole frames arrive as one stream, over TCP
+// (writev) and a pipe (one write per part), across rekeys, whatever the
+// reader's buffer sizes.
+func TestWriteSplit(t *testing.T) {
+	for _, ciph := range ciphers {
+		for name, mk := range map[string]func(testing.TB) (net.Conn, net.Conn){"TCP": loopback.Pair, "Pipe": memPair} {
+			t.Run(name+"/"+ciph.String(), func(t *testing.T) {
+				a, b := pipe(t, KK, ciph, mk)
+				defer a.Close()
+				defer b.Close()
+				for _, c := range []*Conn{a, b} {
+					c.rekeyFrames, c.rekeyBytes = 5, 50_000
+				}
+				data := make([]byte, 8<<20)
+				rand.Read(data)
+				go func() {
+					rest := data
+					for i := 0; len(rest) > 0; i++ {
+						var err error
+						if i%3 == 2 {
+							n := min(len(rest), 1+i*7919%100000)
+							_, err = a.Write(rest[:n])
+							rest = rest[n:]
+						} else {
+							s := min(len(rest), i%2*(1+i%9)) // sometimes nothing sealed
+							c := min(len(rest)-s, 1+i*104729%MaxSplitClear)
+							_, err = a.WriteSplit(rest[:s], rest[s:s+c])
+							rest = rest[s+c:]
+						}
+						if err != nil {
+							t.Error(err)
+							return
+						}
+					}
+					a.CloseWrite()
+				}()
+				b.RequireCloseNotify()
+				var got []byte
+				buf := make([]byte, 70000)
+				for i := 0; ; i++ {
+					n, err := b.Read(buf[:1+i*31%len(buf)])
+					got = append(got, buf[:n]...)
+					if err == io.EOF {
+						break
+					}
+					if err != nil {
+						t.Fatal(err)
+					}
+				}
+				if sha256.Sum256(got) != sha256.Sum256(data) {
+					t.Fatalf("got %d bytes, not the %d written", len(got), len(data))
+				}
+			})
+		}
+	}
+	t.Run("too large", func(t *testing.T) {
+		a, b := pipe(t, KK, ChaChaPoly, loopback.Pair)
+		defer a.Close()
+		defer b.Close()
+		if _, err := a.WriteSplit(nil, make([]byte, MaxSplitClear+1)); !errors.Is(err, ErrSplit) {
+			t.Fatalf("oversized clear part: %v", err)
+		}
+		if _, err := a.WriteSplit(make([]byte, MaxSplitSealed+1), []byte{1}); !errors.Is(err, ErrSplit) {
+			t.Fatalf("oversized sealed part: %v", err)
+		}
+	})
+}
+
+// splitStream is what a session writes for Write("before"),
+// WriteSplit("hdr", "clear-payload"), Write("after"), and the offsets of the
+// split frame and its clear part in it.
+func splitStream(t *testing.T) (stream []byte, split, clear int, key [32]byte) {
+	t.Helper()
+	rand.Read(key[:])
+	var out bytes.Buffer
+	w := newConn(&writerConn{&out}, unsafeCipher(key), nil, cipher.PubKey{}, cipher.PubKey{})
+	w.Write([]byte("before"))
+	split = out.Len()
+	if _, err := w.WriteSplit([]byte("hdr"), []byte("clear-payload")); err != nil {
+		t.Fatal(err)
+	}
+	clear = out.Len() - len("clear-payload")
+	w.Write([]byte("after"))
+	return out.Bytes(), split, clear, key
+}
+
+// readStream reads everything a session reads from stream.
+func readStream(stream []byte, key [32]byte) (string, error) {
+	r := newConn(&byteConn{r: bytes.NewReader(stream)}, nil, unsafeCipher(key), cipher.PubKey{}, cipher.PubKey{})
+	var got []byte
+	buf := make([]byte, 5)
+	for {
+		n, err := r.Read(buf)
+		got = append(got, buf[:n]...)
+		if err != nil {
+			if err == io.EOF {
+				err = nil
+			}
+			return string(got), err
+		}
+	}
+}
+
+// What a split frame authenticates and what it does not: the clear part's
+// content is the end-to-end layer's to check, everything else is the
+// session's.
+func TestSplitFrameAttacks(t *testing.T) {
+	const whole = "beforehdrclear-payloadafter"
+	tests := []struct {
+		name    string
+		edit    func(s []byte, split, clear int) []byte
+		want    string
+		wantErr error
+	}{
+		{"untouched", func(s []byte, _, _ int) []byte { return s }, whole, nil},
+		{"clear byte changed: delivered as changed, stream stays in step", func(s []byte, _, clear int) []byte {
+			s[clear] ^= 'c' ^ 'C'
+			return s
+		}, "beforehdrClear-payloadafter", nil},
+		{"sealed part changed", func(s []byte, split, _ int) []byte {
+			s[split+5] ^= 1
+			return s
+		}, "before", ErrDecrypt},
+		{"split marker changed", func(s []byte, split, _ int) []byte {
+			s[split+1] = 0x20 // now a whole frame of 32 bytes
+			return s
+		}, "before", ErrDecrypt},
+		{"whole frame turned split", func(s []byte, _, _ int) []byte {
+			return append([]byte{0, 0}, s...)
+		}, "", ErrDecrypt},
+		{"split length changed", func(s []byte, split, _ int) []byte {
+			s[split+3]++
+			return s
+		}, "before", ErrDecrypt},
+		{"undersized split", func(s []byte, split, _ int) []byte {
+			s[split+2], s[split+3] = 0, TagSize+splitPrefix-1
+			return s
+		}, "before", ErrFrame},
+		{"cut inside the clear part", func(s []byte, _, clear int) []byte {
+			return s[:clear+5]
+		}, "beforehdrclear", io.ErrUnexpectedEOF},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, split, clear, key := splitStream(t)
+			got, err := readStream(tt.edit(s, split, clear), key)
+			if got != tt.want || !errors.Is(err, tt.wantErr) || (tt.wantErr == nil) != (err == nil) {
+				t.Fatalf("read %q, %v; want %q, %v", got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestWriteSplitNoAllocations(t *testing.T) {
+	if race.Enabled {
+		t.Skip("the race detector allocates")
+	}
+	a, b := pipe(t, XK, AESGCM, loopback.Pair)
+	defer a.Close()
+	defer b.Close()
+	hdr, msg := make([]byte, 7), make([]byte, 60000)
+	buf := make([]byte, 64<<10)
+	allocs := testing.AllocsPerRun(200, func() {
+		if _, err := a.WriteSplit(hdr, msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(b, buf[:len(hdr)+len(msg)]); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 0 {
+		t.Fatalf("%.1f allocations per split write+read", allocs)
+	}
+}

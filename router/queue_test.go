@@ -1,0 +1,226 @@
+package router
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/skyfleet/skywire/transport"
+)
+
+// Tiny DATA packets that the app does not read yet share buffers at the
+// receiving end: memory follows the bytes, not the packet count.
+func TestSmallPacketsShareBuffers(t *testing.T) {
+	n, _ := newNodes(t, 2, nil)
+	connect(t, n[0], n[1])
+	a, b := pair(t, n[0], n[1], 5, DialOptions{})
+	defer a.Close()
+	defer b.Close()
+	const count = 100_000
+	want := make([]byte, count)
+	for i := range want {
+		want[i] = byte(i)
+		if _, err := a.Write(want[i : i+1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rc := b.raw
+	eventually(t, "all bytes arrived", func() bool {
+		rc.mu.Lock()
+		defer rc.mu.Unlock()
+		return rc.rbytes == count
+	})
+	rc.mu.Lock()
+	held := len(rc.rq)
+	rc.mu.Unlock()
+	if held > 3 {
+		t.Fatalf("%d one-byte packets are held in %d buffers", count, held)
+	}
+	got := make([]byte, count)
+	if _, err := io.ReadFull(b, got); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("read back: %v", err)
+	}
+}
+
+// gate is a TCP proxy to target whose forward direction can be paused.
+type gate struct {
+	ln     net.Listener
+	mu     sync.Mutex
+	paused *sync.WaitGroup
+	conns  []net.Conn
+	wg     sync.WaitGroup
+}
+
+func newGate(t *testing.T, target string) *gate {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gate{ln: ln}
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			g.mu.Lock()
+			g.conns = append(g.conns, c, s)
+			g.mu.Unlock()
+			g.wg.Add(2)
+			go func() { defer g.wg.Done(); io.Copy(s, g.reader(c)); s.Close() }()
+			go func() { defer g.wg.Done(); io.Copy(c, s); c.Close() }()
+		}
+	}()
+	t.Cleanup(func() {
+		g.resume()
+		ln.Close()
+		g.mu.Lock()
+		for _, c := range g.conns {
+			c.Close()
+		}
+		g.mu.Unlock()
+		g.wg.Wait()
+	})
+	return g
+}
+
+type gatedReader struct {
+	g *gate
+	r io.Reader
+}
+
+func (r gatedReader) Read(p []byte) (int, error) {
+	r.g.mu.Lock()
+	w := r.g.paused
+	r.g.mu.Unlock()
+	if w != nil {
+		w.Wait()
+	}
+	return r.r.Read(p)
+}
+
+func (g *gate) reader(c net.Conn) io.Reader { return gatedReader{g, c} }
+
+func (g *gate) pause() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.paused == nil {
+		g.paused = new(sync.WaitGroup)
+		g.paused.Add(1)
+	}
+}
+
+func (g *gate) resume() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.paused != nil {
+		g.paused.Done()
+		g.paused = nil
+	}
+}
+
+// A forwarding hop whose next link is stalled holds a bounded queue per
+// route, whatever the sender does: control floods collapse to one packet
+// of each type, tiny DATA packets share buffers, and a sender that ignores
+// its credit window has its route closed (both ends told).
+func TestHopQueueBounded(t *testing.T) {
+	n, _ := newNodes(t, 3, nil)
+	g := newGate(t, n[1].table[n[2].pk])
+	n[1].table[n[2].pk] = g.ln.Addr().String()
+	tpAB := connect(t, n[0], n[1])
+	connect(t, n[1], n[2])
+	a, c := pair(t, n[0], n[2], 5, DialOptions{MinHops: 2})
+	defer a.Close()
+	defer c.Close()
+
+	a.raw.mu.Lock()
+	rid := a.raw.outID
+	a.raw.mu.Unlock()
+	// B's link to C and the id the route has on it.
+	var bc *link
+	var bid uint32
+	n[1].r.mu.Lock()
+	for _, ru := range n[1].r.rules {
+		if ru.kind == ruleForward && ru.in.Remote() == n[0].pk {
+			bc, bid = n[1].r.links[ru.out], ru.outID
+		}
+	}
+	n[1].r.mu.Unlock()
+	if bc == nil {
+		t.Fatal("no forward rule at B")
+	}
+	queued := func() (pkts, data int) {
+		bc.mu.Lock()
+		defer bc.mu.Unlock()
+		if q := bc.queues[bid]; q != nil {
+			return len(q.pkts), q.data
+		}
+		return 0, 0
+	}
+
+	// Stall B→C: fill the TCP buffers between B and the gate, until B's
+	// link writer is stuck and packets wait in its queue. (C declares B
+	// dead some seconds into the stall: everything below takes less.)
+	g.pause()
+	filler := make([]byte, transport.MaxPayload)
+	for sent := 0; ; sent += len(filler) {
+		if _, d := queued(); d >= DefaultWindow/4 {
+			break
+		}
+		if sent > 64<<20 {
+			t.Fatal("B's link never backed up")
+		}
+		if err := tpAB.WritePacket(transport.NewPacket(transport.PacketData, rid, filler)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	before, _ := queued()
+
+	for i := 0; i < 10_000; i++ {
+		tpAB.WritePacket(transport.NewPacket(transport.PacketPing, rid, make([]byte, 8)))
+		tpAB.WritePacket(transport.NewPacket(transport.PacketData, rid, []byte{byte(i)}))
+	}
+	time.Sleep(200 * time.Millisecond) // B's reader takes them all
+	if pkts, data := queued(); pkts > before+3 {
+		t.Fatalf("B holds %d packets (%d data bytes) for one route after a flood of 20000 small ones (%d before)", pkts, data, before)
+	}
+
+	// Now past the window: B closes the route.
+	for sent := 0; sent < DefaultWindow; sent += len(filler) {
+		if err := tpAB.WritePacket(transport.NewPacket(transport.PacketData, rid, filler)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := a.Read(make([]byte, 1)); !errors.Is(err, ErrRouteClosed) || !strings.Contains(err.Error(), closeReason(closeProtocol)) {
+		t.Fatalf("the sender's end: %v, want the route closed for a protocol error", err)
+	}
+	n[1].r.mu.Lock()
+	left := len(n[1].r.rules)
+	n[1].r.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("B kept %d rules of the closed route", left)
+	}
+	if p, _ := queued(); p > 1 {
+		t.Fatalf("B still holds %d packets of the closed route", p)
+	}
+	g.resume()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.Copy(io.Discard, c); err == nil {
+		t.Fatal("the receiving end saw a clean end of a route closed for a protocol error")
+	}
+}
