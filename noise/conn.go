@@ -105,13 +105,8 @@ func (c *Conn) CloseWrite() error {
 		}
 		return c.werr
 	}
-	if len(c.pending) > 0 {
-		n, err := c.c.Write(c.pending)
-		c.pending = c.pending[n:]
-		if err != nil {
-			return c.writeFailedLocked(err)
-		}
-		c.pending = nil
+	if err := c.flushPendingLocked(); err != nil {
+		return err
 	}
 	var buf [HeaderSize + TagSize]byte
 	nonce := c.send.n
@@ -330,16 +325,8 @@ func (c *Conn) releaseReadLocked() {
 func (c *Conn) Write(p []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if c.werr != nil {
-		return 0, c.werr
-	}
-	if len(c.pending) > 0 {
-		n, err := c.c.Write(c.pending)
-		c.pending = c.pending[n:]
-		if err != nil {
-			return 0, c.writeFailedLocked(err)
-		}
-		c.pending = nil
+	if err := c.beginWriteLocked(); err != nil {
+		return 0, err
 	}
 	bp := writePool.Get().(*[]byte)
 	defer writePool.Put(bp)
@@ -430,16 +417,8 @@ func (c *Conn) WriteSplit(sealed, clear []byte) (int, error) {
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if c.werr != nil {
-		return 0, c.werr
-	}
-	if len(c.pending) > 0 {
-		n, err := c.c.Write(c.pending)
-		c.pending = c.pending[n:]
-		if err != nil {
-			return 0, c.writeFailedLocked(err)
-		}
-		c.pending = nil
+	if err := c.beginWriteLocked(); err != nil {
+		return 0, err
 	}
 	bp := writePool.Get().(*[]byte)
 	defer writePool.Put(bp)
@@ -478,6 +457,28 @@ func (c *Conn) WriteSplit(sealed, clear []byte) (int, error) {
 		return 0, c.writeFailedLocked(io.ErrShortWrite)
 	}
 	return len(sealed) + len(clear), nil
+}
+
+// beginWriteLocked fails with the sticky write error, if any, and sends what
+// a timed-out write left unsent.
+func (c *Conn) beginWriteLocked() error {
+	if c.werr != nil {
+		return c.werr
+	}
+	return c.flushPendingLocked()
+}
+
+// flushPendingLocked sends what a timed-out write left unsent.
+func (c *Conn) flushPendingLocked() error {
+	if len(c.pending) > 0 {
+		n, err := c.c.Write(c.pending)
+		c.pending = c.pending[n:]
+		if err != nil {
+			return c.writeFailedLocked(err)
+		}
+		c.pending = nil
+	}
+	return nil
 }
 
 // writeFailedLocked keeps a timeout recoverable and makes anything else

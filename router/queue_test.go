@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -47,99 +45,14 @@ func TestSmallPacketsShareBuffers(t *testing.T) {
 	}
 }
 
-// gate is a TCP proxy to target whose forward direction can be paused.
-type gate struct {
-	ln     net.Listener
-	mu     sync.Mutex
-	paused *sync.WaitGroup
-	conns  []net.Conn
-	wg     sync.WaitGroup
-}
-
-func newGate(t *testing.T, target string) *gate {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := &gate{ln: ln}
-	g.wg.Add(1)
-	go func() {
-		defer g.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			g.mu.Lock()
-			g.conns = append(g.conns, c, s)
-			g.mu.Unlock()
-			g.wg.Add(2)
-			go func() { defer g.wg.Done(); io.Copy(s, g.reader(c)); s.Close() }()
-			go func() { defer g.wg.Done(); io.Copy(c, s); c.Close() }()
-		}
-	}()
-	t.Cleanup(func() {
-		g.resume()
-		ln.Close()
-		g.mu.Lock()
-		for _, c := range g.conns {
-			c.Close()
-		}
-		g.mu.Unlock()
-		g.wg.Wait()
-	})
-	return g
-}
-
-type gatedReader struct {
-	g *gate
-	r io.Reader
-}
-
-func (r gatedReader) Read(p []byte) (int, error) {
-	r.g.mu.Lock()
-	w := r.g.paused
-	r.g.mu.Unlock()
-	if w != nil {
-		w.Wait()
-	}
-	return r.r.Read(p)
-}
-
-func (g *gate) reader(c net.Conn) io.Reader { return gatedReader{g, c} }
-
-func (g *gate) pause() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.paused == nil {
-		g.paused = new(sync.WaitGroup)
-		g.paused.Add(1)
-	}
-}
-
-func (g *gate) resume() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.paused != nil {
-		g.paused.Done()
-		g.paused = nil
-	}
-}
-
 // A forwarding hop whose next link is stalled holds a bounded queue per
 // route, whatever the sender does: control floods collapse to one packet
 // of each type, tiny DATA packets share buffers, and a sender that ignores
 // its credit window has its route closed (both ends told).
 func TestHopQueueBounded(t *testing.T) {
 	n, _ := newNodes(t, 3, nil)
-	g := newGate(t, n[1].table[n[2].pk])
-	n[1].table[n[2].pk] = g.ln.Addr().String()
+	g := newProxy(t, n[1].table[n[2].pk])
+	n[1].table[n[2].pk] = g.addr()
 	tpAB := connect(t, n[0], n[1])
 	connect(t, n[1], n[2])
 	a, c := pair(t, n[0], n[2], 5, DialOptions{MinHops: 2})

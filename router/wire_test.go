@@ -4,80 +4,8 @@ import (
 	"bytes"
 	"crypto/rand"
 	"io"
-	"net"
-	"sync"
 	"testing"
 )
-
-// tee is a TCP proxy in front of target that records what flows from the
-// dialler to target.
-type tee struct {
-	ln    net.Listener
-	wg    sync.WaitGroup
-	mu    sync.Mutex // guards rec, conns
-	rec   bytes.Buffer
-	conns []net.Conn
-}
-
-func newTee(t *testing.T, target string) *tee {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	x := &tee{ln: ln}
-	x.wg.Add(1)
-	go func() {
-		defer x.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			x.mu.Lock()
-			x.conns = append(x.conns, c, s)
-			x.mu.Unlock()
-			x.wg.Add(2)
-			go func() {
-				defer x.wg.Done()
-				io.Copy(io.MultiWriter(s, x), c)
-				s.Close()
-			}()
-			go func() {
-				defer x.wg.Done()
-				io.Copy(c, s)
-				c.Close()
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		x.mu.Lock()
-		for _, c := range x.conns {
-			c.Close()
-		}
-		x.mu.Unlock()
-		x.wg.Wait()
-	})
-	return x
-}
-
-func (x *tee) Write(p []byte) (int, error) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	return x.rec.Write(p)
-}
-
-func (x *tee) recorded() []byte {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	return bytes.Clone(x.rec.Bytes())
-}
 
 // What crosses the wire: a route's bytes are never in plaintext on any
 // transport; on a 2-hop route the payload, sealed end to end, is not sealed
@@ -85,10 +13,10 @@ func (x *tee) recorded() []byte {
 // 1-hop route's bytes are sealed by its transport.
 func TestWireCarriesNoPlaintext(t *testing.T) {
 	n, _ := newNodes(t, 3, nil)
-	ab := newTee(t, n[0].table[n[1].pk]) // n[0] dials n[1] through ab
-	n[0].table[n[1].pk] = ab.ln.Addr().String()
-	bc := newTee(t, n[1].table[n[2].pk])
-	n[1].table[n[2].pk] = bc.ln.Addr().String()
+	ab := newProxy(t, n[0].table[n[1].pk]) // n[0] dials n[1] through ab
+	n[0].table[n[1].pk] = ab.addr()
+	bc := newProxy(t, n[1].table[n[2].pk])
+	n[1].table[n[2].pk] = bc.addr()
 	connect(t, n[0], n[1])
 	connect(t, n[1], n[2])
 
