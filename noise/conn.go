@@ -58,6 +58,9 @@ type Conn struct {
 	wbytes  uint64
 	wv      [2][]byte   // WriteSplit's vector and the Buffers over it: fields,
 	wbufs   net.Buffers // so that writing them does not allocate
+	// splitBuf holds a split frame's sealed part when it is small (a
+	// packet header), so WriteSplit needs no pooled buffer.
+	splitBuf [2*HeaderSize + splitPrefix + 64 + TagSize]byte
 
 	// Rekey thresholds: RekeyFrames and RekeyBytes (tests lower them).
 	rekeyFrames, rekeyBytes uint64
@@ -420,10 +423,13 @@ func (c *Conn) WriteSplit(sealed, clear []byte) (int, error) {
 	if err := c.beginWriteLocked(); err != nil {
 		return 0, err
 	}
-	bp := writePool.Get().(*[]byte)
-	defer writePool.Put(bp)
-	buf := *bp
 	const head = 2 * HeaderSize
+	buf := c.splitBuf[:]
+	if head+splitPrefix+len(sealed)+TagSize > len(buf) {
+		bp := writePool.Get().(*[]byte)
+		defer writePool.Put(bp)
+		buf = *bp
+	}
 	binary.BigEndian.PutUint16(buf[head:], uint16(len(clear)))
 	copy(buf[head+splitPrefix:], sealed)
 	nonce, frames, bytes := c.send.n, c.wframes, c.wbytes

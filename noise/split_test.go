@@ -39,6 +39,9 @@ func TestWriteSplit(t *testing.T) {
 							rest = rest[n:]
 						} else {
 							s := min(len(rest), i%2*(1+i%9)) // sometimes nothing sealed
+							if i%7 == 0 {
+								s = min(len(rest), 1+i*31%5000) // more than a header
+							}
 							c := min(len(rest)-s, 1+i*104729%MaxSplitClear)
 							_, err = a.WriteSplit(rest[:s], rest[s:s+c])
 							rest = rest[s+c:]
