@@ -46,8 +46,9 @@ func copyPacket(p transport.Packet, rid uint32, e2e bool) *pbuf {
 // DATA by a credit window of payload bytes (a sender that keeps to its
 // credit never has more in flight), packed into as few buffers as they fit
 // (so many small packets cannot hold a buffer each), and control packets at
-// one of each type (a second WINDOW-UPDATE adds its credit to the first; a
-// second ping, pong, keepalive or close is redundant and dropped).
+// one of each type (a second WINDOW-UPDATE adds its credit to the first, a
+// second ping or pong replaces the first's timestamp, a second keepalive or
+// close is redundant and dropped).
 type link struct {
 	tp      *transport.Transport
 	maxData int // DATA payload bytes a route may have queued
@@ -94,9 +95,13 @@ func (l *link) enqueue(rid uint32, b *pbuf) error {
 	if typ := p.Type(); typ != transport.PacketData {
 		for _, o := range q.pkts {
 			if op := o.packet(); op.Type() == typ {
-				if typ == transport.PacketWindowUpdate && len(op.Payload()) == 4 && len(p.Payload()) == 4 {
+				switch {
+				case len(op.Payload()) != len(p.Payload()):
+				case typ == transport.PacketWindowUpdate && len(p.Payload()) == 4:
 					sum := uint64(binary.BigEndian.Uint32(op.Payload())) + uint64(binary.BigEndian.Uint32(p.Payload()))
 					binary.BigEndian.PutUint32(op.Payload(), uint32(min(sum, math.MaxUint32)))
+				case typ == transport.PacketPing || typ == transport.PacketPong:
+					copy(op.Payload(), p.Payload()) // the newest ping is the one waited for
 				}
 				l.mu.Unlock()
 				b.put()

@@ -2,8 +2,11 @@ package router
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -136,4 +139,46 @@ func TestHopQueueBounded(t *testing.T) {
 	if _, err := io.Copy(io.Discard, c); err == nil {
 		t.Fatal("the receiving end saw a clean end of a route closed for a protocol error")
 	}
+}
+
+// How a route's queue on a link collapses what waits in it.
+func TestLinkQueueMerges(t *testing.T) {
+	l := newLink(nil, DefaultWindow) // never run: packets stay queued
+	put := func(typ transport.PacketType, payload []byte, e2e bool) {
+		b := getPbuf()
+		b.n = len(transport.MakePacket(b.b, typ, 9, copy(b.b[transport.HeaderSize:], payload)))
+		b.e2e = e2e
+		if err := l.enqueue(9, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	be32 := func(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
+	be64 := func(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+	put(transport.PacketWindowUpdate, be32(100), false)
+	put(transport.PacketPing, be64(1), false)
+	put(transport.PacketData, []byte("a"), true)
+	put(transport.PacketWindowUpdate, be32(200), false)
+	put(transport.PacketPing, be64(2), false)
+	put(transport.PacketData, []byte("bc"), true)
+	put(transport.PacketKeepalive, nil, false)
+	put(transport.PacketKeepalive, nil, false)
+	put(transport.PacketData, nil, true) // half-close: never merged
+	put(transport.PacketData, []byte("d"), true)
+	put(transport.PacketData, []byte("e"), false) // other protection: not merged
+	var got []string
+	for _, b := range l.queues[9].pkts {
+		p := b.packet()
+		got = append(got, fmt.Sprintf("%v:%x:%v", p.Type(), p.Payload(), b.e2e))
+	}
+	want := []string{
+		"window-update:0000012c:false", "ping:0000000000000002:false", "data:616263:true",
+		"keepalive::false", "data::true", "data:64:true", "data:65:false",
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("queue\n got %v\nwant %v", got, want)
+	}
+	if d := l.queues[9].data; d != 5 {
+		t.Fatalf("queue counts %d data bytes, want 5", d)
+	}
+	l.close()
 }
