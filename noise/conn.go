@@ -50,17 +50,14 @@ type Conn struct {
 	rbytes  uint64 // ciphertext bytes since the last rekey
 	strict  bool   // RequireCloseNotify
 
-	wmu     sync.Mutex // guards the write side: send, pending, werr, wframes, wbytes, wv
+	wmu     sync.Mutex // guards the write side: send, pending, werr, wframes, wbytes, wvec, wbufs
 	send    *cipherState
 	pending []byte // sealed frames a timed-out write left unsent: they go first
 	werr    error  // sticky (ErrWriteClosed after CloseWrite)
 	wframes uint64
 	wbytes  uint64
-	wv      [2][]byte   // WriteSplit's vector and the Buffers over it: fields,
+	wvec    [][]byte    // WriteBatch's vector and the Buffers over it: fields,
 	wbufs   net.Buffers // so that writing them does not allocate
-	// splitBuf holds a split frame's sealed part when it is small (a
-	// packet header), so WriteSplit needs no pooled buffer.
-	splitBuf [2*HeaderSize + splitPrefix + 64 + TagSize]byte
 
 	// Rekey thresholds: RekeyFrames and RekeyBytes (tests lower them).
 	rekeyFrames, rekeyBytes uint64
@@ -400,8 +397,12 @@ const (
 // never opens as the other.
 var splitAD = []byte("split")
 
-// ErrSplit: WriteSplit was given more than one split frame holds.
-var ErrSplit = errors.New("noise: split frame too large")
+// ErrSplit: WriteBatch was given a piece that does not fit its frame.
+var ErrSplit = errors.New("noise: piece too large for one frame")
+
+// Piece is one item of WriteBatch: Sealed is encrypted; Clear, if any,
+// follows as it is.
+type Piece struct{ Sealed, Clear []byte }
 
 // WriteSplit writes sealed encrypted and then clear as it is, in one split
 // frame (0 ‖ length ‖ AEAD(clear length ‖ sealed) ‖ clear); the reader sees
@@ -415,54 +416,115 @@ func (c *Conn) WriteSplit(sealed, clear []byte) (int, error) {
 	if len(clear) == 0 {
 		return c.Write(sealed)
 	}
-	if len(sealed) > MaxSplitSealed || len(clear) > MaxSplitClear {
-		return 0, fmt.Errorf("%w: %d sealed and %d clear bytes (at most %d and %d)", ErrSplit, len(sealed), len(clear), MaxSplitSealed, MaxSplitClear)
-	}
+	return c.WriteBatch([]Piece{{sealed, clear}})
+}
+
+// batchSealed is how many sealed bytes WriteBatch gathers before a system
+// call: a full frame takes long enough to seal that the peer should start
+// opening it, while split frames, whose sealed part is a header, go many to
+// a call. (Routes over loopback, medians of 5: one packet per call 2.23 /
+// 1.57 GB/s for 1 / 2 hops, this 2.46 / 1.91, no limit 2.25 / 1.94.)
+const batchSealed = 64 << 10
+
+// WriteBatch writes pieces in order, each as one frame: a whole frame of
+// Sealed when there is no Clear (at most the frame's plaintext size), else a
+// split frame as in WriteSplit. It writes them, with their clear parts, in
+// as few system calls as it can (writev where the carrier is a TCP
+// connection), each after about 64 KiB of sealed frames at most. Timeouts
+// are as in Write.
+func (c *Conn) WriteBatch(pieces []Piece) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	for _, p := range pieces {
+		whole := len(p.Clear) == 0
+		if (whole && len(p.Sealed) > c.maxPlain) || (!whole && (len(p.Sealed) > MaxSplitSealed || len(p.Clear) > MaxSplitClear)) {
+			return 0, fmt.Errorf("%w: %d sealed and %d clear bytes", ErrSplit, len(p.Sealed), len(p.Clear))
+		}
+	}
 	if err := c.beginWriteLocked(); err != nil {
 		return 0, err
 	}
+	bp := writePool.Get().(*[]byte)
+	defer writePool.Put(bp)
+	buf := *bp
 	const head = 2 * HeaderSize
-	buf := c.splitBuf[:]
-	if head+splitPrefix+len(sealed)+TagSize > len(buf) {
-		bp := writePool.Get().(*[]byte)
-		defer writePool.Put(bp)
-		buf = *bp
-	}
-	binary.BigEndian.PutUint16(buf[head:], uint16(len(clear)))
-	copy(buf[head+splitPrefix:], sealed)
-	nonce, frames, bytes := c.send.n, c.wframes, c.wbytes
-	ct, err := c.send.seal(buf[head:head], buf[head:head+splitPrefix+len(sealed)], splitAD)
-	if err != nil {
-		c.werr = err
-		c.c.Close()
-		return 0, err
-	}
-	binary.BigEndian.PutUint16(buf, 0)
-	binary.BigEndian.PutUint16(buf[HeaderSize:], uint16(len(ct)))
-	rekeyed := c.countWriteLocked(len(ct))
-	c.wv = [2][]byte{buf[:head+len(ct)], clear}
-	c.wbufs = c.wv[:]
-	total := int64(head + len(ct) + len(clear))
-	n, err := c.wbufs.WriteTo(c.c)
-	left := c.wbufs
-	c.wv, c.wbufs = [2][]byte{}, nil
-	if err != nil {
-		if n == 0 && !rekeyed && isTimeout(err) {
-			c.send.n, c.wframes, c.wbytes = nonce, frames, bytes
-			return 0, err
+	total := 0
+	for len(pieces) > 0 {
+		nonce, frames, bytes := c.send.n, c.wframes, c.wbytes
+		rekeyed := false
+		vec := c.wvec[:0]
+		off, start, taken, size := 0, 0, 0, 0
+		for len(pieces) > 0 {
+			p := pieces[0]
+			var ct []byte
+			var err error
+			if len(p.Clear) == 0 {
+				if off+HeaderSize+len(p.Sealed)+TagSize > len(buf) {
+					break
+				}
+				ct, err = c.send.seal(buf[off+HeaderSize:off+HeaderSize], p.Sealed, nil)
+				if err == nil {
+					binary.BigEndian.PutUint16(buf[off:], uint16(len(ct)))
+					off += HeaderSize + len(ct)
+				}
+			} else {
+				if off+head+splitPrefix+len(p.Sealed)+TagSize > len(buf) {
+					break
+				}
+				pt := buf[off+head : off+head+splitPrefix+len(p.Sealed)]
+				binary.BigEndian.PutUint16(pt, uint16(len(p.Clear)))
+				copy(pt[splitPrefix:], p.Sealed)
+				ct, err = c.send.seal(pt[:0], pt, splitAD)
+				if err == nil {
+					binary.BigEndian.PutUint16(buf[off:], 0)
+					binary.BigEndian.PutUint16(buf[off+HeaderSize:], uint16(len(ct)))
+					off += head + len(ct)
+					vec = append(vec, buf[start:off], p.Clear)
+					start = off
+				}
+			}
+			if err != nil {
+				c.werr = err
+				c.c.Close()
+				return total, err
+			}
+			rekeyed = c.countWriteLocked(len(ct)) || rekeyed
+			taken += len(p.Sealed) + len(p.Clear)
+			pieces = pieces[1:]
+			if off >= batchSealed {
+				break
+			}
 		}
-		if isTimeout(err) {
-			c.pending = slices.Concat(left...) // what WriteTo left of the vector
-			return len(sealed) + len(clear), err
+		if start < off {
+			vec = append(vec, buf[start:off])
 		}
-		return 0, c.writeFailedLocked(err)
+		for _, v := range vec {
+			size += len(v)
+		}
+		c.wvec = vec
+		c.wbufs = vec
+		n, err := c.wbufs.WriteTo(c.c)
+		left := c.wbufs
+		clear(vec)
+		c.wbufs = nil
+		if err != nil {
+			if n == 0 && !rekeyed && isTimeout(err) {
+				// Nothing left: forget these frames; the stream is intact.
+				c.send.n, c.wframes, c.wbytes = nonce, frames, bytes
+				return total, err
+			}
+			if isTimeout(err) {
+				c.pending = slices.Concat(left...) // what WriteTo left of the vector
+				return total + taken, err
+			}
+			return total, c.writeFailedLocked(err)
+		}
+		if n != int64(size) {
+			return total, c.writeFailedLocked(io.ErrShortWrite)
+		}
+		total += taken
 	}
-	if n != total {
-		return 0, c.writeFailedLocked(io.ErrShortWrite)
-	}
-	return len(sealed) + len(clear), nil
+	return total, nil
 }
 
 // beginWriteLocked fails with the sticky write error, if any, and sends what

@@ -72,6 +72,43 @@ func TestWriteSplit(t *testing.T) {
 			})
 		}
 	}
+	t.Run("batches", func(t *testing.T) {
+		for name, mk := range map[string]func(testing.TB) (net.Conn, net.Conn){"TCP": loopback.Pair, "Pipe": memPair} {
+			a, b := pipe(t, KK, AESGCM, mk)
+			data := make([]byte, 4<<20)
+			rand.Read(data)
+			go func() {
+				// Batches of whole and split pieces, larger than one
+				// write buffer, some pieces of the largest size.
+				rest := data
+				for i := 0; len(rest) > 0; i++ {
+					var batch []Piece
+					for j := 0; j < 1+i%12 && len(rest) > 0; j++ {
+						s := min(len(rest), []int{7, MaxPlaintext, 1 + i*j*977%40000}[(i+j)%3])
+						c := 0
+						if (i+j)%2 == 0 {
+							s = min(s, MaxSplitSealed)
+							c = min(len(rest)-s, []int{MaxSplitClear, 1 + i*j*7919%MaxSplitClear}[j%2])
+						}
+						batch = append(batch, Piece{rest[:s], rest[s : s+c]})
+						rest = rest[s+c:]
+					}
+					if _, err := a.WriteBatch(batch); err != nil {
+						t.Error(err)
+						a.Close()
+						return
+					}
+				}
+				a.CloseWrite()
+			}()
+			got, err := io.ReadAll(b)
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("%s: read %d of %d bytes: %v", name, len(got), len(data), err)
+			}
+			a.Close()
+			b.Close()
+		}
+	})
 	t.Run("too large", func(t *testing.T) {
 		a, b := pipe(t, KK, ChaChaPoly, loopback.Pair)
 		defer a.Close()
@@ -81,6 +118,9 @@ func TestWriteSplit(t *testing.T) {
 		}
 		if _, err := a.WriteSplit(make([]byte, MaxSplitSealed+1), []byte{1}); !errors.Is(err, ErrSplit) {
 			t.Fatalf("oversized sealed part: %v", err)
+		}
+		if _, err := a.WriteBatch([]Piece{{Sealed: make([]byte, MaxPlaintext+1)}}); !errors.Is(err, ErrSplit) {
+			t.Fatalf("whole piece larger than a frame: %v", err)
 		}
 	})
 }

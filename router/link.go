@@ -152,8 +152,15 @@ func (l *link) purge(rid uint32) {
 	}
 }
 
-// run writes queued packets until the transport closes.
+// maxBatch is how many packets the link hands its transport at once (the
+// transport writes them in as few system calls as it can).
+const maxBatch = 16
+
+// run writes queued packets until the transport closes: whatever is queued,
+// up to maxBatch packets, taken one route's packet at a time in turn.
 func (l *link) run() {
+	batch := make([]*pbuf, 0, maxBatch)
+	out := make([]transport.Outgoing, 0, maxBatch)
 	for {
 		l.mu.Lock()
 		if len(l.order) == 0 {
@@ -166,30 +173,34 @@ func (l *link) run() {
 				return
 			}
 		}
-		rid := l.order[0]
-		l.order = l.order[1:]
-		q := l.queues[rid]
-		b := q.pkts[0]
-		q.pkts[0] = nil
-		q.pkts = q.pkts[1:]
-		if p := b.packet(); p.Type() == transport.PacketData {
-			q.data -= len(p.Payload())
-		}
-		if len(q.pkts) > 0 {
-			l.order = append(l.order, rid) // its next packet waits its turn
-		} else {
-			delete(l.queues, rid)
+		for len(l.order) > 0 && len(batch) < maxBatch {
+			rid := l.order[0]
+			l.order = l.order[1:]
+			q := l.queues[rid]
+			b := q.pkts[0]
+			q.pkts[0] = nil
+			q.pkts = q.pkts[1:]
+			if p := b.packet(); p.Type() == transport.PacketData {
+				q.data -= len(p.Payload())
+			}
+			if len(q.pkts) > 0 {
+				l.order = append(l.order, rid) // its next packet waits its turn
+			} else {
+				delete(l.queues, rid)
+			}
+			batch = append(batch, b)
+			// The payload of an end-to-end encrypted route's DATA is
+			// not sealed again by the transport (it still hides the
+			// header).
+			out = append(out, transport.Outgoing{Packet: b.packet(), E2E: b.e2e})
 		}
 		l.mu.Unlock()
-		var err error
-		if b.e2e {
-			// The payload is sealed end to end: the transport need not
-			// seal it again (it still hides the header).
-			err = l.tp.WriteE2EPacket(b.packet())
-		} else {
-			err = l.tp.WritePacket(b.packet())
+		err := l.tp.WritePackets(out)
+		for i, b := range batch {
+			b.put()
+			batch[i], out[i] = nil, transport.Outgoing{}
 		}
-		b.put()
+		batch, out = batch[:0], out[:0]
 		if err != nil {
 			l.close()
 			return

@@ -56,7 +56,7 @@ import (
 
 // Defaults.
 const (
-	DefaultWindow       = 4 << 20
+	DefaultWindow       = 2 << 20
 	DefaultKeepAlive    = 30 * time.Second
 	DefaultSetupTimeout = 10 * time.Second
 	// MaxSetups bounds route setups being processed at once; more are

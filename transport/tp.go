@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/skyfleet/skywire/cipher"
+	"github.com/skyfleet/skywire/noise"
 	"github.com/skyfleet/skywire/svc/tpdisc"
 )
 
@@ -37,12 +38,13 @@ type Transport struct {
 	dialer  bool
 	created time.Time
 	conn    Conn
-	split   splitWriter // conn, if it can send bytes outside its encryption
+	batch   batchWriter // conn, if it writes frames in batches (noise.Conn)
 	entry   tpdisc.SignedEntry
 	log     *zap.Logger
 
-	wmu          sync.Mutex // serialises writes to conn; guards wdeadline
-	wdeadline    time.Time  // the write deadline last set on conn
+	wmu          sync.Mutex    // serialises writes to conn; guards wdeadline, pieces
+	wdeadline    time.Time     // the write deadline last set on conn
+	pieces       []noise.Piece // WritePackets' scratch
 	writeTimeout time.Duration
 
 	sent, recv atomic.Uint64 // packet bytes
@@ -61,7 +63,7 @@ func newTransport(c Conn, typ Type, se tpdisc.SignedEntry, dialer bool, writeTim
 		id: se.Entry.ID, typ: typ, remote: c.RemotePK(), dialer: dialer, created: time.Now(),
 		conn: c, entry: se, pongs: make(chan [8]byte, 1), done: make(chan struct{}), writeTimeout: writeTimeout,
 	}
-	t.split, _ = c.(splitWriter)
+	t.batch, _ = c.(batchWriter)
 	t.log = log.With(zap.String("tp_id", t.id.String()), zap.String("remote", t.remote.Hex()), zap.String("type", string(typ)))
 	t.lastRecv.Store(time.Now().UnixNano())
 	return t
@@ -110,37 +112,81 @@ func (t *Transport) Err() error {
 func (t *Transport) WritePacket(p Packet) error {
 	t.wmu.Lock()
 	defer t.wmu.Unlock()
-	return t.writeLocked(p, false)
+	return t.writeLocked(p)
 }
 
-// splitWriter is a Conn that can send bytes that are already encrypted end
-// to end without encrypting them again (noise.Conn.WriteSplit).
-type splitWriter interface {
-	WriteSplit(sealed, clear []byte) (int, error)
+// Outgoing is a packet for WritePackets. E2E: its payload is encrypted and
+// authenticated end to end (DATA of a route of two or more hops).
+type Outgoing struct {
+	Packet Packet
+	E2E    bool
 }
 
-// WriteE2EPacket sends p, a DATA packet whose payload is encrypted and
-// authenticated end to end (a route of two or more hops). Where the
-// connection can (Noise over TCP or dmsg) only the header is encrypted
-// again: the route id stays hidden, the payload is not sealed twice.
-// Elsewhere it is WritePacket.
-func (t *Transport) WriteE2EPacket(p Packet) error {
+// batchWriter is a Conn that writes several frames per system call and can
+// leave bytes that are already encrypted end to end as they are
+// (noise.Conn.WriteBatch).
+type batchWriter interface {
+	WriteBatch(pieces []noise.Piece) (int, error)
+}
+
+// WritePackets sends out in order, in as few system calls as the
+// connection allows. Where it can (Noise over TCP or dmsg), a non-empty E2E
+// DATA packet is a split frame: its header encrypted (the route id stays
+// hidden), its payload not encrypted a second time. It may be called from
+// any goroutine; writes are serialised.
+func (t *Transport) WritePackets(out []Outgoing) error {
 	t.wmu.Lock()
 	defer t.wmu.Unlock()
-	return t.writeLocked(p, t.split != nil && len(p) > HeaderSize && p.Type() == PacketData)
+	if err := t.prepareWriteLocked(); err != nil {
+		return err
+	}
+	var err error
+	n := 0
+	if t.batch != nil {
+		pieces := t.pieces[:0]
+		for _, o := range out {
+			p := o.Packet
+			if o.E2E && len(p) > HeaderSize && p.Type() == PacketData {
+				pieces = append(pieces, noise.Piece{Sealed: p[:HeaderSize], Clear: p[HeaderSize:]})
+			} else {
+				pieces = append(pieces, noise.Piece{Sealed: p})
+			}
+			n += len(p)
+		}
+		_, err = t.batch.WriteBatch(pieces)
+		clear(pieces)
+		t.pieces = pieces[:0]
+	} else {
+		for _, o := range out {
+			if _, err = t.conn.Write(o.Packet); err != nil {
+				break
+			}
+			n += len(o.Packet)
+		}
+	}
+	return t.wroteLocked(n, err)
 }
 
 // tryWritePacket sends p unless a write is in progress (then the peer is
 // hearing from us anyway).
 func (t *Transport) tryWritePacket(p Packet) {
 	if t.wmu.TryLock() {
-		t.writeLocked(p, false)
+		t.writeLocked(p)
 		t.wmu.Unlock()
 	}
 }
 
-// writeLocked sends p, split (header sealed, payload as it is) if split.
-func (t *Transport) writeLocked(p Packet, split bool) error {
+func (t *Transport) writeLocked(p Packet) error {
+	if err := t.prepareWriteLocked(); err != nil {
+		return err
+	}
+	_, err := t.conn.Write(p)
+	return t.wroteLocked(len(p), err)
+}
+
+// prepareWriteLocked renews the write deadline when due and fails if the
+// transport is closed.
+func (t *Transport) prepareWriteLocked() error {
 	// Renew the deadline only when half of it is gone: not a timer
 	// update per packet.
 	if now := time.Now(); t.wdeadline.Sub(now) < t.writeTimeout/2 {
@@ -152,17 +198,16 @@ func (t *Transport) writeLocked(p Packet, split bool) error {
 		return fmt.Errorf("%w: %v", ErrClosed, t.doneErr)
 	default:
 	}
-	var err error
-	if split {
-		_, err = t.split.WriteSplit(p[:HeaderSize], p[HeaderSize:])
-	} else {
-		_, err = t.conn.Write(p)
-	}
+	return nil
+}
+
+// wroteLocked counts n bytes sent, or closes the transport on err.
+func (t *Transport) wroteLocked(n int, err error) error {
 	if err != nil {
 		t.close(fmt.Errorf("write: %w", err))
 		return fmt.Errorf("%w: %v", ErrClosed, err)
 	}
-	t.sent.Add(uint64(len(p)))
+	t.sent.Add(uint64(n))
 	return nil
 }
 
