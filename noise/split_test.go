@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/skyfleet/skywire/cipher"
 	"github.com/skyfleet/skywire/internal/loopback"
@@ -229,5 +230,23 @@ func TestWriteSplitNoAllocations(t *testing.T) {
 	})
 	if allocs > 0 {
 		t.Fatalf("%.1f allocations per split write+read", allocs)
+	}
+}
+
+// A split write that times out before sending anything leaves the session
+// usable, as Write does.
+func TestWriteSplitTimeoutKeepsSessionUsable(t *testing.T) {
+	a, b := pipe(t, KK, AESGCM, loopback.Pair)
+	defer a.Close()
+	defer b.Close()
+	a.SetWriteDeadline(time.Now().Add(-time.Second))
+	if _, err := a.WriteSplit([]byte("lost "), []byte("payload")); err == nil {
+		t.Fatal("split write with a past deadline succeeded")
+	}
+	a.SetWriteDeadline(time.Time{})
+	go a.WriteBatch([]Piece{{Sealed: []byte("kept ")}, {Sealed: []byte("hdr "), Clear: []byte("payload")}})
+	got := make([]byte, len("kept hdr payload"))
+	if _, err := io.ReadFull(b, got); err != nil || string(got) != "kept hdr payload" {
+		t.Fatalf("after a timed-out split write: %q %v", got, err)
 	}
 }
