@@ -62,7 +62,7 @@ type routeConn struct {
 	wclosed  bool  // CloseWrite: this end sends no more
 	reof     bool  // the other end sends no more (an empty DATA)
 	ended    error // the route ended (the other end closed it, or it was lost)
-	wake     chan struct{}
+	wake     chan struct{} // closed to wake waiters; nil while nobody waits
 	lastRecv time.Time
 	lastSent time.Time
 	rtts     []time.Duration // per hop, from the setup
@@ -73,19 +73,24 @@ func newRouteConn(r *Router, local, remote Addr, hops []Hop) *routeConn {
 	now := time.Now()
 	return &routeConn{
 		r: r, local: local, remote: remote, hops: hops, window: r.cfg.Window, credit: r.cfg.Window,
-		wake: make(chan struct{}), lastRecv: now, lastSent: now, pong: make(chan int64, 1),
+		lastRecv: now, lastSent: now, pong: make(chan int64, 1),
 	}
 }
 
 // signalLocked wakes every waiter to re-check the state.
 func (c *routeConn) signalLocked() {
-	close(c.wake)
-	c.wake = make(chan struct{})
+	if c.wake != nil {
+		close(c.wake)
+		c.wake = nil
+	}
 }
 
 // wait blocks until the state changes or the deadline passes (returning a
 // timeout). The caller holds c.mu; wait releases it while waiting.
 func (c *routeConn) waitLocked(deadline time.Time) error {
+	if c.wake == nil {
+		c.wake = make(chan struct{})
+	}
 	ch := c.wake
 	if deadline.IsZero() {
 		c.mu.Unlock()

@@ -55,7 +55,8 @@ type link struct {
 
 	mu     sync.Mutex // guards queues, order, closed
 	queues map[uint32]*routeQueue
-	order  []uint32 // routes with queued packets, in turn order
+	spare  []*routeQueue // emptied queues, reused (no allocation per packet)
+	order  []uint32      // routes with queued packets, in turn order
 	closed bool
 	wake   chan struct{}
 }
@@ -88,7 +89,11 @@ func (l *link) enqueue(rid uint32, b *pbuf) error {
 	}
 	q := l.queues[rid]
 	if q == nil {
-		q = &routeQueue{}
+		if k := len(l.spare); k > 0 {
+			q, l.spare = l.spare[k-1], l.spare[:k-1]
+		} else {
+			q = &routeQueue{}
+		}
 		l.queues[rid] = q
 	}
 	p := b.packet()
@@ -147,7 +152,7 @@ func (l *link) purge(rid uint32) {
 		for _, b := range q.pkts {
 			b.put()
 		}
-		delete(l.queues, rid)
+		l.release(rid, q)
 		l.order = slices.DeleteFunc(l.order, func(id uint32) bool { return id == rid })
 	}
 }
@@ -178,15 +183,18 @@ func (l *link) run() {
 			l.order = l.order[1:]
 			q := l.queues[rid]
 			b := q.pkts[0]
-			q.pkts[0] = nil
-			q.pkts = q.pkts[1:]
+			// Shift rather than reslice, so the queue keeps its capacity
+			// (it is short: a window of full packets at most).
+			k := copy(q.pkts, q.pkts[1:])
+			q.pkts[k] = nil
+			q.pkts = q.pkts[:k]
 			if p := b.packet(); p.Type() == transport.PacketData {
 				q.data -= len(p.Payload())
 			}
 			if len(q.pkts) > 0 {
 				l.order = append(l.order, rid) // its next packet waits its turn
 			} else {
-				delete(l.queues, rid)
+				l.release(rid, q)
 			}
 			batch = append(batch, b)
 			// The payload of an end-to-end encrypted route's DATA is
@@ -206,6 +214,14 @@ func (l *link) run() {
 			return
 		}
 	}
+}
+
+// release forgets route rid's queue q and keeps it for reuse.
+func (l *link) release(rid uint32, q *routeQueue) {
+	delete(l.queues, rid)
+	clear(q.pkts)
+	q.pkts, q.data = q.pkts[:0], 0
+	l.spare = append(l.spare, q)
 }
 
 func (l *link) close() {
