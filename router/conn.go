@@ -58,10 +58,10 @@ type routeConn struct {
 	unacked  int     // bytes read since the last WINDOW-UPDATE
 	credit   int     // bytes we may still send
 	rdl, wdl time.Time
-	closed   bool  // closed by this end
-	wclosed  bool  // CloseWrite: this end sends no more
-	reof     bool  // the other end sends no more (an empty DATA)
-	ended    error // the route ended (the other end closed it, or it was lost)
+	closed   bool          // closed by this end
+	wclosed  bool          // CloseWrite: this end sends no more
+	reof     bool          // the other end sends no more (an empty DATA)
+	ended    error         // the route ended (the other end closed it, or it was lost)
 	wake     chan struct{} // closed to wake waiters; nil while nobody waits
 	lastRecv time.Time
 	lastSent time.Time
