@@ -15,6 +15,7 @@ import (
 
 	"github.com/skyfleet/skywire/cipher"
 	"github.com/skyfleet/skywire/internal/backlog"
+	"github.com/skyfleet/skywire/internal/ports"
 	"github.com/skyfleet/skywire/internal/replay"
 	"github.com/skyfleet/skywire/noise"
 	"github.com/skyfleet/skywire/svc/dmsgdisc"
@@ -39,11 +40,10 @@ type Client struct {
 	disc   *dmsgdisc.Client
 	replay *replay.Cache[[49]byte]
 
-	mu        sync.Mutex                       // guards sessions, listeners, ports, nextPort, closed, runCtx
+	mu        sync.Mutex                       // guards sessions, listeners, ports, closed, runCtx
 	sessions  map[cipher.PubKey]*clientSession // by server key
 	listeners map[uint16]*Listener
-	ports     map[uint16]bool // in use by listeners and dialled streams
-	nextPort  uint16
+	ports     *ports.Table // in use by listeners and dialled streams
 	closed    bool
 	runCtx    context.Context // Run's; sessions dialled by Dial live under it
 
@@ -80,8 +80,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		replay:    replay.New[[49]byte](1<<16, 2*MaxClockSkew),
 		sessions:  map[cipher.PubKey]*clientSession{},
 		listeners: map[uint16]*Listener{},
-		ports:     map[uint16]bool{},
-		nextPort:  FirstEphemeralPort,
+		ports:     ports.New(FirstEphemeralPort),
 		ready:     make(chan struct{}),
 		changed:   make(chan struct{}, 1),
 	}, nil
@@ -391,12 +390,11 @@ func (c *Client) Listen(port uint16) (*Listener, error) {
 	if c.closed {
 		return nil, ErrClosed
 	}
-	if c.ports[port] {
+	if !c.ports.Take(port) {
 		return nil, fmt.Errorf("dmsg port %d is in use", port)
 	}
 	l := &Listener{c: c, addr: Addr{PK: c.pk, Port: port}, queue: backlog.New[*Stream](AcceptBacklog)}
 	c.listeners[port] = l
-	c.ports[port] = true
 	return l, nil
 }
 
@@ -405,30 +403,23 @@ func (c *Client) removeListener(l *Listener) {
 	defer c.mu.Unlock()
 	if c.listeners[l.addr.Port] == l {
 		delete(c.listeners, l.addr.Port)
-		delete(c.ports, l.addr.Port)
+		c.ports.Free(l.addr.Port)
 	}
 }
 
 func (c *Client) allocPort() (uint16, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for i := 0; i < 65536-FirstEphemeralPort; i++ {
-		p := c.nextPort
-		c.nextPort++
-		if c.nextPort == 0 {
-			c.nextPort = FirstEphemeralPort
-		}
-		if !c.ports[p] {
-			c.ports[p] = true
-			return p, nil
-		}
+	p, err := c.ports.Ephemeral()
+	if err != nil {
+		return 0, fmt.Errorf("dmsg: %w", err)
 	}
-	return 0, errors.New("dmsg: no free ephemeral port")
+	return p, nil
 }
 
 func (c *Client) freePort(p uint16) {
 	c.mu.Lock()
-	delete(c.ports, p)
+	c.ports.Free(p)
 	c.mu.Unlock()
 }
 

@@ -50,6 +50,7 @@ import (
 
 	"github.com/skyfleet/skywire/cipher"
 	"github.com/skyfleet/skywire/internal/backlog"
+	"github.com/skyfleet/skywire/internal/ports"
 	"github.com/skyfleet/skywire/internal/replay"
 	"github.com/skyfleet/skywire/transport"
 )
@@ -138,13 +139,12 @@ type Router struct {
 	tpm  *transport.Manager
 	seen *replay.Cache[[49]byte] // (src, nonce) of setups
 
-	mu        sync.Mutex // guards rules, nextID, free, listeners, ports, nextPort, links, closed
+	mu        sync.Mutex // guards rules, nextID, free, listeners, ports, links, closed
 	rules     map[uint32]*rule
 	nextID    uint32
 	free      []freeID
 	listeners map[uint16]*Listener
-	ports     map[uint16]bool
-	nextPort  uint16
+	ports     *ports.Table // in use by listeners and dialled routes
 	links     map[*transport.Transport]*link
 	closed    bool
 
@@ -172,7 +172,7 @@ func New(cfg Config) *Router {
 		cfg: cfg, pk: cfg.SK.PubKey(), log: cfg.Log, tpm: cfg.Transports,
 		seen:  replay.New[[49]byte](1<<18, 2*MaxClockSkew),
 		rules: map[uint32]*rule{}, nextID: 1, listeners: map[uint16]*Listener{},
-		ports: map[uint16]bool{}, nextPort: FirstEphemeralPort, links: map[*transport.Transport]*link{},
+		ports: ports.New(FirstEphemeralPort), links: map[*transport.Transport]*link{},
 		setups: make(chan struct{}, MaxSetups),
 	}
 	r.routerPort, _ = r.Listen(PortRouter)
@@ -470,25 +470,9 @@ func (r *Router) sweep() {
 	}
 }
 
-// allocPort reserves a dial-side port.
-func (r *Router) allocPortLocked() (uint16, error) {
-	for i := 0; i < 65536-FirstEphemeralPort; i++ {
-		p := r.nextPort
-		r.nextPort++
-		if r.nextPort == 0 {
-			r.nextPort = FirstEphemeralPort
-		}
-		if !r.ports[p] && r.listeners[p] == nil {
-			r.ports[p] = true
-			return p, nil
-		}
-	}
-	return 0, errors.New("no free ephemeral port")
-}
-
 func (r *Router) freePort(p uint16) {
 	r.mu.Lock()
-	delete(r.ports, p)
+	r.ports.Free(p)
 	r.mu.Unlock()
 }
 
@@ -499,7 +483,7 @@ func (r *Router) Listen(port uint16) (*Listener, error) {
 	if r.closed {
 		return nil, ErrRouteClosed
 	}
-	if r.listeners[port] != nil || r.ports[port] {
+	if !r.ports.Take(port) {
 		return nil, fmt.Errorf("port %d is in use", port)
 	}
 	l := &Listener{r: r, addr: Addr{PK: r.pk, Port: port}, queue: backlog.New[*Conn](acceptBacklog)}
@@ -512,6 +496,7 @@ func (r *Router) removeListener(l *Listener) {
 	defer r.mu.Unlock()
 	if r.listeners[l.addr.Port] == l {
 		delete(r.listeners, l.addr.Port)
+		r.ports.Free(l.addr.Port)
 	}
 }
 

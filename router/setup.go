@@ -160,7 +160,7 @@ func (r *Router) dialPath(ctx context.Context, path []Hop, dst cipher.PubKey, po
 		r.mu.Unlock()
 		return nil, ErrRouteClosed
 	}
-	lport, err := r.allocPortLocked()
+	lport, err := r.ports.Ephemeral()
 	if err != nil {
 		r.mu.Unlock()
 		return nil, err
