@@ -57,14 +57,23 @@ func BenchmarkBareTransport(b *testing.B) {
 	}
 }
 
+// hopNames names the sub-benchmarks of routes of one and two hops.
+var hopNames = map[int]string{1: "1hop", 2: "2hops"}
+
+// lineRoute makes three nodes in a line and a route of hops hops from the
+// first.
+func lineRoute(b *testing.B, hops int) (*Conn, *Conn) {
+	n, _ := newNodes(b, 3, nil)
+	connect(b, n[0], n[1])
+	connect(b, n[1], n[2])
+	return pair(b, n[0], n[hops], 5, DialOptions{})
+}
+
 // BenchmarkRoute carries a stream over routes of one and two hops.
 func BenchmarkRoute(b *testing.B) {
 	for _, hops := range []int{1, 2} {
-		b.Run(map[int]string{1: "1hop", 2: "2hops"}[hops], func(b *testing.B) {
-			n, _ := newNodes(b, 3, nil)
-			connect(b, n[0], n[1])
-			connect(b, n[1], n[2])
-			a, c := pair(b, n[0], n[hops], 5, DialOptions{})
+		b.Run(hopNames[hops], func(b *testing.B) {
+			a, c := lineRoute(b, hops)
 			defer a.Close()
 			defer c.Close()
 			benchStream(b, a, c)
@@ -103,11 +112,8 @@ func BenchmarkSetup2Hops(b *testing.B) {
 // difference is what a hop adds).
 func BenchmarkPing(b *testing.B) {
 	for _, hops := range []int{1, 2} {
-		b.Run(map[int]string{1: "1hop", 2: "2hops"}[hops], func(b *testing.B) {
-			n, _ := newNodes(b, 3, nil)
-			connect(b, n[0], n[1])
-			connect(b, n[1], n[2])
-			a, c := pair(b, n[0], n[hops], 5, DialOptions{})
+		b.Run(hopNames[hops], func(b *testing.B) {
+			a, c := lineRoute(b, hops)
 			defer a.Close()
 			defer c.Close()
 			ctx := context.Background()
