@@ -369,6 +369,44 @@ func (c *Conn) Write(p []byte) (int, error) {
 	return total, nil
 }
 
+// SealInPlace seals frames in place as the stream's next frames and hands
+// them to emit, under the write lock, so that they take their place among
+// other writes. Each frame holds its plaintext (at most the maximum
+// plaintext) between HeaderSize bytes of room for the length and TagSize
+// bytes of room for the tag; emit must put the frames on the underlying
+// stream in order, where Write would have written them. It is for a
+// carrier that can take sealed frames without a copy (a route's packets).
+// An error from emit breaks the stream: later writes fail.
+func (c *Conn) SealInPlace(frames [][]byte, emit func([][]byte) error) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if err := c.beginWriteLocked(); err != nil {
+		return err
+	}
+	for _, f := range frames {
+		if len(f) < HeaderSize+TagSize || len(f)-HeaderSize-TagSize > c.maxPlain {
+			return fmt.Errorf("noise: a frame of %d bytes cannot hold a sealed frame of at most %d plaintext bytes", len(f), c.maxPlain)
+		}
+	}
+	for _, f := range frames {
+		pt := f[HeaderSize : len(f)-TagSize]
+		ct, err := c.send.seal(pt[:0], pt, nil)
+		if err != nil {
+			c.werr = err
+			c.c.Close()
+			return err
+		}
+		binary.BigEndian.PutUint16(f, uint16(len(ct)))
+		c.countWriteLocked(len(ct))
+	}
+	if err := emit(frames); err != nil {
+		c.werr = err
+		c.c.Close()
+		return err
+	}
+	return nil
+}
+
 // countWriteLocked counts a sealed frame and rekeys when due (reporting
 // whether it did).
 func (c *Conn) countWriteLocked(ctLen int) bool {

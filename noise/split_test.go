@@ -250,3 +250,86 @@ func TestWriteSplitTimeoutKeepsSessionUsable(t *testing.T) {
 		t.Fatalf("after a timed-out split write: %q %v", got, err)
 	}
 }
+
+// SealInPlace seals frames where they lie, in order among Writes and across
+// rekeys; emit puts them on the stream. Frames of the wrong size are refused
+// before anything is sealed, and a failed emit breaks the stream.
+func TestSealInPlace(t *testing.T) {
+	for _, ciph := range ciphers {
+		t.Run(ciph.String(), func(t *testing.T) {
+			a, b := pipe(t, KK, ciph, loopback.Pair)
+			defer a.Close()
+			defer b.Close()
+			for _, c := range []*Conn{a, b} {
+				c.rekeyFrames, c.rekeyBytes = 5, 50_000
+			}
+			data := make([]byte, 4<<20)
+			rand.Read(data)
+			emit := func(fs [][]byte) error {
+				for _, f := range fs {
+					if _, err := a.c.Write(f); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			go func() {
+				rest := data
+				for i := 0; len(rest) > 0; i++ {
+					n := min(len(rest), 1+i*7919%MaxPlaintext)
+					if i%4 == 3 {
+						if _, err := a.Write(rest[:n]); err != nil {
+							t.Error(err)
+							return
+						}
+						rest = rest[n:]
+						continue
+					}
+					var frames [][]byte
+					for k := 0; k < 1+i%3 && len(rest) > 0; k++ {
+						n := min(len(rest), 1+(i+k)*104729%MaxPlaintext)
+						f := make([]byte, HeaderSize+n+TagSize)
+						copy(f[HeaderSize:], rest[:n])
+						frames = append(frames, f)
+						rest = rest[n:]
+					}
+					if err := a.SealInPlace(frames, emit); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+				a.CloseWrite()
+			}()
+			b.RequireCloseNotify()
+			got, err := io.ReadAll(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sha256.Sum256(got) != sha256.Sum256(data) {
+				t.Fatalf("got %d bytes, not the %d written", len(got), len(data))
+			}
+		})
+	}
+	t.Run("refused", func(t *testing.T) {
+		a, b := pipe(t, KK, AESGCM, loopback.Pair)
+		defer a.Close()
+		defer b.Close()
+		nonce := a.send.n
+		never := func([][]byte) error { t.Error("emitted"); return nil }
+		for _, size := range []int{0, HeaderSize + TagSize - 1, HeaderSize + MaxPlaintext + TagSize + 1} {
+			if err := a.SealInPlace([][]byte{make([]byte, HeaderSize+TagSize), make([]byte, size)}, never); err == nil {
+				t.Errorf("a frame of %d bytes taken", size)
+			}
+		}
+		if a.send.n != nonce {
+			t.Fatal("a refused call sealed frames")
+		}
+		broken := errors.New("carrier gone")
+		if err := a.SealInPlace([][]byte{make([]byte, HeaderSize+10+TagSize)}, func([][]byte) error { return broken }); err != broken {
+			t.Fatalf("emit's error: %v", err)
+		}
+		if _, err := a.Write([]byte("x")); err == nil {
+			t.Fatal("a write after a failed emit succeeded")
+		}
+	})
+}

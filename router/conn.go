@@ -242,9 +242,9 @@ func (c *routeConn) WriteTo(w io.Writer) (int64, error) {
 	}
 }
 
-// reserve waits for credit and takes up to want bytes of it; it returns
-// the amount and where to send.
-func (c *routeConn) reserve(want int) (int, *link, uint32, error) {
+// reserve waits for at least least bytes of credit and takes up to want
+// bytes of it; it returns the amount and where to send.
+func (c *routeConn) reserve(least, want int) (int, *link, uint32, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for {
@@ -262,14 +262,14 @@ func (c *routeConn) reserve(want int) (int, *link, uint32, error) {
 		case !c.wdl.IsZero() && !time.Now().Before(c.wdl):
 			return 0, nil, 0, os.ErrDeadlineExceeded
 		}
-		if c.credit > 0 {
+		if c.credit >= least {
 			break
 		}
 		if err := c.waitLocked(c.wdl); err != nil {
 			return 0, nil, 0, err
 		}
 	}
-	n := min(want, transport.MaxPayload, c.credit)
+	n := min(want, c.credit)
 	c.credit -= n
 	c.lastSent = time.Now()
 	return n, c.out, c.outID, nil
@@ -300,7 +300,7 @@ func (c *routeConn) send(out *link, outID uint32, b *pbuf, n int) error {
 func (c *routeConn) Write(p []byte) (int, error) {
 	total := 0
 	for len(p) > 0 {
-		chunk, out, outID, err := c.reserve(len(p))
+		chunk, out, outID, err := c.reserve(1, min(len(p), transport.MaxPayload))
 		if err != nil {
 			return total, err
 		}
@@ -318,9 +318,12 @@ func (c *routeConn) Write(p []byte) (int, error) {
 // ReadFrom sends what r yields until its end (nil) or an error, reading
 // straight into the packets it sends.
 func (c *routeConn) ReadFrom(r io.Reader) (int64, error) {
+	if total, ok, err := c.readFromSocket(r, nil); ok {
+		return total, err
+	}
 	var total int64
 	for {
-		chunk, out, outID, err := c.reserve(transport.MaxPayload)
+		chunk, out, outID, err := c.reserve(1, transport.MaxPayload)
 		if err != nil {
 			return total, err
 		}
@@ -580,6 +583,9 @@ func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
 	if c.nc == nil {
 		return c.raw.ReadFrom(r)
+	}
+	if total, ok, err := c.raw.readFromSocket(r, c.nc); ok {
+		return total, err
 	}
 	return io.CopyBuffer(struct{ io.Writer }{c.nc}, struct{ io.Reader }{r}, make([]byte, 256<<10))
 }

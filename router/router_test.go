@@ -556,37 +556,78 @@ func TestForgedCloseIsTruncation(t *testing.T) {
 }
 
 // ReadFrom and WriteTo (the gateway's copy paths: straight into and out of
-// packets on 1 hop) carry a stream intact, end of stream included.
+// packets on 1 hop; from a socket, read with readv into packets and, on 2
+// hops, sealed in place) carry a stream intact, end of stream included,
+// also with a window that does not divide into packets.
 func TestReadFromWriteTo(t *testing.T) {
 	for _, hops := range []int{1, 2} {
-		t.Run(fmt.Sprintf("%d hops", hops), func(t *testing.T) {
-			n, _ := newNodes(t, hops+1, nil)
-			for i := 0; i < hops; i++ {
-				connect(t, n[i], n[i+1])
+		for _, src := range []string{"reader", "socket"} {
+			for _, window := range []int{0, 100<<10 + 13} {
+				t.Run(fmt.Sprintf("%d hops from a %s window %d", hops, src, window), func(t *testing.T) {
+					n, _ := newNodes(t, hops+1, func(c *Config) { c.Window = window })
+					for i := 0; i < hops; i++ {
+						connect(t, n[i], n[i+1])
+					}
+					a, b := pair(t, n[0], n[hops], 15, DialOptions{})
+					defer a.Close()
+					defer b.Close()
+					data := make([]byte, 8<<20+3)
+					rand.Read(data)
+					var r io.Reader = bytes.NewReader(data)
+					if src == "socket" {
+						r = socketOf(t, data)
+					}
+					errc := make(chan error, 1)
+					go func() {
+						_, err := a.ReadFrom(r)
+						if err == nil {
+							// A write after: it takes its place after
+							// what ReadFrom sent (the stream's frames
+							// stay in order).
+							_, err = a.Write([]byte("end"))
+						}
+						if err == nil {
+							err = a.CloseWrite()
+						}
+						errc <- err
+					}()
+					var got bytes.Buffer
+					if _, err := b.WriteTo(&got); err != nil {
+						t.Fatal(err)
+					}
+					if err := <-errc; err != nil {
+						t.Fatal(err)
+					}
+					if !bytes.Equal(got.Bytes(), append(data, "end"...)) {
+						t.Fatalf("got %d bytes, want %d, or different", got.Len(), len(data)+3)
+					}
+				})
 			}
-			a, b := pair(t, n[0], n[hops], 15, DialOptions{})
-			defer a.Close()
-			defer b.Close()
-			data := make([]byte, 8<<20+3)
-			rand.Read(data)
-			errc := make(chan error, 1)
-			go func() {
-				_, err := a.ReadFrom(bytes.NewReader(data))
-				if err == nil {
-					err = a.CloseWrite()
-				}
-				errc <- err
-			}()
-			var got bytes.Buffer
-			if _, err := b.WriteTo(&got); err != nil {
-				t.Fatal(err)
-			}
-			if err := <-errc; err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got.Bytes(), data) {
-				t.Fatalf("got %d bytes, want %d, or different", got.Len(), len(data))
-			}
-		})
+		}
 	}
+}
+
+// socketOf is the reading end of a loopback TCP connection whose other end
+// writes data and closes.
+func socketOf(t *testing.T, data []byte) net.Conn {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			return
+		}
+		c.Write(data)
+		c.Close()
+	}()
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
