@@ -37,29 +37,45 @@ func (c *routeConn) readFromSocket(r io.Reader, nc *noise.Conn) (total int64, ok
 		bufs   [readvPackets]*pbuf
 		iov    [readvPackets][]byte
 		frames [readvPackets][]byte
+		out    *link
+		outID  uint32
 	)
+	// emit sends the filled packets (bufs[i] holds frames[i]).
+	emit := func(fs [][]byte) error {
+		for i, f := range fs {
+			if err := c.send(out, outID, bufs[i], len(f)); err != nil {
+				for _, b := range bufs[i+1 : len(fs)] {
+					b.put()
+				}
+				return err
+			}
+		}
+		return nil
+	}
+	var n, k int
+	var rerr error
+	readv := func(fd uintptr) bool {
+		for {
+			n, rerr = unix.Readv(int(fd), iov[:k])
+			if rerr != unix.EINTR {
+				return rerr != unix.EAGAIN
+			}
+		}
+	}
 	for {
-		avail, out, outID, err := c.reserve(head+tag+1, readvPackets*transport.MaxPayload)
+		var avail int
+		avail, out, outID, err = c.reserve(head+tag+1, readvPackets*transport.MaxPayload)
 		if err != nil {
 			return total, true, err
 		}
-		k := 0
+		k, n, rerr = 0, 0, nil
 		for left := avail; left > head+tag && k < readvPackets; k++ {
 			m := min(left, transport.MaxPayload) - head - tag
 			bufs[k] = getPbuf()
 			iov[k] = bufs[k].b[transport.HeaderSize+head : transport.HeaderSize+head+m]
 			left -= head + m + tag
 		}
-		var n int
-		var rerr error
-		if err := rc.Read(func(fd uintptr) bool {
-			for {
-				n, rerr = unix.Readv(int(fd), iov[:k])
-				if rerr != unix.EINTR {
-					return rerr != unix.EAGAIN
-				}
-			}
-		}); err != nil {
+		if err := rc.Read(readv); err != nil {
 			rerr = err // closed, or past the read deadline
 		}
 		n = max(n, 0)
@@ -78,17 +94,6 @@ func (c *routeConn) readFromSocket(r io.Reader, nc *noise.Conn) (total int64, ok
 			used += head + m + tag
 		}
 		c.unreserve(avail - used)
-		emit := func(fs [][]byte) error {
-			for i, f := range fs {
-				if err := c.send(out, outID, bufs[i], len(f)); err != nil {
-					for _, b := range bufs[i+1 : got] {
-						b.put()
-					}
-					return err
-				}
-			}
-			return nil
-		}
 		var serr error
 		if got > 0 {
 			if nc != nil {

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/net/nettest"
 
 	"github.com/skyfleet/skywire/cipher"
+	"github.com/skyfleet/skywire/internal/loopback"
 	"github.com/skyfleet/skywire/noise"
 	"github.com/skyfleet/skywire/transport"
 )
@@ -611,23 +612,10 @@ func TestReadFromWriteTo(t *testing.T) {
 // writes data and closes.
 func socketOf(t *testing.T, data []byte) net.Conn {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	w, r := loopback.Pair(t)
 	go func() {
-		c, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			return
-		}
-		c.Write(data)
-		c.Close()
+		w.Write(data)
+		w.Close()
 	}()
-	c, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return r
 }
