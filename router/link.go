@@ -45,10 +45,12 @@ func copyPacket(p transport.Packet, rid uint32, e2e bool) *pbuf {
 // forwards through it), and what a route can hold in its queue is bounded:
 // DATA by a credit window of payload bytes (a sender that keeps to its
 // credit never has more in flight), packed into as few buffers as they fit
-// (so many small packets cannot hold a buffer each), and control packets at
-// one of each type (a second WINDOW-UPDATE adds its credit to the first, a
-// second ping or pong replaces the first's timestamp, a second keepalive or
-// close is redundant and dropped).
+// (so many small packets cannot hold a buffer each). Of the control
+// packets only the idempotent ones are coalesced (a second WINDOW-UPDATE
+// adds its credit to the first, a second ping or pong replaces the first's
+// timestamp, a second keepalive is redundant); SETUP, SETUP-OK, SETUP-ERR
+// and CLOSE are never merged or dropped: many setups share route id 0 and
+// have the same size. A route may queue maxControl of those at most.
 type link struct {
 	tp      *transport.Transport
 	maxData int // DATA payload bytes a route may have queued
@@ -65,12 +67,30 @@ type link struct {
 type routeQueue struct {
 	pkts []*pbuf
 	data int // DATA payload bytes in pkts
+	ctrl int // packets in pkts that are never coalesced (see coalesces)
+}
+
+// maxControl bounds the packets of a route's queue that are never
+// coalesced. Route id 0 carries this visor's own SETUPs (one per dial or
+// setup being handled); on other routes each is sent once per route.
+const maxControl = 4096
+
+// coalesces reports whether a queued packet of type typ may absorb a later
+// one of the same type (and size) on the same route: true only for the
+// idempotent types.
+func coalesces(typ transport.PacketType) bool {
+	switch typ {
+	case transport.PacketWindowUpdate, transport.PacketPing, transport.PacketPong, transport.PacketKeepalive:
+		return true
+	}
+	return false
 }
 
 // Why enqueue refused a packet.
 var (
 	errLinkClosed = errors.New("its transport closed")
 	errQueueFull  = errors.New("its sender ignored the credit window")
+	errCtrlFull   = errors.New("too many control packets queued on it")
 )
 
 func newLink(tp *transport.Transport, maxData int) *link {
@@ -78,8 +98,9 @@ func newLink(tp *transport.Transport, maxData int) *link {
 }
 
 // enqueue queues b on route rid's queue (b is the queue's or freed from
-// then on). It fails if the link is closed or the route's DATA would pass
-// maxData (plus a packet).
+// then on). It fails if the link is closed, the route's DATA would pass
+// maxData (plus a packet), or its queue holds maxControl packets that are
+// never coalesced.
 func (l *link) enqueue(rid uint32, b *pbuf) error {
 	l.mu.Lock()
 	if l.closed {
@@ -97,15 +118,16 @@ func (l *link) enqueue(rid uint32, b *pbuf) error {
 		l.queues[rid] = q
 	}
 	p := b.packet()
-	if typ := p.Type(); typ != transport.PacketData {
+	if typ := p.Type(); coalesces(typ) {
 		for _, o := range q.pkts {
-			if op := o.packet(); op.Type() == typ {
-				switch {
-				case len(op.Payload()) != len(p.Payload()):
-				case typ == transport.PacketWindowUpdate && len(p.Payload()) == 4:
-					sum := uint64(binary.BigEndian.Uint32(op.Payload())) + uint64(binary.BigEndian.Uint32(p.Payload()))
-					binary.BigEndian.PutUint32(op.Payload(), uint32(min(sum, math.MaxUint32)))
-				case typ == transport.PacketPing || typ == transport.PacketPong:
+			if op := o.packet(); op.Type() == typ && len(op.Payload()) == len(p.Payload()) {
+				switch typ {
+				case transport.PacketWindowUpdate:
+					if len(p.Payload()) == 4 {
+						sum := uint64(binary.BigEndian.Uint32(op.Payload())) + uint64(binary.BigEndian.Uint32(p.Payload()))
+						binary.BigEndian.PutUint32(op.Payload(), uint32(min(sum, math.MaxUint32)))
+					}
+				case transport.PacketPing, transport.PacketPong:
 					copy(op.Payload(), p.Payload()) // the newest ping is the one waited for
 				}
 				l.mu.Unlock()
@@ -113,6 +135,16 @@ func (l *link) enqueue(rid uint32, b *pbuf) error {
 				return nil
 			}
 		}
+	} else if typ != transport.PacketData {
+		if q.ctrl >= maxControl {
+			if len(q.pkts) == 0 {
+				l.release(rid, q)
+			}
+			l.mu.Unlock()
+			b.put()
+			return errCtrlFull
+		}
+		q.ctrl++
 	} else if n := len(p.Payload()); n > 0 {
 		if q.data+n > l.maxData+transport.MaxPayload {
 			l.mu.Unlock()
@@ -188,8 +220,11 @@ func (l *link) run() {
 			k := copy(q.pkts, q.pkts[1:])
 			q.pkts[k] = nil
 			q.pkts = q.pkts[:k]
-			if p := b.packet(); p.Type() == transport.PacketData {
+			switch p := b.packet(); {
+			case p.Type() == transport.PacketData:
 				q.data -= len(p.Payload())
+			case !coalesces(p.Type()):
+				q.ctrl--
 			}
 			if len(q.pkts) > 0 {
 				l.order = append(l.order, rid) // its next packet waits its turn
@@ -220,7 +255,7 @@ func (l *link) run() {
 func (l *link) release(rid uint32, q *routeQueue) {
 	delete(l.queues, rid)
 	clear(q.pkts)
-	q.pkts, q.data = q.pkts[:0], 0
+	q.pkts, q.data, q.ctrl = q.pkts[:0], 0, 0
 	l.spare = append(l.spare, q)
 }
 

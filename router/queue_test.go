@@ -165,6 +165,10 @@ func TestLinkQueueMerges(t *testing.T) {
 	put(transport.PacketData, nil, true) // half-close: never merged
 	put(transport.PacketData, []byte("d"), true)
 	put(transport.PacketData, []byte("e"), false) // other protection: not merged
+	put(transport.PacketSetupOK, []byte("s1"), false)
+	put(transport.PacketSetupOK, []byte("s2"), false) // never merged: not idempotent
+	put(transport.PacketClose, []byte{1}, false)
+	put(transport.PacketClose, []byte{1}, false)
 	var got []string
 	for _, b := range l.queues[9].pkts {
 		p := b.packet()
@@ -173,12 +177,22 @@ func TestLinkQueueMerges(t *testing.T) {
 	want := []string{
 		"window-update:0000012c:false", "ping:0000000000000002:false", "data:616263:true",
 		"keepalive::false", "data::true", "data:64:true", "data:65:false",
+		"setup-ok:7331:false", "setup-ok:7332:false", "close:01:false", "close:01:false",
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("queue\n got %v\nwant %v", got, want)
 	}
 	if d := l.queues[9].data; d != 5 {
 		t.Fatalf("queue counts %d data bytes, want 5", d)
+	}
+	// What is never coalesced is bounded.
+	for i := 4; i < maxControl; i++ {
+		put(transport.PacketSetupErr, []byte("x"), false)
+	}
+	b := getPbuf()
+	b.n = len(transport.MakePacket(b.b, transport.PacketSetupErr, 9, 0))
+	if err := l.enqueue(9, b); !errors.Is(err, errCtrlFull) {
+		t.Fatalf("control packet past maxControl: %v", err)
 	}
 	l.close()
 }

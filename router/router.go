@@ -60,9 +60,17 @@ const (
 	DefaultWindow       = 2 << 20
 	DefaultKeepAlive    = 30 * time.Second
 	DefaultSetupTimeout = 10 * time.Second
-	// MaxSetups bounds route setups being processed at once; more are
-	// refused (busy), so a flood cannot starve the visor.
-	MaxSetups = 128
+	// MaxSetups bounds route setups being processed at once; more wait
+	// their turn in order, up to MaxQueuedSetups in all and
+	// MaxSetupsPerPeer from one transport (queued or running); beyond that
+	// they are refused (busy), so a flood cannot starve the visor nor one
+	// peer crowd out the others.
+	MaxSetups        = 32
+	MaxQueuedSetups  = 8192
+	MaxSetupsPerPeer = 1024
+	// maxSetupSize: a SETUP of MaxHops hops with its handshake fits in
+	// well under this; a bigger one is refused before it is queued.
+	maxSetupSize = 4096
 	// FirstEphemeralPort is where dial-side ports start.
 	FirstEphemeralPort = 49152
 	// idQuarantine keeps a freed route id unused for this long, so late
@@ -148,8 +156,11 @@ type Router struct {
 	links     map[*transport.Transport]*link
 	closed    bool
 
-	setups     chan struct{} // MaxSetups slots
-	routerPort *Listener     // port 0: ping and bench
+	setupMu    sync.Mutex // guards setupsRun, setupQueue, setupsOf; after mu
+	setupsRun  int        // workers running (≤ MaxSetups)
+	setupQueue []setupWork
+	setupsOf   map[*transport.Transport]int // queued or running, per transport
+	routerPort *Listener                    // port 0: ping and bench
 	wg         sync.WaitGroup
 }
 
@@ -173,7 +184,7 @@ func New(cfg Config) *Router {
 		seen:  replay.New[[49]byte](1<<18, 2*MaxClockSkew),
 		rules: map[uint32]*rule{}, nextID: 1, listeners: map[uint16]*Listener{},
 		ports: ports.New(FirstEphemeralPort), links: map[*transport.Transport]*link{},
-		setups: make(chan struct{}, MaxSetups),
+		setupsOf: map[*transport.Transport]int{},
 	}
 	r.routerPort, _ = r.Listen(PortRouter)
 	cfg.Transports.SetHandler(r.handlePacket, r.transportClosed)
@@ -290,11 +301,11 @@ func (r *Router) linkFor(tp *transport.Transport) *link {
 }
 
 // send queues a packet on tp (for packets that belong to no route yet).
-func (r *Router) send(tp *transport.Transport, typ transport.PacketType, rid uint32, payload []byte) {
+func (r *Router) send(tp *transport.Transport, typ transport.PacketType, rid uint32, payload []byte) error {
 	b := getPbuf()
 	copy(b.b[transport.HeaderSize:], payload)
 	b.n = len(transport.MakePacket(b.b, typ, rid, len(payload)))
-	r.linkFor(tp).enqueue(rid, b)
+	return r.linkFor(tp).enqueue(rid, b)
 }
 
 // handlePacket is the transport manager's handler: it runs on the
@@ -343,8 +354,10 @@ func (r *Router) handlePacket(tp *transport.Transport, p transport.Packet) {
 			r.send(out, transport.PacketSetupErr, outID, p.Payload())
 		case pending:
 			// Nothing but the setup answer travels before a route is set up.
+		case p.Type() == transport.PacketSetup || p.Type() == transport.PacketSetupOK || p.Type() == transport.PacketSetupErr:
+			// Nor does one after it.
 		default:
-			if err := r.linkFor(out).enqueue(outID, copyPacket(p, outID, e2e)); errors.Is(err, errQueueFull) {
+			if err := r.linkFor(out).enqueue(outID, copyPacket(p, outID, e2e)); errors.Is(err, errQueueFull) || errors.Is(err, errCtrlFull) {
 				r.overflow(ru.id, pair, out, outID)
 			}
 		}
@@ -573,7 +586,10 @@ type Listener struct {
 	queue *backlog.Queue[*Conn]
 }
 
-const acceptBacklog = 64
+// acceptBacklog bounds the routes set up to a port and not yet accepted
+// (beyond it a setup is refused busy). Like a TCP listen backlog it must
+// hold a burst of dials: a browser behind a proxy opens dozens at once.
+const acceptBacklog = 1024
 
 // Accept waits for the next route.
 func (l *Listener) Accept() (*Conn, error) {

@@ -180,7 +180,9 @@ func (r *Router) dialPath(ctx context.Context, path []Hop, dst cipher.PubKey, po
 	if err := encodeSetup(m, r.cfg.SK); err != nil {
 		return fail(err)
 	}
-	r.send(first, transport.PacketSetup, 0, m.payload())
+	if err := r.send(first, transport.PacketSetup, 0, m.payload()); err != nil {
+		return fail(fmt.Errorf("send setup to %s: %w", first.Remote().Short(), err))
+	}
 	timer := time.NewTimer(r.cfg.SetupTimeout)
 	defer timer.Stop()
 	var res dialResult
@@ -255,32 +257,95 @@ func (r *Router) finishDial(ru *rule, p transport.Packet) {
 	}
 }
 
+// setupWork is a SETUP waiting to be handled.
+type setupWork struct {
+	tp      *transport.Transport
+	payload []byte
+}
+
 // startSetup takes a SETUP off the transport reader: checking it costs a
-// signature verification, so it runs on its own goroutine, at most
-// MaxSetups at once (beyond that the visor answers busy).
+// signature verification, so it is handled off the reader, by at most
+// MaxSetups workers; the rest wait in arrival order (bounded in all and per
+// transport; beyond that the visor answers busy). Nothing is dropped
+// without an answer.
 func (r *Router) startSetup(tp *transport.Transport, p transport.Packet) {
-	payload := append([]byte(nil), p.Payload()...)
-	select {
-	case r.setups <- struct{}{}:
-	default:
-		if m, err := parseSetupHeader(payload); err == nil {
-			r.send(tp, transport.PacketSetupErr, m, setupErrPayload(r.pk, "busy: too many route setups at once"))
+	busy := func(why string) {
+		if rev, err := parseSetupHeader(p.Payload()); err == nil && rev != 0 {
+			r.send(tp, transport.PacketSetupErr, rev, setupErrPayload(r.pk, why))
 		}
+	}
+	if len(p.Payload()) > maxSetupSize {
+		busy(fmt.Sprintf("malformed setup: %d bytes", len(p.Payload())))
 		return
 	}
+	w := setupWork{tp: tp, payload: append([]byte(nil), p.Payload()...)}
+	r.setupMu.Lock()
+	switch {
+	case r.setupsOf[tp] >= MaxSetupsPerPeer:
+		r.setupMu.Unlock()
+		busy(fmt.Sprintf("busy: %d route setups from %s already waiting", MaxSetupsPerPeer, tp.Remote().Short()))
+		return
+	case len(r.setupQueue) >= MaxQueuedSetups:
+		r.setupMu.Unlock()
+		busy("busy: too many route setups at once")
+		return
+	}
+	r.setupsOf[tp]++
+	if r.setupsRun >= MaxSetups {
+		r.setupQueue = append(r.setupQueue, w)
+		r.setupMu.Unlock()
+		return
+	}
+	r.setupsRun++
+	r.setupMu.Unlock()
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		<-r.setups
+		r.setupDone(w.tp)
+		r.setupMu.Lock()
+		r.setupsRun--
+		r.setupMu.Unlock()
 		return
 	}
 	r.wg.Add(1)
 	r.mu.Unlock()
-	go func() {
-		defer r.wg.Done()
-		defer func() { <-r.setups }()
-		r.handleSetup(tp, payload)
-	}()
+	go r.setupWorker(w)
+}
+
+// setupWorker handles w, then what waits in the queue, until it is empty.
+func (r *Router) setupWorker(w setupWork) {
+	defer r.wg.Done()
+	for {
+		r.mu.Lock()
+		closed := r.closed
+		r.mu.Unlock()
+		if !closed {
+			r.handleSetup(w.tp, w.payload)
+		}
+		r.setupDone(w.tp)
+		r.setupMu.Lock()
+		if len(r.setupQueue) == 0 {
+			r.setupsRun--
+			r.setupQueue = nil
+			r.setupMu.Unlock()
+			return
+		}
+		w = r.setupQueue[0]
+		r.setupQueue[0] = setupWork{}
+		r.setupQueue = r.setupQueue[1:]
+		r.setupMu.Unlock()
+	}
+}
+
+// setupDone forgets a setup of tp's that was counted but not handled.
+func (r *Router) setupDone(tp *transport.Transport) {
+	r.setupMu.Lock()
+	if n := r.setupsOf[tp] - 1; n > 0 {
+		r.setupsOf[tp] = n
+	} else {
+		delete(r.setupsOf, tp)
+	}
+	r.setupMu.Unlock()
 }
 
 // parseSetupHeader returns a SETUP's rev id without checking anything.
