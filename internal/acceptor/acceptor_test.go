@@ -1,0 +1,236 @@
+package acceptor
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestSource(t *testing.T) {
+	for _, tc := range []struct{ addr, want string }{
+		{"127.0.0.1:5", "127.0.0.1"},
+		{"[::ffff:10.0.0.1]:5", "10.0.0.1"},
+		{"[2001:db8:1:2:3:4:5:6]:80", "2001:db8:1:2::/64"},
+		{"[2001:db8:1:2:ffff::1]:81", "2001:db8:1:2::/64"},
+	} {
+		a, err := net.ResolveTCPAddr("tcp", tc.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := Source(a); got != tc.want {
+			t.Errorf("Source(%s) = %q, want %q", tc.addr, got, tc.want)
+		}
+	}
+	if got := Source(&net.UnixAddr{Name: "/x", Net: "unix"}); got != "" {
+		t.Errorf("unix source %q", got)
+	}
+}
+
+func TestAdmission(t *testing.T) {
+	ad := &Admission{Limits: Limits{PerSource: 2, Total: 3}}
+	a := &net.TCPAddr{IP: net.IPv4(10, 0, 0, 1), Port: 1}
+	b := &net.TCPAddr{IP: net.IPv4(10, 0, 0, 2), Port: 1}
+	r1, ok1 := ad.Admit(a)
+	_, ok2 := ad.Admit(a)
+	_, ok3 := ad.Admit(a)
+	if !ok1 || !ok2 || ok3 {
+		t.Fatalf("per source: %v %v %v", ok1, ok2, ok3)
+	}
+	if _, ok := ad.Admit(b); !ok {
+		t.Fatal("another source refused")
+	}
+	if _, ok := ad.Admit(b); ok {
+		t.Fatal("past the total admitted")
+	}
+	r1()
+	r1() // once only
+	if ad.Held() != 2 {
+		t.Fatalf("held %d after one release (twice), want 2", ad.Held())
+	}
+	if _, ok := ad.Admit(a); !ok {
+		t.Fatal("a released slot is not reusable")
+	}
+}
+
+// An honest client from 127.0.0.1 is served while another loopback source
+// (127.0.0.2) holds every connection it is allowed.
+func TestServePerSource(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("binds 127.0.0.2 (Linux loopback)")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		errc <- Serve(ctx, ln, Limits{PerSource: 4, Total: 64}, func(c net.Conn, done func()) {
+			defer c.Close()
+			var b [1]byte
+			if _, err := io.ReadFull(c, b[:]); err != nil {
+				return
+			}
+			c.Write(b[:])
+			io.Copy(io.Discard, c)
+		})
+	}()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
+	var idle []net.Conn
+	for range 50 {
+		c, err := d.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, c)
+	}
+	kept := 0
+	for _, c := range idle {
+		c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if _, err := c.Read(make([]byte, 1)); err != nil && os.IsTimeout(err) {
+			kept++ // still open: admitted
+		}
+	}
+	if kept != 4 {
+		t.Fatalf("%d connections of one source kept open, want 4", kept)
+	}
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte{'x'})
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+		t.Fatalf("honest client not served during the flood: %v", err)
+	}
+	c.Close()
+	for _, c := range idle {
+		c.Close()
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The fd-exhaustion run happens in a child process with a low descriptor
+// limit (the limit is process-wide).
+const childEnv = "ACCEPTOR_TEST_CHILD"
+
+// Out of file descriptors, Serve and Listener back off and go on; once
+// descriptors are free again an honest client is served.
+func TestExhaustedDescriptors(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("sets RLIMIT_NOFILE")
+	}
+	for _, mode := range []string{"serve", "http"} {
+		t.Run(mode, func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], "-test.run", "^TestChildExhaust$", "-test.v")
+			cmd.Env = append(os.Environ(), childEnv+"="+mode)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("child: %v\n%s", err, out)
+			}
+		})
+	}
+}
+
+func TestChildExhaust(t *testing.T) {
+	mode := os.Getenv(childEnv)
+	if mode == "" {
+		t.Skip("run by TestExhaustedDescriptors")
+	}
+	lim := syscall.Rlimit{Cur: 64, Max: 64}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
+	switch mode {
+	case "serve":
+		go func() {
+			errc <- Serve(ctx, ln, Limits{}, func(c net.Conn, done func()) {
+				defer c.Close()
+				var b [1]byte
+				if _, err := io.ReadFull(c, b[:]); err == nil {
+					c.Write(b[:])
+				}
+			})
+		}()
+	case "http":
+		hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "x") })}
+		go func() { errc <- hs.Serve(Listener(ln, Limits{})) }()
+		defer hs.Close()
+	}
+	// Fill the descriptor table with connections (each takes one here for
+	// the client end and one for the server end).
+	var held []net.Conn
+	for {
+		c, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second)
+		if err != nil {
+			break
+		}
+		held = append(held, c)
+		if len(held) > 200 {
+			t.Fatal("the descriptor limit did not bite")
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // the loop meets EMFILE meanwhile
+	select {
+	case err := <-errc:
+		t.Fatalf("accept loop ended on exhaustion: %v", err)
+	default:
+	}
+	for _, c := range held {
+		c.Close()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var err error
+		if mode == "serve" {
+			err = echo(ln.Addr().String())
+		} else {
+			var resp *http.Response
+			if resp, err = http.Get("http://" + ln.Addr().String()); err == nil {
+				resp.Body.Close()
+			}
+		}
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not served after descriptors were freed: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func echo(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write([]byte{'y'}); err != nil {
+		return err
+	}
+	var b [1]byte
+	if _, err := io.ReadFull(c, b[:]); err != nil || b[0] != 'y' {
+		return fmt.Errorf("echo: %q %v", b, err)
+	}
+	return nil
+}
