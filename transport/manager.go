@@ -121,15 +121,21 @@ func (m *Manager) Types() []Type {
 }
 
 // Run serves every network and keeps persistent transports up until ctx
-// ends; then it closes every transport and waits for its goroutines.
+// ends; then it closes every transport and waits for its goroutines. A
+// network whose listener fails for good (not a temporary error, which it
+// waits out) stops the manager: Run returns that error, so no listener dies
+// while its address is still advertised.
 func (m *Manager) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	var nwg sync.WaitGroup
 	for _, n := range m.networks {
 		nwg.Add(1)
 		go func() {
 			defer nwg.Done()
 			if err := n.Serve(ctx, func(c Conn) { m.accept(ctx, n.Type(), c) }); err != nil && ctx.Err() == nil {
-				m.log.Error("transport network stopped", zap.String("type", string(n.Type())), zap.NamedError("err", err))
+				m.log.Error("transport listener failed: stopping", zap.String("type", string(n.Type())), zap.NamedError("err", err))
+				cancel(fmt.Errorf("%s listener: %w", n.Type(), err))
 			}
 		}()
 	}
@@ -146,6 +152,9 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 	nwg.Wait()
 	m.wg.Wait()
+	if err := context.Cause(ctx); !errors.Is(err, context.Canceled) {
+		return err
+	}
 	return nil
 }
 

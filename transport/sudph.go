@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/skyfleet/skywire/cipher"
+	"github.com/skyfleet/skywire/internal/acceptor"
 	"github.com/skyfleet/skywire/noise"
 	"github.com/skyfleet/skywire/svc/ar"
 	"github.com/skyfleet/skywire/svc/httpauth"
@@ -238,7 +239,7 @@ func (n *SUDPHNet) Serve(ctx context.Context, accept func(Conn)) error {
 func (n *SUDPHNet) acceptLoop(ctx context.Context, accept func(Conn)) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	pending := make(chan struct{}, maxPendingHandshakes)
+	pending := &acceptor.Admission{Limits: acceptor.Limits{PerSource: maxPendingPerSource, Total: maxPendingHandshakes}}
 	for {
 		qc, err := n.ln.Accept(ctx)
 		if err != nil {
@@ -247,16 +248,15 @@ func (n *SUDPHNet) acceptLoop(ctx context.Context, accept func(Conn)) error {
 			}
 			return fmt.Errorf("sudph accept: %w", err)
 		}
-		select {
-		case pending <- struct{}{}:
-		default:
+		done, ok := pending.Admit(qc.RemoteAddr())
+		if !ok {
 			qc.CloseWithError(0, "busy")
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			hctx, cancel := context.WithTimeout(ctx, noise.DefaultHandshakeTimeout)
+			hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
 			defer cancel()
 			st, err := qc.AcceptStream(hctx)
 			var c *quicConn
@@ -268,7 +268,7 @@ func (n *SUDPHNet) acceptLoop(ctx context.Context, accept func(Conn)) error {
 			if err == nil {
 				c.remote, err = noise.Authenticate(hctx, c, noise.Config{Pattern: noise.XK, LocalSK: n.sk, Purpose: purpose(SUDPH), Binding: binding})
 			}
-			<-pending
+			done()
 			if err != nil {
 				n.log.Debug("sudph handshake failed", zap.String("remote", qc.RemoteAddr().String()), zap.NamedError("err", err))
 				qc.CloseWithError(0, "handshake failed")

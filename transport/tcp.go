@@ -2,21 +2,26 @@ package transport
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/skyfleet/skywire/cipher"
+	"github.com/skyfleet/skywire/internal/acceptor"
 	"github.com/skyfleet/skywire/noise"
 )
 
-// maxPendingHandshakes bounds handshakes in progress per listener, so a
-// flood of half-open connections cannot exhaust the visor.
-const maxPendingHandshakes = 64
+// Pending handshakes are bounded per source address and in all, and a
+// responder gives a handshake handshakeTimeout: a flood of half-open
+// connections from one host holds maxPendingPerSource slots for a few
+// seconds at most, and an honest peer still gets in.
+const (
+	maxPendingHandshakes = 256
+	maxPendingPerSource  = 8
+	handshakeTimeout     = 5 * time.Second
+)
 
 // purpose binds a transport type into the Noise prologue.
 func purpose(t Type) string { return "transport " + string(t) }
@@ -47,47 +52,26 @@ func tuneTCP(c net.Conn) {
 
 // serveTCP accepts on ln, runs the XK handshake as the responder and hands
 // each authenticated connection to accept (on its own goroutine), until ctx
-// ends. It closes ln and waits for its goroutines.
+// ends (nil) or ln fails for good (the error). It closes ln and waits for
+// its goroutines.
 func serveTCP(ctx context.Context, ln net.Listener, sk cipher.SecKey, typ Type, accept func(Conn), log *zap.Logger) error {
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
-	defer stop()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	pending := make(chan struct{}, maxPendingHandshakes)
-	for {
-		c, err := ln.Accept()
+	err := acceptor.Serve(ctx, ln, acceptor.Limits{PerSource: maxPendingPerSource, Total: maxPendingHandshakes}, func(c net.Conn, done func()) {
+		tuneTCP(c)
+		hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+		nc, err := noise.Run(hctx, c, noise.Config{Pattern: noise.XK, LocalSK: sk, Purpose: purpose(typ)})
+		cancel()
+		done()
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return fmt.Errorf("%s accept: %w", typ, err)
-		}
-		select {
-		case pending <- struct{}{}:
-		default:
+			log.Debug("handshake failed", zap.String("type", string(typ)), zap.String("remote", c.RemoteAddr().String()), zap.NamedError("err", err))
 			c.Close()
-			continue
+			return
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			tuneTCP(c)
-			hctx, cancel := context.WithTimeout(ctx, noise.DefaultHandshakeTimeout)
-			nc, err := noise.Run(hctx, c, noise.Config{Pattern: noise.XK, LocalSK: sk, Purpose: purpose(typ)})
-			cancel()
-			<-pending
-			if err != nil {
-				log.Debug("handshake failed", zap.String("type", string(typ)), zap.String("remote", c.RemoteAddr().String()), zap.NamedError("err", err))
-				c.Close()
-				return
-			}
-			accept(nc)
-		}()
+		accept(nc)
+	})
+	if err != nil {
+		return fmt.Errorf("%s: accepting on %s: %w", typ, ln.Addr(), err)
 	}
+	return nil
 }
 
 // STCPNet is the stcp network: peers' addresses come from a static table.

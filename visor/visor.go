@@ -264,29 +264,34 @@ func (v *Visor) Run(ctx context.Context) error {
 		zap.Strings("transports", types))
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	if v.dmsg != nil {
+	// A part that fails while the visor runs takes the visor down, loudly:
+	// no listener dies while the rest goes on as if it served.
+	failed := make(chan error, 4)
+	part := func(name string, run func(context.Context) error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			v.dmsg.Run(ctx)
+			if err := run(ctx); err != nil && ctx.Err() == nil {
+				v.log.Error("visor part failed: stopping the visor", zap.String("part", name), zap.NamedError("err", err))
+				failed <- fmt.Errorf("%s: %w", name, err)
+				cancel()
+			}
 		}()
 	}
-	wg.Add(3)
-	go func() {
-		defer wg.Done()
-		v.tpm.Run(ctx)
-	}()
-	go func() {
-		defer wg.Done()
-		v.router.Run(ctx)
-	}()
-	go func() {
-		defer wg.Done()
-		v.apps.Run(ctx)
-	}()
+	if v.dmsg != nil {
+		part("dmsg", v.dmsg.Run)
+	}
+	part("transports", v.tpm.Run)
+	part("router", v.router.Run)
+	part("apps", v.apps.Run)
 	err := v.api.Serve(ctx, v.ln, shutdownGrace)
 	cancel()
 	wg.Wait()
+	select {
+	case ferr := <-failed:
+		err = ferr
+	default:
+	}
 	v.log.Info("visor stopped")
 	return err
 }

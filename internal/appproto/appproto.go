@@ -70,6 +70,11 @@ const (
 // MaxRead bounds one Read call's n.
 const MaxRead = 1 << 20
 
+// MaxRequest bounds one request on a control connection (its JSON text;
+// a Write's data is base64 in it): the gateway closes a connection whose
+// request passes it.
+const MaxRequest = 4 << 20
+
 // MaxStatus bounds a status line (longer ones are cut).
 const MaxStatus = 512
 

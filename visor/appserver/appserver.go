@@ -8,6 +8,7 @@ package appserver
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -17,6 +18,7 @@ import (
 	"net"
 	"net/rpc"
 	"net/rpc/jsonrpc"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +27,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/skyfleet/skywire/cipher"
+	"github.com/skyfleet/skywire/internal/acceptor"
 	"github.com/skyfleet/skywire/internal/appproto"
 	"github.com/skyfleet/skywire/router"
 )
@@ -64,6 +67,8 @@ type Server struct {
 	// join is the join socket (Linux: an abstract unix socket), where an
 	// app hands over a local socket to be relayed to a route; nil if none.
 	join net.Listener
+
+	unauth unauthSet // control and data connections not yet authenticated
 
 	mu     sync.Mutex // guards apps, byKey, closed
 	apps   map[string]*app
@@ -122,27 +127,22 @@ func (s *Server) Run(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { s.Close() })
 	defer stop()
 	var conns sync.WaitGroup
-	accept := func(ln net.Listener, serve func(context.Context, net.Conn)) {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conns.Add(1)
-			go func() {
-				defer conns.Done()
-				serve(ctx, c)
-			}()
-		}
-	}
+	var joinErr error
 	if s.join != nil {
 		conns.Add(1)
 		go func() {
 			defer conns.Done()
-			accept(s.join, s.serveJoin)
+			joinErr = acceptor.Serve(ctx, s.join, acceptor.Limits{Total: maxUnauth}, func(c net.Conn, _ func()) { s.serveJoin(ctx, c) })
+			if joinErr != nil {
+				s.Close() // the gateway goes with it
+			}
 		}()
 	}
-	accept(s.ln, s.serveConn)
+	err := acceptor.Serve(ctx, s.ln, acceptor.Limits{}, func(c net.Conn, _ func()) { s.serveConn(ctx, c) })
+	if err != nil {
+		s.log.Error("app gateway: accepting failed: stopping every app", zap.NamedError("err", err))
+		err = fmt.Errorf("app gateway on %s: %w", s.ln.Addr(), err)
+	}
 	s.mu.Lock()
 	s.closed = true
 	var running []*app
@@ -161,21 +161,66 @@ func (s *Server) Run(ctx context.Context) error {
 	stops.Wait()
 	s.wg.Wait()
 	conns.Wait()
-	return nil
+	if err == nil && joinErr != nil {
+		err = fmt.Errorf("app join socket: %w", joinErr)
+	}
+	return err
+}
+
+// Limits on what reaches the gateway before it knows which app is calling.
+// A connection is unauthenticated until its first request names a running
+// app's key; at most maxUnauth are held at once (a new one evicts the
+// oldest, so a flood of idle connections cannot lock apps out), each gets
+// firstRequestTimeout for its first request, and no request may pass
+// appproto.MaxRequest bytes (the control connection is closed).
+const (
+	maxUnauth           = 128
+	firstRequestTimeout = 10 * time.Second
+)
+
+// unauthSet holds the unauthenticated connections, oldest first.
+type unauthSet struct {
+	mu    sync.Mutex // guards conns
+	conns []net.Conn
+}
+
+// add holds c, closing the oldest connection held if the set is full.
+func (u *unauthSet) add(c net.Conn) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(u.conns) >= maxUnauth {
+		u.conns[0].Close()
+		u.conns = slices.Delete(u.conns, 0, 1)
+	}
+	u.conns = append(u.conns, c)
+}
+
+// remove lets c go (it authenticated or ended); false if it was evicted.
+func (u *unauthSet) remove(c net.Conn) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	i := slices.Index(u.conns, c)
+	if i < 0 {
+		return false
+	}
+	u.conns = slices.Delete(u.conns, i, i+1)
+	return true
 }
 
 // serveConn tells a data socket from a control connection.
 func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	defer c.Close()
+	s.unauth.add(c)
+	defer s.unauth.remove(c)
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
-	br := bufio.NewReaderSize(c, 4096)
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	c.SetReadDeadline(time.Now().Add(firstRequestTimeout))
+	lr := &requestReader{r: c, left: appproto.MaxRequest}
+	br := bufio.NewReaderSize(lr, 4096)
 	head, err := br.Peek(len(appproto.DataPrefix) + 1)
 	if err != nil {
 		return
 	}
-	c.SetReadDeadline(time.Time{})
 	if string(head) == appproto.DataPrefix+" " {
 		s.serveData(c, br)
 		return
@@ -187,20 +232,44 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 		io.Reader
 		io.Writer
 		io.Closer
-	}{br, c, c}), s: s, srv: srv, known: map[string]bool{}})
+	}{br, c, c}), s: s, srv: srv, known: map[string]bool{}, c: c, lr: lr})
+}
+
+// requestReader bounds what one request may read: a request longer than
+// appproto.MaxRequest fails before the decoder buffers it.
+type requestReader struct {
+	r    io.Reader
+	left int // only the codec's reading goroutine uses it
+}
+
+var errRequestTooLong = fmt.Errorf("request over %d bytes", appproto.MaxRequest)
+
+func (l *requestReader) Read(p []byte) (int, error) {
+	if l.left <= 0 {
+		return 0, errRequestTooLong
+	}
+	n, err := l.r.Read(p[:min(len(p), l.left)])
+	l.left -= n
+	return n, err
 }
 
 // keyCodec registers a session's gateway with the connection's RPC server
 // the first time a request names its key (an unknown key stays
-// unregistered: the call fails as "can't find service").
+// unregistered: the call is answered "rpc: can't find service"). The first
+// request naming a running app's key authenticates the connection: its
+// first-request deadline goes.
 type keyCodec struct {
 	rpc.ServerCodec
-	s     *Server
-	srv   *rpc.Server
-	known map[string]bool // only ReadRequestHeader (one goroutine) uses it
+	s             *Server
+	srv           *rpc.Server
+	c             net.Conn
+	lr            *requestReader
+	known         map[string]bool // only the reading goroutine uses known, authed, lr
+	authed, clear bool
 }
 
 func (k *keyCodec) ReadRequestHeader(r *rpc.Request) error {
+	k.lr.left = appproto.MaxRequest
 	if err := k.ServerCodec.ReadRequestHeader(r); err != nil {
 		return err
 	}
@@ -213,19 +282,38 @@ func (k *keyCodec) ReadRequestHeader(r *rpc.Request) error {
 	k.s.mu.Unlock()
 	if sess != nil && k.srv.RegisterName(key, gateway{ss: sess}) == nil {
 		k.known[key] = true
+		if !k.authed {
+			k.authed, k.clear = true, true
+		}
 	}
 	return nil
 }
 
+func (k *keyCodec) ReadRequestBody(body any) error {
+	err := k.ServerCodec.ReadRequestBody(body)
+	if k.clear { // the first authenticated request is read whole
+		k.clear = false
+		if !k.s.unauth.remove(k.c) {
+			return errors.New("evicted") // closed meanwhile
+		}
+		k.c.SetReadDeadline(time.Time{})
+	}
+	return err
+}
+
 // serveData attaches a data socket to its connection and copies both ways.
 func (s *Server) serveData(c net.Conn, br *bufio.Reader) {
-	line, err := br.ReadString('\n')
-	if err != nil || len(line) > 256 {
+	raw, err := br.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) || len(raw) > 256 {
+		fmt.Fprintf(c, "ERR malformed data socket request: a line over 256 bytes\n")
 		return
 	}
-	f := strings.Fields(line)
+	if err != nil {
+		return // ended or timed out before its line did
+	}
+	f := strings.Fields(string(raw))
 	if len(f) != 3 {
-		fmt.Fprintf(c, "ERR malformed data socket request\n")
+		fmt.Fprintf(c, "ERR malformed data socket request: want %q\n", appproto.DataPrefix+" <APP_KEY> <conn id>")
 		return
 	}
 	sess, id, ac, err := s.lookupAttach(f[1], f[2])
@@ -233,6 +321,11 @@ func (s *Server) serveData(c net.Conn, br *bufio.Reader) {
 		fmt.Fprintf(c, "ERR %v\n", err)
 		return
 	}
+	if !s.unauth.remove(c) {
+		sess.closeConn(id) // evicted meanwhile
+		return
+	}
+	c.SetReadDeadline(time.Time{})
 	if _, err := io.WriteString(c, "OK\n"); err != nil {
 		sess.closeConn(id)
 		return
@@ -240,7 +333,14 @@ func (s *Server) serveData(c net.Conn, br *bufio.Reader) {
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
-	splice(c, br, ac.c)
+	// From here the socket is read directly (no request bound, and a route
+	// can read a socket with readv), after what the line's reader holds.
+	var fromApp io.Reader = c
+	if n := br.Buffered(); n > 0 {
+		held, _ := br.Peek(n)
+		fromApp = io.MultiReader(bytes.NewReader(held), c)
+	}
+	splice(c, fromApp, ac.c)
 	sess.closeConn(id)
 }
 

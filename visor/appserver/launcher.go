@@ -221,9 +221,10 @@ func (s *Server) exited(a *app, sess *session, err error, log *zap.Logger) {
 		}
 	}
 	close(a.exited)
+	state, exitErr := a.state, a.exitErr // a Start may follow at once
 	s.mu.Unlock()
-	if a.state == StateErrored {
-		log.Warn("app exited", zap.String("err", a.exitErr))
+	if state == StateErrored {
+		log.Warn("app exited", zap.String("err", exitErr))
 	} else {
 		log.Info("app stopped")
 	}

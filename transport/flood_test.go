@@ -1,0 +1,96 @@
+package transport
+
+import (
+	"context"
+	"net"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/skyfleet/skywire/cipher"
+)
+
+// Idle connections from one host (127.0.0.2) hold at most its share of
+// handshake slots: an honest peer (127.0.0.1) still sets up transports
+// while 300 of them wait.
+func TestHandshakeFloodFromOneHost(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("binds 127.0.0.2 (Linux loopback)")
+	}
+	pkA, skA := cipher.GenerateKeyPair()
+	pkB, skB := cipher.GenerateKeyPair()
+	netB, err := NewSTCP(skB, map[cipher.PubKey]string{}, "127.0.0.1:0", zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	netA, err := NewSTCP(skA, map[cipher.PubKey]string{pkB: netB.Addr().String()}, "", zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mA := NewManager(Config{SK: skA, Networks: []Network{netA}})
+	mB := NewManager(Config{SK: skB, Networks: []Network{netB}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{}, 2)
+	go func() { mA.Run(ctx); done <- struct{}{} }()
+	go func() { mB.Run(ctx); done <- struct{}{} }()
+	defer func() { cancel(); <-done; <-done }()
+
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
+	var idle []net.Conn
+	defer func() {
+		for _, c := range idle {
+			c.Close()
+		}
+	}()
+	for range 300 {
+		c, err := d.Dial("tcp", netB.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, c)
+	}
+	ok := 0
+	for range 10 {
+		dctx, dcancel := context.WithTimeout(ctx, 5*time.Second)
+		tp, err := mA.Dial(dctx, pkB, STCP)
+		dcancel()
+		if err != nil {
+			t.Logf("honest dial during the flood: %v", err)
+			continue
+		}
+		ok++
+		if _, err := mA.Remove(tp.ID().String()); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "B forgets the transport", func() bool { return mB.Find(pkA, STCP) == nil })
+	}
+	if ok != 10 {
+		t.Fatalf("%d of 10 honest transports set up during the flood", ok)
+	}
+}
+
+// A listener that fails for good stops the manager with an error naming it
+// (it must not die silently while its address is advertised).
+func TestDeadListenerStopsManager(t *testing.T) {
+	_, sk := cipher.GenerateKeyPair()
+	n, err := NewSTCP(sk, nil, "127.0.0.1:0", zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewManager(Config{SK: sk, Networks: []Network{n}})
+	errc := make(chan error, 1)
+	go func() { errc <- m.Run(context.Background()) }()
+	time.Sleep(50 * time.Millisecond)
+	n.ln.Close() // as if accept failed for good
+	select {
+	case err := <-errc:
+		if err == nil || !strings.Contains(err.Error(), "stcp") {
+			t.Fatalf("Run returned %v, want an error naming the stcp listener", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the manager ran on with a dead listener")
+	}
+}
