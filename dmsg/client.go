@@ -249,26 +249,30 @@ func (c *Client) dialSession(ctx context.Context, srv cipher.PubKey, addr string
 		conn.Close()
 		return nil, fmt.Errorf("dmsg server %s at %s: %w", srv.Short(), addr, err)
 	}
+	// The server answers once it has registered the session (from then on
+	// peers can reach us through it), or says why it will not.
+	if dl, ok := hctx.Deadline(); ok {
+		nc.SetReadDeadline(dl)
+	}
+	ans, err := noise.ReadMsg(nc, 1+maxReason)
+	var st Status
+	var reason string
+	if err == nil {
+		st, reason, err = parseSessionAnswer(ans)
+	}
+	nc.SetReadDeadline(time.Time{})
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("dmsg server %s at %s: session not answered: %w", srv.Short(), addr, err)
+	}
+	if st != StatusOK {
+		nc.Close()
+		return nil, fmt.Errorf("dmsg server %s at %s refused the session: %s", srv.Short(), addr, reason)
+	}
 	ymx, err := yamux.Client(nc, yamuxConfig(c.log))
 	if err != nil {
 		nc.Close()
 		return nil, err
-	}
-	// The server answers a ping only once it has registered the session,
-	// so after it peers can reach us through this server.
-	pinged := make(chan error, 1)
-	go func() {
-		_, err := ymx.Ping()
-		pinged <- err
-	}()
-	select {
-	case err = <-pinged:
-	case <-hctx.Done():
-		err = hctx.Err()
-	}
-	if err != nil {
-		ymx.Close()
-		return nil, fmt.Errorf("dmsg server %s at %s: session not answered: %w", srv.Short(), addr, err)
 	}
 	s := &clientSession{session: session{remote: srv, ymx: ymx}, addr: addr}
 	c.mu.Lock()

@@ -34,6 +34,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/skyfleet/skywire/cipher"
@@ -117,6 +118,30 @@ func (e *StatusError) Error() string {
 	return fmt.Sprintf("%v by the %s: %v", ErrRejected, e.By, e.Status)
 }
 func (e *StatusError) Unwrap() error { return ErrRejected }
+
+// A session answer is the server's first message in a session, right
+// after the Noise handshake (u16 length ‖ body, inside Noise):
+//
+//	status (1) ‖ reason (UTF-8, ≤ maxReason bytes; empty when accepted)
+//
+// StatusOK: the session is registered (peers can reach the client through
+// the server) and yamux starts; any other status: the server closes the
+// session, and the reason says why.
+const maxReason = 256
+
+func encodeSessionAnswer(st Status, reason string) []byte {
+	if len(reason) > maxReason {
+		reason = reason[:maxReason]
+	}
+	return append([]byte{byte(st)}, reason...)
+}
+
+func parseSessionAnswer(b []byte) (Status, string, error) {
+	if len(b) < 1 || len(b) > 1+maxReason {
+		return 0, "", fmt.Errorf("%w: session answer of %d bytes", ErrMessage, len(b))
+	}
+	return Status(b[0]), strings.ToValidUTF8(string(b[1:]), "?"), nil
+}
 
 // Addr is a dmsg address: public key and port.
 type Addr struct {

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/skyfleet/skywire/cipher"
+	"github.com/skyfleet/skywire/internal/acceptor"
 	"github.com/skyfleet/skywire/internal/replay"
 	"github.com/skyfleet/skywire/noise"
 	"github.com/skyfleet/skywire/svc/dmsgdisc"
@@ -28,7 +29,12 @@ type ServerConfig struct {
 	PublicAddr string
 	// MaxSessions bounds the client sessions (default 2048).
 	MaxSessions int
-	// MaxPendingHandshakes bounds sessions being set up at once (default 128).
+	// MaxSessionsPerAddr bounds the sessions from one source address (an
+	// IPv6 address counts by its /64; default 32): one host cannot take
+	// every session.
+	MaxSessionsPerAddr int
+	// MaxPendingHandshakes bounds sessions being set up at once (default
+	// 128), at most 8 of them from one source address.
 	MaxPendingHandshakes int
 	// MaxStreamsPerSession bounds the streams relayed for one session
 	// (default MaxStreamsPerSession).
@@ -44,8 +50,9 @@ type Server struct {
 	disc   *dmsgdisc.Client
 	replay *replay.Cache[[49]byte] // (src pk, nonce) of requests within their window
 
-	mu       sync.Mutex // guards sessions
+	mu       sync.Mutex // guards sessions, perAddr
 	sessions map[cipher.PubKey]*session
+	perAddr  map[string]int // sessions per source address
 
 	changed chan struct{} // the session count changed: republish
 	wg      sync.WaitGroup
@@ -61,6 +68,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	}
 	if cfg.MaxSessions <= 0 {
 		cfg.MaxSessions = 2048
+	}
+	if cfg.MaxSessionsPerAddr <= 0 {
+		cfg.MaxSessionsPerAddr = 32
 	}
 	if cfg.MaxPendingHandshakes <= 0 {
 		cfg.MaxPendingHandshakes = 128
@@ -78,6 +88,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		disc:     dmsgdisc.NewClient(cfg.Discovery, cfg.SK),
 		replay:   replay.New[[49]byte](1<<20, 2*MaxClockSkew),
 		sessions: map[cipher.PubKey]*session{},
+		perAddr:  map[string]int{},
 		changed:  make(chan struct{}, 1),
 	}, nil
 }
@@ -112,27 +123,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}()
 	s.log.Info("dmsg server running", zap.String("pk", s.pk.Hex()), zap.String("addr", addr))
 
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
-	defer stop()
-	pending := make(chan struct{}, s.cfg.MaxPendingHandshakes)
-	var err error
-	for {
-		var c net.Conn
-		c, err = ln.Accept()
-		if err != nil {
-			break
-		}
-		select {
-		case pending <- struct{}{}:
-		default:
-			c.Close() // a handshake flood: honest clients retry
-			continue
-		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			s.handshake(ctx, c, pending)
-		}()
+	err := acceptor.Serve(ctx, ln, acceptor.Limits{PerSource: pendingPerAddr, Total: s.cfg.MaxPendingHandshakes}, func(ctx context.Context, c net.Conn, done func()) {
+		s.handshake(ctx, c, done)
+	})
+	if err != nil {
+		s.log.Error("dmsg server: accepting failed", zap.NamedError("err", err))
+		err = fmt.Errorf("dmsg server: accepting on %s: %w", ln.Addr(), err)
 	}
 	cancel()
 	s.mu.Lock()
@@ -145,9 +141,6 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.disc.Delete(dctx)
 	dcancel()
 	s.disc.Close()
-	if ctx.Err() != nil && errors.Is(err, net.ErrClosed) {
-		return nil
-	}
 	return err
 }
 
@@ -187,7 +180,7 @@ func (s *Server) notifyChanged() {
 	}
 }
 
-// gatedConn holds reads until gate closes.
+// gatedConn holds reads and writes until gate closes.
 type gatedConn struct {
 	net.Conn
 	gate chan struct{}
@@ -198,40 +191,77 @@ func (g gatedConn) Read(p []byte) (int, error) {
 	return g.Conn.Read(p)
 }
 
-// handshake turns an accepted connection into a session and serves it.
-func (s *Server) handshake(ctx context.Context, c net.Conn, pending chan struct{}) {
-	hctx, cancel := context.WithTimeout(ctx, HandshakeTimeout)
+func (g gatedConn) Write(p []byte) (int, error) {
+	<-g.gate
+	return g.Conn.Write(p)
+}
+
+// pendingPerAddr bounds the handshakes in progress from one source
+// address; a server gives a handshake serverHandshakeTimeout.
+const (
+	pendingPerAddr         = 8
+	serverHandshakeTimeout = 5 * time.Second
+)
+
+// handshake turns an accepted connection into a session and serves it;
+// done frees its handshake slot.
+func (s *Server) handshake(ctx context.Context, c net.Conn, done func()) {
+	hctx, cancel := context.WithTimeout(ctx, serverHandshakeTimeout)
 	nc, err := noise.Run(hctx, c, noise.Config{Pattern: noise.XK, LocalSK: s.cfg.SK, Purpose: sessionPurpose})
 	cancel()
-	<-pending
+	done()
 	if err != nil {
 		s.log.Debug("session handshake failed", zap.String("remote", c.RemoteAddr().String()), zap.NamedError("err", err))
 		c.Close()
 		return
 	}
-	// The session reads nothing until it is registered: the client's
-	// first ping is answered only once peers can reach it here.
-	gate := make(chan struct{})
-	ymx, err := yamux.Server(gatedConn{nc, gate}, yamuxConfig(s.log))
-	if err != nil {
+	src := acceptor.Source(c.RemoteAddr())
+	ss := &session{remote: nc.RemotePK(), maxStreams: s.cfg.MaxStreamsPerSession}
+	s.mu.Lock()
+	var refusal string
+	old := s.sessions[ss.remote]
+	switch {
+	case old == nil && len(s.sessions) >= s.cfg.MaxSessions:
+		refusal = fmt.Sprintf("busy: the server holds its %d sessions", s.cfg.MaxSessions)
+	case s.perAddr[src] >= s.cfg.MaxSessionsPerAddr && (old == nil || old.source != src):
+		refusal = fmt.Sprintf("busy: %d sessions from your address %s already (the server's cap per address)", s.cfg.MaxSessionsPerAddr, src)
+	}
+	if refusal != "" {
+		s.mu.Unlock()
+		s.log.Debug("session refused", zap.String("pk", ss.remote.Hex()), zap.String("remote", c.RemoteAddr().String()), zap.String("why", refusal))
+		nc.SetWriteDeadline(time.Now().Add(serverHandshakeTimeout))
+		noise.WriteMsg(nc, encodeSessionAnswer(StatusBusy, refusal))
 		nc.Close()
 		return
 	}
-	ss := &session{remote: nc.RemotePK(), ymx: ymx, maxStreams: s.cfg.MaxStreamsPerSession}
-	s.mu.Lock()
-	if len(s.sessions) >= s.cfg.MaxSessions {
+	// The session is registered before it is answered: once the client
+	// reads "accepted", peers can reach it here. Its yamux neither reads
+	// nor writes until the answer is out (a peer may open a stream to it
+	// at once).
+	gate := make(chan struct{})
+	ymx, err := yamux.Server(gatedConn{nc, gate}, yamuxConfig(s.log))
+	if err != nil {
 		s.mu.Unlock()
-		ymx.Close()
-		close(gate) // its reader sees the closed connection and ends
+		nc.Close()
 		return
 	}
-	if old := s.sessions[ss.remote]; old != nil {
+	if old != nil {
 		old.ymx.Close() // the client reconnected: its old session is dead to it
 	}
+	ss.ymx, ss.source = ymx, src
 	s.sessions[ss.remote] = ss
+	s.perAddr[src]++
 	s.mu.Unlock()
+	nc.SetWriteDeadline(time.Now().Add(serverHandshakeTimeout))
+	err = noise.WriteMsg(nc, encodeSessionAnswer(StatusOK, ""))
+	nc.SetWriteDeadline(time.Time{})
 	close(gate)
+	if err != nil {
+		ymx.Close()
+	}
 	s.notifyChanged()
+	stop := context.AfterFunc(ctx, func() { ymx.Close() })
+	defer stop()
 	log := s.log.With(zap.String("pk", ss.remote.Hex()))
 	log.Debug("session up", zap.String("remote", c.RemoteAddr().String()))
 
@@ -252,6 +282,9 @@ func (s *Server) handshake(ctx context.Context, c net.Conn, pending chan struct{
 	s.mu.Lock()
 	if s.sessions[ss.remote] == ss {
 		delete(s.sessions, ss.remote)
+	}
+	if s.perAddr[src]--; s.perAddr[src] <= 0 {
+		delete(s.perAddr, src)
 	}
 	s.mu.Unlock()
 	s.notifyChanged()

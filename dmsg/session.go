@@ -35,6 +35,7 @@ func yamuxConfig(log *zap.Logger) *yamux.Config {
 type session struct {
 	remote cipher.PubKey // the other end's key
 	ymx    *yamux.Session
+	source string // server side: the client's source address (acceptor.Source)
 
 	mu         sync.Mutex // guards streams
 	streams    int        // streams relayed for this session (server side)

@@ -55,7 +55,7 @@ func tuneTCP(c net.Conn) {
 // ends (nil) or ln fails for good (the error). It closes ln and waits for
 // its goroutines.
 func serveTCP(ctx context.Context, ln net.Listener, sk cipher.SecKey, typ Type, accept func(Conn), log *zap.Logger) error {
-	err := acceptor.Serve(ctx, ln, acceptor.Limits{PerSource: maxPendingPerSource, Total: maxPendingHandshakes}, func(c net.Conn, done func()) {
+	err := acceptor.Serve(ctx, ln, acceptor.Limits{PerSource: maxPendingPerSource, Total: maxPendingHandshakes}, func(ctx context.Context, c net.Conn, done func()) {
 		tuneTCP(c)
 		hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
 		nc, err := noise.Run(hctx, c, noise.Config{Pattern: noise.XK, LocalSK: sk, Purpose: purpose(typ)})

@@ -106,14 +106,18 @@ func (ad *Admission) Held() int {
 
 // Serve accepts on ln until ctx ends (then it returns nil) or ln fails for
 // good (then it returns the error). Each admitted connection goes to handle
-// on its own goroutine, holding its slot until handle calls done or
-// returns; a connection over the limits is closed at once. Serve closes ln
-// when ctx ends and waits for every handle before it returns.
-func Serve(ctx context.Context, ln net.Listener, lim Limits, handle func(c net.Conn, done func())) error {
+// on its own goroutine, with a context that ends when Serve stops, holding
+// its slot until handle calls done or returns; a connection over the
+// limits is closed at once. Serve closes ln and waits for every handle
+// before it returns (a handle must end when its context does).
+func Serve(ctx context.Context, ln net.Listener, lim Limits, handle func(ctx context.Context, c net.Conn, done func())) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	defer cancel() // before the wait: a failed listener ends its handlers
 	ad := &Admission{Limits: lim}
 	backoff := time.Duration(0)
 	for {
@@ -142,7 +146,7 @@ func Serve(ctx context.Context, ln net.Listener, lim Limits, handle func(c net.C
 		go func() {
 			defer wg.Done()
 			defer release()
-			handle(c, release)
+			handle(ctx, c, release)
 		}()
 	}
 }

@@ -73,7 +73,7 @@ func TestServePerSource(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() {
-		errc <- Serve(ctx, ln, Limits{PerSource: 4, Total: 64}, func(c net.Conn, done func()) {
+		errc <- Serve(ctx, ln, Limits{PerSource: 4, Total: 64}, func(_ context.Context, c net.Conn, done func()) {
 			defer c.Close()
 			var b [1]byte
 			if _, err := io.ReadFull(c, b[:]); err != nil {
@@ -162,7 +162,7 @@ func TestChildExhaust(t *testing.T) {
 	switch mode {
 	case "serve":
 		go func() {
-			errc <- Serve(ctx, ln, Limits{}, func(c net.Conn, done func()) {
+			errc <- Serve(ctx, ln, Limits{}, func(_ context.Context, c net.Conn, done func()) {
 				defer c.Close()
 				var b [1]byte
 				if _, err := io.ReadFull(c, b[:]); err == nil {

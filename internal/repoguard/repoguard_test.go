@@ -45,13 +45,14 @@ var rules = map[string][]string{
 	"internal/loopback":   {},
 	"internal/backlog":    {},
 	"internal/ports":      {},
+	"internal/acceptor":   {},
 	"internal/testnet":    {"visor", "admin", "cipher", "noise", "dmsg", "transport", "router", "svc"},
 	"internal/e2e":        {},
 	"internal/repoguard":  {},
 }
 
 // leaves import nothing of ours and may be imported by every package.
-var leaves = []string{"internal/configfile", "internal/buildinfo", "internal/race", "internal/replay", "internal/appproto", "internal/loopback", "internal/backlog", "internal/ports"}
+var leaves = []string{"internal/configfile", "internal/buildinfo", "internal/race", "internal/replay", "internal/appproto", "internal/loopback", "internal/backlog", "internal/ports", "internal/acceptor"}
 
 // testOnly may be imported only by test files (and by the demo in cli).
 var testOnly = []string{"internal/testnet"}

@@ -132,13 +132,13 @@ func (s *Server) Run(ctx context.Context) error {
 		conns.Add(1)
 		go func() {
 			defer conns.Done()
-			joinErr = acceptor.Serve(ctx, s.join, acceptor.Limits{Total: maxUnauth}, func(c net.Conn, _ func()) { s.serveJoin(ctx, c) })
+			joinErr = acceptor.Serve(ctx, s.join, acceptor.Limits{Total: maxUnauth}, func(ctx context.Context, c net.Conn, _ func()) { s.serveJoin(ctx, c) })
 			if joinErr != nil {
 				s.Close() // the gateway goes with it
 			}
 		}()
 	}
-	err := acceptor.Serve(ctx, s.ln, acceptor.Limits{}, func(c net.Conn, _ func()) { s.serveConn(ctx, c) })
+	err := acceptor.Serve(ctx, s.ln, acceptor.Limits{}, func(ctx context.Context, c net.Conn, _ func()) { s.serveConn(ctx, c) })
 	if err != nil {
 		s.log.Error("app gateway: accepting failed: stopping every app", zap.NamedError("err", err))
 		err = fmt.Errorf("app gateway on %s: %w", s.ln.Addr(), err)
