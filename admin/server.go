@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/skyfleet/skywire/internal/acceptor"
 )
 
 // MaxRequestBody bounds every request body.
@@ -80,10 +82,15 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, grace time.Duration
 	hs := &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second, // a whole request; answers may stream
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          zap.NewStdLog(s.log.Named("http")),
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
+	// At most 1024 connections at once (64 from one TCP client address);
+	// exhausted descriptors are waited out, not fatal.
+	go func() { errc <- hs.Serve(acceptor.Listener(ln, acceptor.Limits{PerSource: 64, Total: 1024})) }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("admin api: %w", err)

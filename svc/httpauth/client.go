@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/skyfleet/skywire/cipher"
+	"github.com/skyfleet/skywire/internal/acceptor"
 )
 
 // maxAnswer bounds what a client reads from a service.
@@ -105,12 +106,56 @@ func (c *Client) Call(ctx context.Context, method, path string, signed bool, in,
 // Close releases idle connections.
 func (c *Client) Close() { c.HTTP.CloseIdleConnections() }
 
-// Serve answers h on ln until ctx ends, then shuts down (waiting up to 3 s
-// for calls in progress). It closes ln.
+// ServerLimits bound what one client can hold of a service. Zero fields
+// take the defaults.
+type ServerLimits struct {
+	// ReadTimeout bounds reading one whole request, body included
+	// (default 15 s): a slow-body client is cut off.
+	ReadTimeout time.Duration
+	// PerClient bounds the connections open at once from one address (an
+	// IPv6 address counts by its /64; default 64); more are closed at once.
+	PerClient int
+	// Total bounds the connections open at once (default 8192).
+	Total int
+}
+
+// Defaults of ServerLimits.
+const (
+	DefaultReadTimeout = 15 * time.Second
+	DefaultPerClient   = 64
+	DefaultTotal       = 8192
+)
+
+// Serve answers h on ln until ctx ends, with the default ServerLimits.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	return ServeLimited(ctx, ln, h, ServerLimits{})
+}
+
+// ServeLimited answers h on ln until ctx ends, then shuts down (waiting up
+// to 3 s for calls in progress). It closes ln. Headers must arrive within
+// 5 s and a whole request within lim.ReadTimeout; an idle connection is
+// closed after a minute; accept errors from exhausted resources are waited
+// out.
+func ServeLimited(ctx context.Context, ln net.Listener, h http.Handler, lim ServerLimits) error {
+	if lim.ReadTimeout <= 0 {
+		lim.ReadTimeout = DefaultReadTimeout
+	}
+	if lim.PerClient <= 0 {
+		lim.PerClient = DefaultPerClient
+	}
+	if lim.Total <= 0 {
+		lim.Total = DefaultTotal
+	}
+	hs := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: min(5*time.Second, lim.ReadTimeout),
+		ReadTimeout:       lim.ReadTimeout,
+		WriteTimeout:      lim.ReadTimeout + 15*time.Second,
+		IdleTimeout:       time.Minute,
+		MaxHeaderBytes:    16 << 10,
+	}
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
+	go func() { errc <- hs.Serve(acceptor.Listener(ln, acceptor.Limits{PerSource: lim.PerClient, Total: lim.Total})) }()
 	select {
 	case err := <-errc:
 		return err

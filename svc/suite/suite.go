@@ -69,8 +69,11 @@ type Config struct {
 	// (zero: PublicHost and the bound port).
 	DmsgPublicAddr string
 	// SK is the dmsg server's key (zero: a new one).
-	SK  cipher.SecKey
-	Log *zap.Logger
+	SK cipher.SecKey
+	// Limits bound what one client can hold of the HTTP services (zero:
+	// httpauth's defaults).
+	Limits httpauth.ServerLimits
+	Log    *zap.Logger
 }
 
 // Suite is a set of bound services.
@@ -228,7 +231,7 @@ func (s *Suite) Run(ctx context.Context) error {
 		}()
 	}
 	httpSvc := func(n Name, h http.Handler) {
-		run(n, s.Addr(n), func() error { return httpauth.Serve(ctx, s.lns[n], h) })
+		run(n, s.Addr(n), func() error { return httpauth.ServeLimited(ctx, s.lns[n], h, s.cfg.Limits) })
 	}
 	for _, n := range s.Names() {
 		switch n {
