@@ -155,7 +155,9 @@ func ServeLimited(ctx context.Context, ln net.Listener, h http.Handler, lim Serv
 		MaxHeaderBytes:    16 << 10,
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(acceptor.Listener(ln, acceptor.Limits{PerSource: lim.PerClient, Total: lim.Total})) }()
+	go func() {
+		errc <- hs.Serve(acceptor.Listener(ln, acceptor.Limits{PerSource: lim.PerClient, Total: lim.Total}))
+	}()
 	select {
 	case err := <-errc:
 		return err
