@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -86,6 +87,28 @@ func TestConcurrentDials(t *testing.T) {
 			}
 			l.Close()
 			awg.Wait()
+		})
+	}
+}
+
+// Abort ends a route so that the far end's reads fail, never io.EOF, on
+// routes of 1 and 2 hops.
+func TestAbort(t *testing.T) {
+	for _, hops := range []int{1, 2} {
+		t.Run(fmt.Sprintf("%d-hop", hops), func(t *testing.T) {
+			n, _ := newNodes(t, hops+1, nil)
+			for i := 0; i < hops; i++ {
+				connect(t, n[i], n[i+1])
+			}
+			a, b := pair(t, n[0], n[hops], 11, DialOptions{MinHops: hops})
+			defer b.Close()
+			a.Write([]byte("partial"))
+			a.Abort()
+			b.SetReadDeadline(time.Now().Add(10 * time.Second))
+			got, err := io.ReadAll(b)
+			if err == nil || errors.Is(err, io.EOF) || !errors.Is(err, ErrRouteClosed) && hops == 1 {
+				t.Fatalf("far end after Abort: %q, %v", got, err)
+			}
 		})
 	}
 }

@@ -447,7 +447,12 @@ func (c *routeConn) end(err error) {
 }
 
 // Close closes the route on every hop.
-func (c *routeConn) Close() error {
+func (c *routeConn) Close() error { return c.closeWith(closeByEnd) }
+
+// abort closes the route on every hop, the other end told it was reset.
+func (c *routeConn) abort() error { return c.closeWith(closeAborted) }
+
+func (c *routeConn) closeWith(code byte) error {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -463,7 +468,7 @@ func (c *routeConn) Close() error {
 	out, outID := c.out, c.outID
 	c.mu.Unlock()
 	if !ended {
-		c.sendControl(out, outID, transport.PacketClose, []byte{closeByEnd})
+		c.sendControl(out, outID, transport.PacketClose, []byte{code})
 	}
 	c.r.removeRule(c.inID)
 	return nil
@@ -552,6 +557,23 @@ func (c *Conn) Close() error {
 		c.nc.CloseWrite()
 	}
 	err := c.Conn.Close()
+	c.once.Do(func() {
+		if c.release != nil {
+			c.release()
+		}
+	})
+	return err
+}
+
+// Abort closes the route at once without an end of stream: the other end's
+// reads fail (ErrRouteClosed, "reset by the other end") instead of seeing
+// io.EOF, as a TCP reset does. A relay uses it when its other side failed,
+// so a cut transfer never looks complete.
+func (c *Conn) Abort() error {
+	err := c.raw.abort()
+	if c.nc != nil {
+		c.nc.Close()
+	}
 	c.once.Do(func() {
 		if c.release != nil {
 			c.release()

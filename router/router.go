@@ -575,6 +575,8 @@ func closeReason(code byte) string {
 		return "a transport on the path closed"
 	case closeProtocol:
 		return "protocol error"
+	case closeAborted:
+		return "reset by the other end"
 	}
 	return fmt.Sprintf("close code %d", code)
 }

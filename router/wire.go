@@ -212,7 +212,8 @@ const (
 	closeExpired    = 1
 	closeTransport  = 2
 	closeProtocol   = 3
-	closeCodeString = "closed by the other end|expired|a transport on the path closed|protocol error"
+	closeAborted    = 4 // the other end reset the route (its app's socket failed)
+	closeCodeString = "closed by the other end|expired|a transport on the path closed|protocol error|reset by the other end"
 )
 
 // reader consumes a byte slice, remembering the first shortfall.

@@ -63,7 +63,10 @@ func (rc *RPCConn) Read(p []byte) (int, error) {
 	}
 	var r appproto.ReadReply
 	if err := rc.c.call("Read", appproto.ReadArgs{Conn: rc.id, N: min(len(p), appproto.MaxRead)}, &r); err != nil {
-		return 0, rpcError(err)
+		return 0, err
+	}
+	if r.Timeout {
+		return 0, os.ErrDeadlineExceeded
 	}
 	n := copy(p, r.Data)
 	if n == 0 && r.EOF {
@@ -82,20 +85,24 @@ func (rc *RPCConn) Write(p []byte) (int, error) {
 		chunk := p[:min(len(p), appproto.MaxRead)]
 		var r appproto.WriteReply
 		if err := rc.c.call("Write", appproto.WriteArgs{Conn: rc.id, Data: chunk}, &r); err != nil {
-			return total + r.N, rpcError(err)
+			return total, err
 		}
 		total += r.N
+		if r.Timeout {
+			return total, os.ErrDeadlineExceeded
+		}
 		p = p[len(chunk):]
 	}
 	return total, nil
 }
 
-// rpcError keeps a deadline recognisable across the call.
-func rpcError(err error) error {
-	if err.Error() == os.ErrDeadlineExceeded.Error() {
-		return os.ErrDeadlineExceeded
+// CloseWrite half-closes the connection: the far app reads end of stream,
+// and reading goes on.
+func (rc *RPCConn) CloseWrite() error {
+	if err := rc.live(); err != nil {
+		return err
 	}
-	return err
+	return rc.c.call("CloseWrite", appproto.CloseArgs{Conn: rc.id}, &appproto.Empty{})
 }
 
 // Close closes the connection (nothing, after Join or Attach).

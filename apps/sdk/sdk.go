@@ -221,6 +221,15 @@ func (d *dataConn) ReadFrom(r io.Reader) (int64, error) {
 	return io.Copy(struct{ io.Writer }{d.Conn}, r)
 }
 
+// SetLinger(0) makes Close a reset: the far app's reads fail instead of
+// seeing an end of stream (a relay uses it when its other side failed).
+func (d *dataConn) SetLinger(sec int) error {
+	if tc, ok := d.Conn.(*net.TCPConn); ok {
+		return tc.SetLinger(sec)
+	}
+	return nil
+}
+
 // CloseWrite half-closes the connection (the far app reads EOF).
 func (d *dataConn) CloseWrite() error {
 	if tc, ok := d.Conn.(*net.TCPConn); ok {

@@ -49,11 +49,18 @@ func pass(local net.Conn, lb *bufio.Reader, route net.Conn, rb *bufio.Reader) {
 
 // relay copies a ↔ b until both directions end, then closes both. A clean
 // end of one direction half-closes its destination, so the far end reads
-// EOF and may still answer; an error ends both.
+// EOF and may still answer; an error resets both (a cut route must never
+// look like a complete transfer).
 func relay(a, b net.Conn) {
-	var once sync.Once
+	var aborted, ended sync.Once
 	abort := func() {
-		once.Do(func() {
+		aborted.Do(func() {
+			reset(a)
+			reset(b)
+		})
+	}
+	end := func() {
+		ended.Do(func() {
 			a.Close()
 			b.Close()
 		})
@@ -62,16 +69,17 @@ func relay(a, b net.Conn) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		copyHalf(a, b, abort)
+		copyHalf(a, b, abort, end)
 	}()
-	copyHalf(b, a, abort)
+	copyHalf(b, a, abort, end)
 	wg.Wait()
-	abort()
+	end()
 }
 
 // copyHalf copies src to dst. io.Copy on raw connections lets the kernel
-// splice TCP to TCP.
-func copyHalf(dst, src net.Conn, abort func()) {
+// splice TCP to TCP. An error resets both; a clean end half-closes dst, or
+// closes both if dst cannot be half-closed.
+func copyHalf(dst, src net.Conn, abort, end func()) {
 	if _, err := io.Copy(dst, src); err != nil {
 		abort()
 		return
@@ -79,5 +87,14 @@ func copyHalf(dst, src net.Conn, abort func()) {
 	if cw, ok := dst.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
 		return
 	}
-	abort()
+	end()
+}
+
+// reset closes c so that its peer sees an error, not an end of stream (a
+// TCP reset; an app's data socket passes it on as a reset route).
+func reset(c net.Conn) {
+	if l, ok := c.(interface{ SetLinger(int) error }); ok {
+		l.SetLinger(0)
+	}
+	c.Close()
 }

@@ -39,8 +39,9 @@
 //	Dial          {"pk", "port"}                       → {"conn", "local", "remote"}
 //	Listen        {"port"}                             → {"listener"}
 //	Accept        {"listener"}                         → {"conn", "local", "remote"}  (waits)
-//	Read          {"conn", "n"}                        → {"data": base64, "eof"}     (waits)
-//	Write         {"conn", "data": base64}             → {"n"}
+//	Read          {"conn", "n"}                        → {"data": base64, "eof", "timeout"} (waits)
+//	Write         {"conn", "data": base64}             → {"n", "timeout"}
+//	CloseWrite    {"conn"}                             → {}  (half-close: the far end reads EOF)
 //	CloseConn     {"conn"}                             → {}
 //	CloseListener {"listener"}                         → {}
 //	SetDeadline   {"conn", "kind": read|write|both, "deadline": RFC 3339 or zero time} → {}
@@ -75,7 +76,7 @@ const MaxRead = 1 << 20
 // request passes it.
 const MaxRequest = 4 << 20
 
-// MaxStatus bounds a status line (longer ones are cut).
+// MaxStatus bounds a status line (a longer one is refused).
 const MaxStatus = 512
 
 type (
@@ -108,9 +109,12 @@ type (
 		N    int    `json:"n"`
 	}
 	// ReadReply carries the bytes read; EOF once the far end closed.
+	// Timeout: the read deadline passed first (no data; not an error
+	// answer, so that it is told apart by a field, not by a message).
 	ReadReply struct {
-		Data []byte `json:"data"`
-		EOF  bool   `json:"eof"`
+		Data    []byte `json:"data"`
+		EOF     bool   `json:"eof"`
+		Timeout bool   `json:"timeout,omitempty"`
 	}
 	// WriteArgs: write data to conn.
 	WriteArgs struct {
@@ -118,8 +122,10 @@ type (
 		Data []byte `json:"data"`
 	}
 	// WriteReply says how much was written.
+	// Timeout: the write deadline passed after N bytes.
 	WriteReply struct {
-		N int `json:"n"`
+		N       int  `json:"n"`
+		Timeout bool `json:"timeout,omitempty"`
 	}
 	// CloseArgs names a connection or a listener.
 	CloseArgs struct {

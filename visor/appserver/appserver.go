@@ -221,7 +221,7 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	if err != nil {
 		return
 	}
-	if string(head) == appproto.DataPrefix+" " {
+	if strings.HasPrefix(string(head), "SWDATA") { // a data socket, or a malformed one answered ERR
 		s.serveData(c, br)
 		return
 	}
@@ -312,7 +312,7 @@ func (s *Server) serveData(c net.Conn, br *bufio.Reader) {
 		return // ended or timed out before its line did
 	}
 	f := strings.Fields(string(raw))
-	if len(f) != 3 {
+	if len(f) != 3 || f[0] != appproto.DataPrefix {
 		fmt.Fprintf(c, "ERR malformed data socket request: want %q\n", appproto.DataPrefix+" <APP_KEY> <conn id>")
 		return
 	}
@@ -371,13 +371,15 @@ func (s *Server) lookupAttach(key string, idText string) (*session, uint32, *app
 // splice copies app ↔ route until both directions end. Each side's end of
 // stream is passed on as a half-close (the app's shutdown of writing
 // becomes the route's CloseWrite, the far end's becomes the socket's); an
-// error on either side ends both.
+// error on either side ends both as a reset, never as an end of stream: a
+// route cut without its authenticated close resets the app's socket (RST),
+// and a failed socket resets the route, so no cut transfer looks complete.
 func splice(c net.Conn, fromApp io.Reader, route *router.Conn) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		if _, err := route.WriteTo(c); err != nil {
-			c.Close() // unblocks the app → route copy
+			reset(c) // unblocks the app → route copy
 			return
 		}
 		if tc, ok := c.(*net.TCPConn); ok {
@@ -385,12 +387,21 @@ func splice(c net.Conn, fromApp io.Reader, route *router.Conn) {
 		}
 	}()
 	if _, err := route.ReadFrom(fromApp); err != nil {
-		route.Close() // unblocks the route → app copy
+		route.Abort() // unblocks the route → app copy
 	} else {
 		route.CloseWrite()
 	}
 	<-done
 	route.Close()
+}
+
+// reset closes c so that its peer sees an error, not an end of stream: a
+// TCP reset (on a unix socket there is no such thing: it is closed).
+func reset(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+	c.Close()
 }
 
 func newKey() string {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/skyfleet/skywire/cipher"
@@ -33,6 +34,9 @@ func (g gateway) Dial(args appproto.DialArgs, reply *appproto.ConnReply) error {
 	pk, err := cipher.ParsePubKey(args.PK)
 	if err != nil {
 		return err
+	}
+	if args.Port == router.PortRouter {
+		return errors.New("port 0 is the router's own: apps listen on ports 1–65535")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -99,7 +103,9 @@ func (g gateway) rpcConn(id uint32) (*router.Conn, error) {
 	return ac.c, nil
 }
 
-// Read reads up to n bytes.
+// Read reads up to n bytes (n < 1 reads up to one, n past MaxRead up to
+// MaxRead). Data read before an error is answered first; the error comes
+// with the next call.
 func (g gateway) Read(args appproto.ReadArgs, reply *appproto.ReadReply) error {
 	c, err := g.rpcConn(args.Conn)
 	if err != nil {
@@ -108,8 +114,14 @@ func (g gateway) Read(args appproto.ReadArgs, reply *appproto.ReadReply) error {
 	buf := make([]byte, min(max(args.N, 1), appproto.MaxRead))
 	n, err := c.Read(buf)
 	reply.Data = buf[:n]
-	if errors.Is(err, io.EOF) {
+	switch {
+	case errors.Is(err, io.EOF):
 		reply.EOF = true
+		return nil
+	case errors.Is(err, os.ErrDeadlineExceeded) && n == 0:
+		reply.Timeout = true
+		return nil
+	case n > 0:
 		return nil
 	}
 	return err
@@ -122,7 +134,21 @@ func (g gateway) Write(args appproto.WriteArgs, reply *appproto.WriteReply) erro
 		return err
 	}
 	reply.N, err = c.Write(args.Data)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		reply.Timeout = true
+		return nil
+	}
 	return err
+}
+
+// CloseWrite ends the app's direction of a connection: the far end reads
+// end of stream after what was written, and reading goes on.
+func (g gateway) CloseWrite(args appproto.CloseArgs, _ *appproto.Empty) error {
+	c, err := g.rpcConn(args.Conn)
+	if err != nil {
+		return err
+	}
+	return c.CloseWrite()
 }
 
 // CloseConn closes a connection.
@@ -153,7 +179,7 @@ func (g gateway) SetStatus(args appproto.StatusArgs, _ *appproto.Empty) error {
 	}
 	st := args.Status
 	if len(st) > appproto.MaxStatus {
-		st = st[:appproto.MaxStatus]
+		return fmt.Errorf("status of %d bytes: at most %d", len(st), appproto.MaxStatus)
 	}
 	s := g.ss.s
 	s.mu.Lock()

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -132,4 +133,144 @@ func TestGatewayIdleFlood(t *testing.T) {
 	if closed < 1000-128 {
 		t.Fatalf("only %d of 1000 idle connections were closed", closed)
 	}
+}
+
+// A route cut on the path (the middle hop loses its next transport) ends an
+// app's data socket with a reset, not a clean end of stream.
+func TestCutRouteResetsDataSocket(t *testing.T) {
+	n := startNet(t, 3, func(i int, _ []cipher.PubKey) []visor.AppConfig {
+		return []visor.AppConfig{holderAt(uint16(40 + i))}
+	})
+	a, _ := impersonate(t, n, 0)
+	c, _ := impersonate(t, n, 2)
+	l, err := c.Listen(42)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		cc, err := l.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- cc
+		io.Copy(cc, &zeros{}) // until it fails
+		cc.Close()
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := a.Dial(ctx, n.Nodes[2].PK(), 42)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.CopyN(io.Discard, conn, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	tps, err := call(t, n, 1, admin.ListTransports, admin.Empty{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tp := range tps {
+		if tp.RemotePK == n.Nodes[2].PK() {
+			if _, err := call(t, n, 1, admin.RemoveTransport, admin.RemoveTransportRequest{ID: tp.ID}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	_, err = io.Copy(io.Discard, conn)
+	if err == nil {
+		t.Fatal("the cut route ended the data socket cleanly")
+	}
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("the cut was never passed on")
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
+// The protocol's edges, as docs/apps.md states them.
+func TestGatewayProtocolEdges(t *testing.T) {
+	n := startNet(t, 2, func(i int, _ []cipher.PubKey) []visor.AppConfig {
+		if i == 1 {
+			return []visor.AppConfig{{App: "echo", Port: 30, AutoStart: true, Args: []string{}}}
+		}
+		return []visor.AppConfig{holderAt(31)}
+	})
+	server := n.Nodes[0].AppServerAddr()
+	_, key := impersonate(t, n, 0)
+	var cr appproto.ConnReply
+	// A wrong key is answered with an error.
+	if err := rawCall(t, server, strings.Repeat("ab", 16)+".Dial", appproto.DialArgs{PK: n.Nodes[1].PK().Hex(), Port: 30}, &cr); err == nil || !strings.Contains(err.Error(), "can't find service") {
+		t.Fatalf("wrong key: %v", err)
+	}
+	// Port 0 is the router's.
+	if err := rawCall(t, server, key+".Dial", appproto.DialArgs{PK: n.Nodes[1].PK().Hex(), Port: 0}, &cr); err == nil {
+		t.Fatal("dialled port 0")
+	}
+	// A status over MaxStatus is refused, not cut.
+	if err := rawCall(t, server, key+".SetStatus", appproto.StatusArgs{Status: strings.Repeat("s", appproto.MaxStatus+1)}, &appproto.Empty{}); err == nil {
+		t.Fatal("an oversized status was taken")
+	}
+	// A malformed data socket line is answered ERR.
+	for _, line := range []string{"SWDATA/1 " + key + "\n", "SWDATA/9 " + key + " 1\n", "SWDATA/1 " + strings.Repeat("x", 300) + "\n"} {
+		if got := dataSocketLine(t, server, line); !strings.HasPrefix(got, "ERR") {
+			t.Fatalf("%q answered %q", line, got)
+		}
+	}
+	// Over RPC: a read deadline is a timeout field, CloseWrite half-closes.
+	waitFor(t, "echo runs", func() bool { return appInfo(t, n, 1, "echo").State == "running" })
+	waitFor(t, "dial echo", func() bool {
+		return rawCall(t, server, key+".Dial", appproto.DialArgs{PK: n.Nodes[1].PK().Hex(), Port: 30}, &cr) == nil
+	})
+	if err := rawCall(t, server, key+".SetDeadline", appproto.DeadlineArgs{Conn: cr.Conn, Kind: "read", Deadline: time.Now().Add(50 * time.Millisecond)}, &appproto.Empty{}); err != nil {
+		t.Fatal(err)
+	}
+	var rr appproto.ReadReply
+	if err := rawCall(t, server, key+".Read", appproto.ReadArgs{Conn: cr.Conn, N: 10}, &rr); err != nil || !rr.Timeout {
+		t.Fatalf("read past its deadline: %v %+v", err, rr)
+	}
+	rawCall(t, server, key+".SetDeadline", appproto.DeadlineArgs{Conn: cr.Conn, Kind: "read"}, &appproto.Empty{})
+	var wr appproto.WriteReply
+	if err := rawCall(t, server, key+".Write", appproto.WriteArgs{Conn: cr.Conn, Data: []byte("bye")}, &wr); err != nil {
+		t.Fatal(err)
+	}
+	if err := rawCall(t, server, key+".CloseWrite", appproto.CloseArgs{Conn: cr.Conn}, &appproto.Empty{}); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	for {
+		rr = appproto.ReadReply{}
+		if err := rawCall(t, server, key+".Read", appproto.ReadArgs{Conn: cr.Conn, N: 10}, &rr); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, rr.Data...)
+		if rr.EOF {
+			break
+		}
+	}
+	if string(got) != "bye" {
+		t.Fatalf("echo after CloseWrite: %q", got)
+	}
+}
+
+func dataSocketLine(t *testing.T, server, line string) string {
+	t.Helper()
+	conn, err := net.Dial("tcp", server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io.WriteString(conn, line)
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, _ := io.ReadAll(conn)
+	return string(b)
 }

@@ -1,0 +1,92 @@
+package e2e
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+)
+
+// endlessServer streams bytes to every connection until it fails.
+func endlessServer(t *testing.T) *net.TCPAddr {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.Copy(c, &repeatReader{})
+			}()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr)
+}
+
+// socksConnect opens a SOCKS5 CONNECT to target through the proxy at socks.
+func socksConnect(t *testing.T, socks string, target *net.TCPAddr) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", socks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	req := []byte{5, 1, 0, 5, 1, 0, 1}
+	req = append(req, target.IP.To4()...)
+	req = binary.BigEndian.AppendUint16(req, uint16(target.Port))
+	if _, err := c.Write(req); err != nil {
+		t.Fatal(err)
+	}
+	reply := make([]byte, 2+10)
+	if _, err := io.ReadFull(c, reply); err != nil || reply[1] != 0 || reply[3] != 0 {
+		t.Fatalf("SOCKS5 through the proxy: %x %v", reply, err)
+	}
+	c.SetDeadline(time.Time{})
+	return c
+}
+
+// A hop SIGKILLed mid-transfer: the local client of the proxy sees a reset,
+// never a clean end of stream (which would look like a complete download).
+func TestCutRouteResetsLocalClient(t *testing.T) {
+	needCurl(t)
+	n, vs := startLine(t, []string{"stcp", "stcp"}, proxyApps)
+	a, b, c := vs[0], vs[1], vs[2]
+	socks := freePort(t)
+	proxyStart(t, a, c.pk, socks, "connected to "+c.pk)
+	target := endlessServer(t)
+	conn := socksConnect(t, socks, target)
+	defer conn.Close()
+	if _, err := io.CopyN(io.Discard, conn, 8<<20); err != nil {
+		t.Fatalf("before the cut: %v", err)
+	}
+	b.proc.cmd.Process.Kill() // our own child, by its PID
+	<-b.proc.done
+	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	got, err := io.Copy(io.Discard, conn)
+	switch {
+	case err == nil:
+		t.Fatalf("the cut route ended cleanly after %d more bytes: a truncated download looks complete", got)
+	case errors.Is(err, io.EOF):
+		t.Fatalf("clean end: %v", err)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("the cut was never noticed: %v", err)
+	}
+	t.Logf("after the cut: %d more bytes, then %v", got, err)
+	for _, v := range []*visorNode{a, c} {
+		if code := v.proc.stop(t); code != 0 {
+			t.Fatalf("%s exited %d:\n%s", v.name, code, v.proc.stderr.String())
+		}
+	}
+	n.proc.stop(t)
+}
