@@ -14,8 +14,25 @@ import (
 )
 
 // DefaultAddr is the cli_addr written by gen-config and the CLI's default
-// --rpc: a unix socket in the system's temporary directory.
-func DefaultAddr() string { return filepath.Join(os.TempDir(), "skywire-cli.sock") }
+// --rpc: cli.sock in a directory only this user may write, so no other user
+// can bind the name first and receive the CLI's requests:
+// $XDG_RUNTIME_DIR/skywire when it is set (per user, mode 0700), else
+// skywire-<uid> in the system's temporary directory (made 0700 by Listen,
+// which refuses one another user owns). On Windows the temporary directory
+// is the user's own.
+func DefaultAddr() string {
+	if runtime.GOOS == "windows" {
+		return filepath.Join(os.TempDir(), "skywire", "cli.sock")
+	}
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" && filepath.IsAbs(d) {
+		return filepath.Join(d, "skywire", "cli.sock")
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("skywire-%d", os.Getuid()), "cli.sock")
+}
+
+// ErrNotOwned: a socket or its directory belongs to another user (someone
+// may be squatting the name).
+var ErrNotOwned = errors.New("owned by another user")
 
 // ParseAddr tells a unix socket path from a TCP "host:port". A path is
 // anything with a path separator, ending in ".sock", or written "unix:PATH".
@@ -56,6 +73,9 @@ func Listen(addr string) (net.Listener, error) {
 		return nil, fmt.Errorf("unix socket path %q is %d bytes, the limit is %d: use a shorter cli_addr", address, len(address), maxSocketPath-1)
 	}
 	if err := os.MkdirAll(filepath.Dir(address), 0o700); err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", address, err)
+	}
+	if err := checkDir(filepath.Dir(address)); err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", address, err)
 	}
 	if err := removeStale(address); err != nil {

@@ -37,7 +37,12 @@ func NewClient(addr, token string) (*Client, error) {
 		return newClient(addr, "http://"+address, token, nil), nil
 	}
 	var d net.Dialer
-	dial := func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "unix", address) }
+	dial := func(ctx context.Context) (net.Conn, error) {
+		if err := checkSocket(address); err != nil {
+			return nil, err
+		}
+		return d.DialContext(ctx, "unix", address)
+	}
 	return newClient(addr, "http://visor", "", dial), nil
 }
 
@@ -93,7 +98,7 @@ func Call[Req, Resp any](ctx context.Context, c *Client, op Op[Req, Resp], req R
 		if ctx.Err() != nil {
 			return resp, &Error{Code: CodeTimeout, Message: fmt.Sprintf("%s %s: the visor at %s did not answer in time", op.Method, op.Path, c.addr)}
 		}
-		return resp, fmt.Errorf("%w at %s: %v", ErrUnreachable, c.addr, stripURL(err))
+		return resp, fmt.Errorf("%w at %s: %w", ErrUnreachable, c.addr, stripURL(err))
 	}
 	defer hresp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(hresp.Body, 64<<20))

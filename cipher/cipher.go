@@ -109,7 +109,7 @@ func ParsePubKey(s string) (PubKey, error) {
 	}
 	var b [PubKeySize]byte
 	if _, err := hex.Decode(b[:], []byte(s)); err != nil {
-		return PubKey{}, fmt.Errorf("public key %q: %w: %v", clip(s), ErrHex, err)
+		return PubKey{}, fmt.Errorf("public key %q: %w: %w", clip(s), ErrHex, err)
 	}
 	pk := PubKey(b)
 	if err := pk.check(); err != nil {
@@ -347,7 +347,7 @@ func RecoverHash(hash [32]byte, sig Sig) (PubKey, error) {
 	copy(c[1:], sig[:64])
 	pub, _, err := ecdsa.RecoverCompact(c[:], hash[:])
 	if err != nil {
-		return PubKey{}, fmt.Errorf("verify: %w: %v", ErrBadSignature, err)
+		return PubKey{}, fmt.Errorf("verify: %w: %w", ErrBadSignature, err)
 	}
 	var pk PubKey
 	copy(pk[:], pub.SerializeCompressed())
@@ -380,7 +380,7 @@ func ParseSig(s string) (Sig, error) {
 	}
 	var sig Sig
 	if _, err := hex.Decode(sig[:], []byte(s)); err != nil {
-		return Sig{}, fmt.Errorf("signature: %w: %v", ErrHex, err)
+		return Sig{}, fmt.Errorf("signature: %w: %w", ErrHex, err)
 	}
 	if err := sig.Check(); err != nil {
 		return Sig{}, err

@@ -208,11 +208,11 @@ func parseRequest(b []byte) (*request, error) {
 	var r request
 	var err error
 	if r.Src.PK, err = cipher.PubKeyFromBytes(b[1:34]); err != nil {
-		return nil, fmt.Errorf("%w: src: %v", ErrMessage, err)
+		return nil, fmt.Errorf("%w: src: %w", ErrMessage, err)
 	}
 	r.Src.Port = binary.BigEndian.Uint16(b[34:])
 	if r.Dst.PK, err = cipher.PubKeyFromBytes(b[36:69]); err != nil {
-		return nil, fmt.Errorf("%w: dst: %v", ErrMessage, err)
+		return nil, fmt.Errorf("%w: dst: %w", ErrMessage, err)
 	}
 	r.Dst.Port = binary.BigEndian.Uint16(b[69:])
 	r.Time = time.UnixMilli(int64(binary.BigEndian.Uint64(b[71:])))
@@ -224,10 +224,10 @@ func parseRequest(b []byte) (*request, error) {
 	r.Noise = b[reqFixed : reqFixed+n]
 	sig, err := cipher.SigFromBytes(b[reqFixed+n:])
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMessage, err)
+		return nil, fmt.Errorf("%w: %w", ErrMessage, err)
 	}
 	if err := cipher.VerifyHash(r.Src.PK, requestDigest(b[:reqFixed+n]), sig); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMessage, err)
+		return nil, fmt.Errorf("%w: %w", ErrMessage, err)
 	}
 	return &r, nil
 }

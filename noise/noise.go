@@ -144,7 +144,7 @@ func NewHandshake(cfg Config) (*Handshake, error) {
 	needRemote := cfg.Pattern == KK || (cfg.Pattern == XK && cfg.Initiator)
 	if needRemote {
 		if err := cfg.RemotePK.Check(); err != nil {
-			return nil, fmt.Errorf("%w: remote key: %v", ErrHandshake, err)
+			return nil, fmt.Errorf("%w: remote key: %w", ErrHandshake, err)
 		}
 	}
 	var pattern fnoise.HandshakePattern
@@ -169,7 +169,7 @@ func NewHandshake(cfg Config) (*Handshake, error) {
 	}
 	hs, err := fnoise.NewHandshakeState(fc)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrHandshake, err)
+		return nil, fmt.Errorf("%w: %w", ErrHandshake, err)
 	}
 	h := &Handshake{cfg: cfg, hs: hs}
 	if hasAESHardware() && !cfg.noAES {
@@ -187,7 +187,7 @@ func (h *Handshake) Done() bool { return h.send != nil }
 func (h *Handshake) WriteMessage(payload []byte) ([]byte, error) {
 	msg, cs1, cs2, err := h.hs.WriteMessage(nil, append([]byte{h.caps}, payload...))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrHandshake, err)
+		return nil, fmt.Errorf("%w: %w", ErrHandshake, err)
 	}
 	h.split(cs1, cs2)
 	return msg, nil
@@ -198,7 +198,7 @@ func (h *Handshake) WriteMessage(payload []byte) ([]byte, error) {
 func (h *Handshake) ReadMessage(msg []byte) ([]byte, error) {
 	payload, cs1, cs2, err := h.hs.ReadMessage(nil, msg)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v (wrong key, or not a %s %s peer)", ErrHandshake, err, h.cfg.Pattern, h.cfg.Purpose)
+		return nil, fmt.Errorf("%w: %w (wrong key, or not a %s %s peer)", ErrHandshake, err, h.cfg.Pattern, h.cfg.Purpose)
 	}
 	if len(payload) == 0 {
 		return nil, fmt.Errorf("%w: the peer's message has no capability byte", ErrHandshake)
@@ -245,7 +245,7 @@ func (h *Handshake) Conn(c net.Conn) (*Conn, error) {
 	}
 	remote := h.RemotePK()
 	if err := remote.Check(); err != nil {
-		return nil, fmt.Errorf("%w: peer sent a bad static key: %v", ErrHandshake, err)
+		return nil, fmt.Errorf("%w: peer sent a bad static key: %w", ErrHandshake, err)
 	}
 	return newConn(c, h.send, h.recv, h.cfg.LocalSK.PubKey(), remote), nil
 }
@@ -277,7 +277,7 @@ func Authenticate(ctx context.Context, c net.Conn, cfg Config) (cipher.PubKey, e
 	}
 	remote := h.RemotePK()
 	if err := remote.Check(); err != nil {
-		return cipher.PubKey{}, fmt.Errorf("%w: peer sent a bad static key: %v", ErrHandshake, err)
+		return cipher.PubKey{}, fmt.Errorf("%w: peer sent a bad static key: %w", ErrHandshake, err)
 	}
 	return remote, nil
 }
@@ -293,7 +293,7 @@ func exchange(ctx context.Context, c net.Conn, cfg Config) (*Handshake, error) {
 		deadline = time.Now().Add(DefaultHandshakeTimeout)
 	}
 	if err := c.SetDeadline(deadline); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrHandshake, err)
+		return nil, fmt.Errorf("%w: %w", ErrHandshake, err)
 	}
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
@@ -320,17 +320,17 @@ func exchange(ctx context.Context, c net.Conn, cfg Config) (*Handshake, error) {
 		write = !write
 	}
 	if !stop() && ctx.Err() != nil {
-		return nil, fmt.Errorf("%w: %v", ErrHandshake, ctx.Err())
+		return nil, fmt.Errorf("%w: %w", ErrHandshake, ctx.Err())
 	}
 	if err := c.SetDeadline(time.Time{}); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrHandshake, err)
+		return nil, fmt.Errorf("%w: %w", ErrHandshake, err)
 	}
 	return h, nil
 }
 
 func handshakeIOError(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
-		return fmt.Errorf("%w: %v", ErrHandshake, ctx.Err())
+		return fmt.Errorf("%w: %w", ErrHandshake, ctx.Err())
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
@@ -339,7 +339,7 @@ func handshakeIOError(ctx context.Context, err error) error {
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return fmt.Errorf("%w: the peer closed the connection (it rejected our key, or expected another key or protocol)", ErrHandshake)
 	}
-	return fmt.Errorf("%w: %v", ErrHandshake, err)
+	return fmt.Errorf("%w: %w", ErrHandshake, err)
 }
 
 // WriteMsg writes u16 length ‖ body in one Write: the framing of handshake

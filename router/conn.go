@@ -290,8 +290,8 @@ func (c *routeConn) send(out *link, outID uint32, b *pbuf, n int) error {
 	b.n = len(transport.MakePacket(b.b, transport.PacketData, outID, n))
 	b.e2e = c.e2e
 	if err := out.enqueue(outID, b); err != nil {
-		c.end(fmt.Errorf("%w: %v", ErrRouteClosed, err))
-		return fmt.Errorf("%w: %v", ErrRouteClosed, err)
+		c.end(fmt.Errorf("%w: %w", ErrRouteClosed, err))
+		return fmt.Errorf("%w: %w", ErrRouteClosed, err)
 	}
 	return nil
 }

@@ -400,7 +400,7 @@ func (r *Router) closeRoute(c *routeConn, code byte, err error) {
 	c.mu.Lock()
 	out, outID := c.out, c.outID
 	c.mu.Unlock()
-	c.end(fmt.Errorf("%w: %v", ErrRouteClosed, err))
+	c.end(fmt.Errorf("%w: %w", ErrRouteClosed, err))
 	c.sendControl(out, outID, transport.PacketClose, []byte{code})
 	r.removeRule(c.inID)
 }

@@ -103,7 +103,7 @@ func (r *Router) paths(ctx context.Context, dst cipher.PubKey, minHops int) ([][
 	if r.cfg.Paths != nil {
 		found, err := r.cfg.Paths.Paths(ctx, r.pk, dst, minHops)
 		if err != nil && len(out) == 0 {
-			return nil, fmt.Errorf("%w: %v", ErrNoRoute, err)
+			return nil, fmt.Errorf("%w: %w", ErrNoRoute, err)
 		}
 		for _, p := range found {
 			if len(p) >= max(minHops, 1) && !slicesContainsPath(out, p) {

@@ -120,7 +120,7 @@ func parseSetup(p []byte) (*setupMsg, error) {
 	m := &setupMsg{signed: signed}
 	var err error
 	if m.sig, err = cipher.SigFromBytes(p[len(signed) : len(signed)+cipher.SigSize]); err != nil {
-		return nil, fmt.Errorf("%w: %v", errWire, err)
+		return nil, fmt.Errorf("%w: %w", errWire, err)
 	}
 	m.revID = binary.BigEndian.Uint32(p[len(p)-4:])
 	r := reader{b: signed}
@@ -151,7 +151,7 @@ func parseSetup(p []byte) (*setupMsg, error) {
 		return nil, fmt.Errorf("%w: noise message of %d bytes", errWire, len(m.noise))
 	}
 	if err := cipher.VerifyHash(m.src.PK, setupDigest(signed), m.sig); err != nil {
-		return nil, fmt.Errorf("%w: %v", errWire, err)
+		return nil, fmt.Errorf("%w: %w", errWire, err)
 	}
 	return m, nil
 }

@@ -306,7 +306,7 @@ func (m *Manager) dial(ctx context.Context, n Network, remote cipher.PubKey) (*T
 	c, err := n.Dial(ctx, remote)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("timed out (%w): %v", ctx.Err(), err)
+			return nil, fmt.Errorf("timed out (%w): %w", ctx.Err(), err)
 		}
 		return nil, err
 	}

@@ -70,7 +70,7 @@ func readHello(c Conn, local cipher.PubKey, typ Type) (tpdisc.Entry, cipher.Sig,
 	var e tpdisc.Entry
 	b, err := noise.ReadMsg(c, 128)
 	if err != nil {
-		return e, cipher.Sig{}, fmt.Errorf("%w: reading hello: %v", errSettle, err)
+		return e, cipher.Sig{}, fmt.Errorf("%w: reading hello: %w", errSettle, err)
 	}
 	if len(b) < 2 || b[0] != settleVersion || len(b) != 2+int(b[1])+8+cipher.SigSize {
 		return e, cipher.Sig{}, fmt.Errorf("%w: malformed hello", errSettle)
@@ -86,12 +86,12 @@ func readHello(c Conn, local cipher.PubKey, typ Type) (tpdisc.Entry, cipher.Sig,
 	}
 	sig, err := cipher.SigFromBytes(b[off+8:])
 	if err != nil {
-		return e, cipher.Sig{}, fmt.Errorf("%w: %v", errSettle, err)
+		return e, cipher.Sig{}, fmt.Errorf("%w: %w", errSettle, err)
 	}
 	e = tpdisc.NewEntry(c.RemotePK(), local, string(typ))
 	e.Timestamp = ts
 	if err := e.VerifySig(c.RemotePK(), sig); err != nil {
-		return e, cipher.Sig{}, fmt.Errorf("%w: the dialer's signature: %v", errSettle, err)
+		return e, cipher.Sig{}, fmt.Errorf("%w: the dialer's signature: %w", errSettle, err)
 	}
 	return e, sig, nil
 }
@@ -104,7 +104,7 @@ func writeAnswer(c Conn, a answer, sig cipher.Sig) error {
 func readAnswer(c Conn, e tpdisc.Entry) (answer, cipher.Sig, error) {
 	b, err := noise.ReadMsg(c, 128)
 	if err != nil {
-		return 0, cipher.Sig{}, fmt.Errorf("%w: reading the answer: %v", errSettle, err)
+		return 0, cipher.Sig{}, fmt.Errorf("%w: reading the answer: %w", errSettle, err)
 	}
 	if len(b) != 2+cipher.SigSize || b[0] != settleVersion {
 		return 0, cipher.Sig{}, fmt.Errorf("%w: malformed answer", errSettle)
@@ -118,7 +118,7 @@ func readAnswer(c Conn, e tpdisc.Entry) (answer, cipher.Sig, error) {
 		err = e.VerifySig(c.RemotePK(), sig)
 	}
 	if err != nil {
-		return a, cipher.Sig{}, fmt.Errorf("%w: the acceptor's signature: %v", errSettle, err)
+		return a, cipher.Sig{}, fmt.Errorf("%w: the acceptor's signature: %w", errSettle, err)
 	}
 	return a, sig, nil
 }

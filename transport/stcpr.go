@@ -45,7 +45,7 @@ func (n *STCPRNet) Addr() net.Addr { return n.ln.Addr() }
 func (n *STCPRNet) Dial(ctx context.Context, remote cipher.PubKey) (Conn, error) {
 	res, err := n.ar.ResolveSTCPR(ctx, remote)
 	if httpauth.IsNotFound(err) {
-		return nil, fmt.Errorf("%w: %v", ErrNoAddress, err)
+		return nil, fmt.Errorf("%w: %w", ErrNoAddress, err)
 	}
 	if err != nil {
 		return nil, err

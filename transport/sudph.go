@@ -159,7 +159,7 @@ func (n *SUDPHNet) Dial(ctx context.Context, remote cipher.PubKey) (Conn, error)
 	}
 	addr, err := n.ar.ResolveSUDPH(ctx, remote)
 	if httpauth.IsNotFound(err) {
-		return nil, fmt.Errorf("%w: %v", ErrNoAddress, err)
+		return nil, fmt.Errorf("%w: %w", ErrNoAddress, err)
 	}
 	if err != nil {
 		return nil, err

@@ -195,7 +195,7 @@ func (t *Transport) prepareWriteLocked() error {
 	}
 	select {
 	case <-t.done:
-		return fmt.Errorf("%w: %v", ErrClosed, t.doneErr)
+		return fmt.Errorf("%w: %w", ErrClosed, t.doneErr)
 	default:
 	}
 	return nil
@@ -205,7 +205,7 @@ func (t *Transport) prepareWriteLocked() error {
 func (t *Transport) wroteLocked(n int, err error) error {
 	if err != nil {
 		t.close(fmt.Errorf("write: %w", err))
-		return fmt.Errorf("%w: %v", ErrClosed, err)
+		return fmt.Errorf("%w: %w", ErrClosed, err)
 	}
 	t.sent.Add(uint64(n))
 	return nil

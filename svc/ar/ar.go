@@ -99,17 +99,17 @@ func ParseBind(p []byte) (Bind, error) {
 	}
 	pk, err := cipher.PubKeyFromBytes(p[1 : 1+cipher.PubKeySize])
 	if err != nil {
-		return b, fmt.Errorf("%w: %v", ErrPacket, err)
+		return b, fmt.Errorf("%w: %w", ErrPacket, err)
 	}
 	off := 1 + cipher.PubKeySize
 	ts := p[off : off+8]
 	nonce := p[off+8 : off+24]
 	sig, err := cipher.SigFromBytes(p[off+24:])
 	if err != nil {
-		return b, fmt.Errorf("%w: %v", ErrPacket, err)
+		return b, fmt.Errorf("%w: %w", ErrPacket, err)
 	}
 	if err := cipher.VerifyHash(pk, bindDigest(pk, ts, nonce), sig); err != nil {
-		return b, fmt.Errorf("%w: %v", ErrPacket, err)
+		return b, fmt.Errorf("%w: %w", ErrPacket, err)
 	}
 	b.PK = pk
 	b.Time = time.UnixMilli(int64(binary.BigEndian.Uint64(ts)))
@@ -144,7 +144,7 @@ func ParsePunchRequest(p []byte) (cipher.PubKey, string, error) {
 	}
 	pk, err := cipher.PubKeyFromBytes(p[1 : 1+cipher.PubKeySize])
 	if err != nil {
-		return pk, "", fmt.Errorf("%w: %v", ErrPacket, err)
+		return pk, "", fmt.Errorf("%w: %w", ErrPacket, err)
 	}
 	return pk, string(p[1+cipher.PubKeySize:]), nil
 }

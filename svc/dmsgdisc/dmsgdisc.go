@@ -108,13 +108,13 @@ func (se SignedEntry) Open() (*Entry, error) {
 	}
 	var e Entry
 	if err := json.Unmarshal(se.Entry, &e); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if err := e.PK.Check(); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if err := cipher.VerifyHash(e.PK, digest(se.Entry), se.Sig); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if e.Client == nil && e.Server == nil {
 		return nil, fmt.Errorf("%w: neither client nor server", ErrInvalid)

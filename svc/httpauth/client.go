@@ -79,7 +79,7 @@ func (c *Client) Call(ctx context.Context, method, path string, signed bool, in,
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrUnreachable, c.Base, err)
+		return fmt.Errorf("%w: %s: %w", ErrUnreachable, c.Base, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))

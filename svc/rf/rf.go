@@ -323,7 +323,7 @@ func (c *Client) Paths(ctx context.Context, src, dst cipher.PubKey, minHops, cou
 	var resp Response
 	err := c.c.Call(ctx, http.MethodPost, "/v1/paths", false, Request{Src: src, Dst: dst, MinHops: minHops, Count: count}, &resp)
 	if httpauth.IsNotFound(err) {
-		return nil, fmt.Errorf("%w: %v", ErrNoPath, err)
+		return nil, fmt.Errorf("%w: %w", ErrNoPath, err)
 	}
 	return resp.Paths, err
 }

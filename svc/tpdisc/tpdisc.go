@@ -149,7 +149,7 @@ func (e *Entry) VerifySig(pk cipher.PubKey, sig cipher.Sig) error {
 func (e *Entry) Check() error {
 	for _, edge := range e.Edges {
 		if err := edge.Check(); err != nil {
-			return fmt.Errorf("%w: edge: %v", ErrInvalid, err)
+			return fmt.Errorf("%w: edge: %w", ErrInvalid, err)
 		}
 	}
 	if !e.Edges[0].Less(e.Edges[1]) {
@@ -178,7 +178,7 @@ func (se *SignedEntry) Verify() error {
 	d := se.Entry.digest()
 	for i := range se.Sigs {
 		if err := cipher.VerifyHash(se.Entry.Edges[i], d, se.Sigs[i]); err != nil {
-			return fmt.Errorf("%w: edge %d's signature: %v", ErrInvalid, i, err)
+			return fmt.Errorf("%w: edge %d's signature: %w", ErrInvalid, i, err)
 		}
 	}
 	return nil
