@@ -11,6 +11,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/skyfleet/skywire/cipher"
+	"github.com/skyfleet/skywire/svc/httpauth"
+	"github.com/skyfleet/skywire/svc/store"
+	"github.com/skyfleet/skywire/svc/tpdisc"
 )
 
 // Idle connections from one host (127.0.0.2) hold at most its share of
@@ -93,4 +96,80 @@ func TestDeadListenerStopsManager(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the manager ran on with a dead listener")
 	}
+}
+
+// The transport discovery restarts and loses every entry: the dialer
+// re-registers its transport by itself, with both edges' fresh signatures
+// (the first registration's would be refused once over a minute old).
+func TestDiscoveryRestartReregisters(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	serve := func(ln net.Listener) func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			httpauth.Serve(ctx, ln, tpdisc.NewServer(store.NewMemory(1000), nil))
+		}()
+		return func() { cancel(); <-done }
+	}
+	stop := serve(ln)
+	peers := make([]*Manager, 2)
+	var nets [2]*STCPNet
+	var pks [2]cipher.PubKey
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{}, 2)
+	defer func() { cancel(); <-done; <-done }()
+	table := map[cipher.PubKey]string{}
+	for i := range peers {
+		pk, sk := cipher.GenerateKeyPair()
+		pks[i] = pk
+		if nets[i], err = NewSTCP(sk, table, "127.0.0.1:0", zap.NewNop()); err != nil {
+			t.Fatal(err)
+		}
+		table[pk] = nets[i].Addr().String()
+		peers[i] = NewManager(Config{SK: sk, Networks: []Network{nets[i]}, Discovery: tpdisc.NewClient("http://"+addr, sk), Heartbeat: 100 * time.Millisecond})
+		go func() { peers[i].Run(ctx); done <- struct{}{} }()
+	}
+	tp, err := peers[0].Dial(ctx, pks[1], STCP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader := tpdisc.NewClient("http://"+addr, mustKey(t))
+	defer reader.Close()
+	listed := func() *tpdisc.SignedEntry {
+		se, err := reader.Entry(ctx, tp.ID())
+		if err != nil {
+			return nil
+		}
+		return se
+	}
+	eventually(t, "the transport is registered", func() bool { return listed() != nil })
+	first := listed().Entry.Timestamp
+
+	// Restart: a new, empty discovery on the same address.
+	stop()
+	time.Sleep(5 * time.Millisecond) // a distinct timestamp
+	if ln, err = net.Listen("tcp", addr); err != nil {
+		t.Fatal(err)
+	}
+	stop = serve(ln)
+	defer stop()
+	eventually(t, "the transport is registered again", func() bool { return listed() != nil })
+	se := listed()
+	if se.Entry.Timestamp <= first {
+		t.Fatalf("re-registered with the first signatures (timestamp %d, first %d)", se.Entry.Timestamp, first)
+	}
+	if err := se.Verify(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustKey(t *testing.T) cipher.SecKey {
+	t.Helper()
+	_, sk := cipher.GenerateKeyPair()
+	return sk
 }

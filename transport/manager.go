@@ -42,6 +42,9 @@ type Config struct {
 	Keepalive time.Duration
 	// MaxTransports bounds the transports (DefaultMaxTransports).
 	MaxTransports int
+	// Heartbeat is how often a dialled transport's discovery entry is
+	// refreshed (tpdisc.HeartbeatInterval).
+	Heartbeat time.Duration
 	// WriteTimeout closes a transport whose peer takes no data for this
 	// long (DefaultWriteTimeout).
 	WriteTimeout time.Duration
@@ -88,6 +91,9 @@ type Manager struct {
 func NewManager(cfg Config) *Manager {
 	if cfg.Keepalive <= 0 {
 		cfg.Keepalive = DefaultKeepalive
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = tpdisc.HeartbeatInterval
 	}
 	if cfg.MaxTransports <= 0 {
 		cfg.MaxTransports = DefaultMaxTransports
@@ -417,7 +423,7 @@ func (m *Manager) accept(ctx context.Context, typ Type, c Conn) {
 // install makes c a running transport, replacing an older one to the same
 // peer and type.
 func (m *Manager) install(c Conn, typ Type, se tpdisc.SignedEntry, dialer bool) (*Transport, error) {
-	tp := newTransport(c, typ, se, dialer, m.cfg.WriteTimeout, m.log)
+	tp := newTransport(c, typ, se, dialer, m.cfg.SK, m.cfg.WriteTimeout, m.log)
 	k := key{tp.remote, typ}
 	m.mu.Lock()
 	if m.closed {
@@ -458,34 +464,62 @@ func (m *Manager) install(c Conn, typ Type, se tpdisc.SignedEntry, dialer bool) 
 func (m *Manager) watch(tp *Transport) {
 	disc := m.cfg.Discovery
 	if disc != nil && tp.dialer {
+		first := true
 		register := func() error {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			return disc.Register(ctx, &tp.entry)
+			se := tp.Entry()
+			if !first {
+				// The discovery lost the entry (a restart, say) or refused
+				// it: the signatures of its first registration have gone
+				// stale, so both edges sign it anew.
+				var err error
+				if se, err = tp.Resign(ctx); err != nil {
+					tp.log.Warn("re-signing the transport's discovery entry", zap.NamedError("err", err))
+					return err
+				}
+			}
+			first = false
+			err := disc.Register(ctx, &se)
+			if err != nil {
+				tp.log.Warn("registering in the transport discovery", zap.NamedError("err", err))
+			} else {
+				tp.log.Debug("registered in the transport discovery")
+			}
+			return err
 		}
 		heartbeat := func() error {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			return disc.Heartbeat(ctx, tp.id)
 		}
+		// Heartbeats every HeartbeatInterval; when one fails (the
+		// discovery restarted and lost the entry, say) the entry is
+		// re-signed and registered again at once, then with a backoff.
 		registered := register() == nil
-		if !registered {
-			tp.log.Warn("registering in the transport discovery failed; retrying")
+		backoff := time.Second
+		next := func() time.Duration {
+			if registered {
+				backoff = time.Second
+				return m.cfg.Heartbeat
+			}
+			backoff = min(2*backoff, m.cfg.Heartbeat)
+			return backoff
 		}
-		tick := time.NewTicker(tpdisc.HeartbeatInterval)
+		timer := time.NewTimer(next())
 	loop:
 		for {
 			select {
 			case <-tp.done:
 				break loop
-			case <-tick.C:
-				if registered && heartbeat() == nil {
-					continue
+			case <-timer.C:
+				if !registered || heartbeat() != nil {
+					registered = register() == nil
 				}
-				registered = register() == nil
+				timer.Reset(next())
 			}
 		}
-		tick.Stop()
+		timer.Stop()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		disc.Deregister(ctx, tp.id)
 		cancel()

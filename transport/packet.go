@@ -35,10 +35,17 @@ const (
 	PacketKeepalive    PacketType = 6
 	PacketPing         PacketType = 7
 	PacketPong         PacketType = 8
-	maxPacketType      PacketType = 8
+	// On route 0 only, between the transport's edges: the dialer asks the
+	// acceptor to sign the transport's discovery entry anew (payload: BE64
+	// timestamp, unix ms), and the acceptor answers with the timestamp and
+	// its signature (BE64 ‖ sig 65). The dialer re-registers the entry with
+	// both fresh signatures when the discovery lost it.
+	PacketResign   PacketType = 9
+	PacketResigned PacketType = 10
+	maxPacketType  PacketType = 10
 )
 
-var packetTypeNames = [...]string{"data", "window-update", "setup", "setup-ok", "setup-err", "close", "keepalive", "ping", "pong"}
+var packetTypeNames = [...]string{"data", "window-update", "setup", "setup-ok", "setup-err", "close", "keepalive", "ping", "pong", "resign", "resigned"}
 
 func (t PacketType) String() string {
 	if t <= maxPacketType {

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -39,8 +40,11 @@ type Transport struct {
 	created time.Time
 	conn    Conn
 	batch   batchWriter // conn, if it writes frames in batches (noise.Conn)
-	entry   tpdisc.SignedEntry
 	log     *zap.Logger
+	sk      cipher.SecKey // signs the entry anew (PacketResign)
+
+	emu   sync.Mutex // guards entry
+	entry tpdisc.SignedEntry
 
 	wmu          sync.Mutex    // serialises writes to conn; guards wdeadline, pieces
 	wdeadline    time.Time     // the write deadline last set on conn
@@ -51,17 +55,21 @@ type Transport struct {
 	rtt        atomic.Int64  // last round trip, ns (0: not measured yet)
 	lastRecv   atomic.Int64  // unix ns of the last packet received
 
-	pongs chan [8]byte // pings to answer: the reader never writes itself
+	pongs    chan [8]byte        // pings to answer: the reader never writes itself
+	resigns  chan int64          // resign requests to answer (acceptor), one at a time
+	resigned chan resignedAnswer // answers to our resign request (dialer)
+	lastSign time.Time           // keepLoop only: when we last signed for the peer
 
 	done    chan struct{}
 	once    sync.Once
 	doneErr error // why it closed; set before done closes
 }
 
-func newTransport(c Conn, typ Type, se tpdisc.SignedEntry, dialer bool, writeTimeout time.Duration, log *zap.Logger) *Transport {
+func newTransport(c Conn, typ Type, se tpdisc.SignedEntry, dialer bool, sk cipher.SecKey, writeTimeout time.Duration, log *zap.Logger) *Transport {
 	t := &Transport{
-		id: se.Entry.ID, typ: typ, remote: c.RemotePK(), dialer: dialer, created: time.Now(),
+		id: se.Entry.ID, typ: typ, remote: c.RemotePK(), dialer: dialer, created: time.Now(), sk: sk,
 		conn: c, entry: se, pongs: make(chan [8]byte, 1), done: make(chan struct{}), writeTimeout: writeTimeout,
+		resigns: make(chan int64, 1), resigned: make(chan resignedAnswer, 1),
 	}
 	t.batch, _ = c.(batchWriter)
 	t.log = log.With(zap.String("tp_id", t.id.String()), zap.String("remote", t.remote.Hex()), zap.String("type", string(typ)))
@@ -84,8 +92,13 @@ func (t *Transport) Dialer() bool { return t.dialer }
 // Created is when it settled.
 func (t *Transport) Created() time.Time { return t.created }
 
-// Entry is the discovery entry both edges signed.
-func (t *Transport) Entry() tpdisc.SignedEntry { return t.entry }
+// Entry is the discovery entry both edges signed (the newest, once
+// re-signed).
+func (t *Transport) Entry() tpdisc.SignedEntry {
+	t.emu.Lock()
+	defer t.emu.Unlock()
+	return t.entry
+}
 
 // Sent and Received count packet bytes.
 func (t *Transport) Sent() uint64     { return t.sent.Load() }
@@ -271,7 +284,7 @@ func (t *Transport) readLoop(handle func(*Transport, Packet)) {
 // isControl: the packet types a transport answers itself on route 0 (the
 // others on route 0, route setup, go to the handler).
 func isControl(t PacketType) bool {
-	return t == PacketPing || t == PacketPong || t == PacketKeepalive
+	return t == PacketPing || t == PacketPong || t == PacketKeepalive || t == PacketResign || t == PacketResigned
 }
 
 // control handles a route-0 control packet.
@@ -291,6 +304,111 @@ func (t *Transport) control(p Packet) {
 				t.rtt.Store(rtt)
 			}
 		}
+	case PacketResign:
+		if len(p.Payload()) == 8 && !t.dialer {
+			select {
+			case t.resigns <- int64(binary.BigEndian.Uint64(p.Payload())):
+			default: // one pending already
+			}
+		}
+	case PacketResigned:
+		if pl := p.Payload(); len(pl) == 8+cipher.SigSize && t.dialer {
+			var a resignedAnswer
+			a.ts = int64(binary.BigEndian.Uint64(pl))
+			copy(a.sig[:], pl[8:])
+			select {
+			case t.resigned <- a:
+			default:
+			}
+		}
+	}
+}
+
+type resignedAnswer struct {
+	ts  int64
+	sig cipher.Sig
+}
+
+// resignEvery bounds how often an acceptor signs for its peer.
+const resignEvery = 5 * time.Second
+
+// answerResign signs the entry anew at ts for the dialer, if ts is fresh
+// and newer than the entry we hold (at most once per resignEvery).
+func (t *Transport) answerResign(ts int64) {
+	if time.Since(t.lastSign) < resignEvery {
+		return
+	}
+	t.emu.Lock()
+	cur := t.entry
+	t.emu.Unlock()
+	if d := time.Since(time.UnixMilli(ts)); d > tpdisc.MaxClockSkew || d < -tpdisc.MaxClockSkew || ts <= cur.Entry.Timestamp {
+		return
+	}
+	e := cur.Entry
+	e.Timestamp = ts
+	sig, err := e.Sign(t.sk)
+	if err != nil {
+		return
+	}
+	t.lastSign = time.Now()
+	i := e.EdgeIndex(t.sk.PubKey())
+	next := tpdisc.SignedEntry{Entry: e, Sigs: cur.Sigs}
+	next.Sigs[i] = sig
+	next.Sigs[1-i] = cipher.Sig{} // the dialer's comes with its registration
+	t.emu.Lock()
+	t.entry = next
+	t.emu.Unlock()
+	pl := binary.BigEndian.AppendUint64(nil, uint64(ts))
+	t.tryWritePacket(NewPacket(PacketResigned, 0, append(pl, sig[:]...)))
+}
+
+// Resign has the peer sign the transport's entry anew with the time now,
+// signs it too, and returns the new entry (the dialer's side; the
+// discovery refuses a re-registration whose signatures are old).
+func (t *Transport) Resign(ctx context.Context) (tpdisc.SignedEntry, error) {
+	if !t.dialer {
+		return tpdisc.SignedEntry{}, errors.New("only a transport's dialer re-signs its entry")
+	}
+	ts := time.Now().UnixMilli()
+	t.emu.Lock()
+	e := t.entry.Entry
+	t.emu.Unlock()
+	if ts <= e.Timestamp {
+		ts = e.Timestamp + 1
+	}
+	e.Timestamp = ts
+	ours, err := e.Sign(t.sk)
+	if err != nil {
+		return tpdisc.SignedEntry{}, err
+	}
+	select { // a stale answer to an earlier request
+	case <-t.resigned:
+	default:
+	}
+	if err := t.WritePacket(NewPacket(PacketResign, 0, binary.BigEndian.AppendUint64(nil, uint64(ts)))); err != nil {
+		return tpdisc.SignedEntry{}, err
+	}
+	for {
+		select {
+		case a := <-t.resigned:
+			if a.ts != ts {
+				continue
+			}
+			if err := e.VerifySig(t.remote, a.sig); err != nil {
+				return tpdisc.SignedEntry{}, fmt.Errorf("the peer's new signature: %w", err)
+			}
+			se := tpdisc.SignedEntry{Entry: e}
+			se.Sigs[e.EdgeIndex(t.sk.PubKey())] = ours
+			se.Sigs[e.EdgeIndex(t.remote)] = a.sig
+			t.emu.Lock()
+			t.entry = se
+			t.emu.Unlock()
+			return se, nil
+		case <-t.done:
+			return tpdisc.SignedEntry{}, ErrClosed
+		case <-ctx.Done():
+			return tpdisc.SignedEntry{}, fmt.Errorf("the peer did not re-sign the entry: %w", ctx.Err())
+		}
 	}
 }
 
@@ -305,17 +423,27 @@ func (t *Transport) keepLoop(interval, deadAfter time.Duration) {
 		t.tryWritePacket(NewPacket(PacketPing, 0, ts[:]))
 	}
 	ping() // a first RTT at once
+	// The dead-peer check runs when the silence could first pass
+	// deadAfter, not on the ping tick: a dead peer is noticed deadAfter
+	// after its last packet, not up to an interval later.
+	dead := time.NewTimer(deadAfter)
+	defer dead.Stop()
 	for {
 		select {
 		case <-t.done:
 			return
 		case ts := <-t.pongs:
 			t.tryWritePacket(NewPacket(PacketPong, 0, ts[:]))
-		case <-tick.C:
-			if silent := time.Since(time.Unix(0, t.lastRecv.Load())); silent > deadAfter {
-				t.close(fmt.Errorf("%w: nothing received for %v", ErrDead, silent.Round(time.Second)))
+		case ts := <-t.resigns:
+			t.answerResign(ts)
+		case <-dead.C:
+			silent := time.Since(time.Unix(0, t.lastRecv.Load()))
+			if silent >= deadAfter {
+				t.close(fmt.Errorf("%w: nothing received for %v", ErrDead, silent.Round(100*time.Millisecond)))
 				return
 			}
+			dead.Reset(deadAfter - silent)
+		case <-tick.C:
 			ping()
 		}
 	}
