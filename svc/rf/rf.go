@@ -10,6 +10,11 @@
 // most every RefreshInterval; between two visors the preferred type is used
 // (stcp, stcpr, sudph, dmsg). Paths are found with Yen's algorithm over
 // hop counts.
+//
+// A refresh runs on its own goroutine and never under the lock requests
+// take: requests answer from the last graph meanwhile (only the very first
+// waits). An entry's two signatures are verified once, when it first
+// appears (or changes); a refresh of known entries costs no cryptography.
 package rf
 
 import (
@@ -65,7 +70,7 @@ type Response struct {
 // graph is an undirected adjacency list with the best type per edge.
 type graph map[cipher.PubKey]map[cipher.PubKey]string
 
-func buildGraph(entries []tpdisc.SignedEntry) graph {
+func buildGraph(entries []tpdisc.Entry) graph {
 	g := graph{}
 	add := func(a, b cipher.PubKey, typ string) {
 		if g[a] == nil {
@@ -75,8 +80,7 @@ func buildGraph(entries []tpdisc.SignedEntry) graph {
 			g[a][b] = typ
 		}
 	}
-	for _, se := range entries {
-		e := se.Entry
+	for _, e := range entries {
 		if _, known := typeRank[e.Type]; !known {
 			continue
 		}
@@ -214,9 +218,20 @@ type Server struct {
 	log *zap.Logger
 	mux *http.ServeMux
 
-	mu      sync.Mutex // guards g, fetched
-	g       graph
-	fetched time.Time
+	mu         sync.Mutex // guards g, fetched, refreshing, ready; never held across a refresh
+	g          graph
+	fetched    time.Time
+	refreshing bool
+	ready      chan struct{} // closed once the first refresh ended (well or not)
+	lastErr    error         // the last refresh's error, for the first requests
+
+	// verified is refresh's alone (one refresh at a time): the entries
+	// whose signatures were checked, by ID.
+	verified map[tpdisc.ID]tpdisc.SignedEntry
+	checks   int           // signature verifications done (tests)
+	every    time.Duration // RefreshInterval (tests shorten it)
+
+	wg sync.WaitGroup
 }
 
 // NewServer returns a route finder reading the transport discovery at
@@ -226,7 +241,8 @@ func NewServer(tpdURL string, log *zap.Logger) *Server {
 		log = zap.NewNop()
 	}
 	_, sk := cipher.GenerateKeyPair() // reads are public; the key signs nothing
-	s := &Server{tpd: tpdisc.NewClient(tpdURL, sk), log: log, mux: http.NewServeMux()}
+	s := &Server{tpd: tpdisc.NewClient(tpdURL, sk), log: log, mux: http.NewServeMux(),
+		ready: make(chan struct{}), verified: map[tpdisc.ID]tpdisc.SignedEntry{}, every: RefreshInterval}
 	s.mux.HandleFunc("POST /v1/paths", s.handlePaths)
 	s.mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
 		httpauth.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok", "service": "route-finder"})
@@ -237,25 +253,86 @@ func NewServer(tpdURL string, log *zap.Logger) *Server {
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
-// Close releases the discovery client.
-func (s *Server) Close() { s.tpd.Close() }
+// Close waits for a refresh in progress and releases the discovery client.
+func (s *Server) Close() {
+	s.wg.Wait()
+	s.tpd.Close()
+}
 
+// graph returns the current graph, starting a refresh in the background
+// when it is older than RefreshInterval. Only before the first refresh has
+// ended does it wait.
 func (s *Server) graph(ctx context.Context) (graph, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.g != nil && time.Since(s.fetched) < RefreshInterval {
-		return s.g, nil
+	if !s.refreshing && (s.g == nil || time.Since(s.fetched) >= s.every) {
+		s.refreshing = true
+		s.wg.Add(1)
+		go s.refresh()
 	}
-	entries, err := s.tpd.All(ctx)
+	g, ready := s.g, s.ready
+	s.mu.Unlock()
+	if g != nil {
+		return g, nil
+	}
+	select {
+	case <-ready:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.g == nil {
+		return nil, s.lastErr
+	}
+	return s.g, nil
+}
+
+// refreshTimeout bounds one refresh's fetch.
+const refreshTimeout = 30 * time.Second
+
+// refresh fetches the discovery's entries, verifies the ones not seen
+// before, and swaps in a new graph.
+func (s *Server) refresh() {
+	defer s.wg.Done()
+	ctx, cancel := context.WithTimeout(context.Background(), refreshTimeout)
+	defer cancel()
+	entries, err := s.tpd.AllUnverified(ctx)
+	var g graph
+	if err == nil {
+		next := make(map[tpdisc.ID]tpdisc.SignedEntry, len(entries))
+		list := make([]tpdisc.Entry, 0, len(entries))
+		for _, se := range entries {
+			if old, ok := s.verified[se.Entry.ID]; ok && old == se {
+				next[se.Entry.ID] = se // verified before, unchanged
+			} else {
+				s.checks++
+				if se.Verify() != nil {
+					continue
+				}
+				next[se.Entry.ID] = se
+			}
+			list = append(list, se.Entry)
+		}
+		s.verified = next
+		g = buildGraph(list)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refreshing = false
 	if err != nil {
+		s.lastErr = err
 		if s.g != nil {
 			s.log.Warn("transport discovery unreachable: answering from the last graph", zap.NamedError("err", err))
-			return s.g, nil
 		}
-		return nil, err
+		s.fetched = time.Now() // retried after RefreshInterval, not at every request
+	} else {
+		s.g, s.fetched, s.lastErr = g, time.Now(), nil
 	}
-	s.g, s.fetched = buildGraph(entries), time.Now()
-	return s.g, nil
+	select {
+	case <-s.ready:
+	default:
+		close(s.ready)
+	}
 }
 
 func (s *Server) handlePaths(w http.ResponseWriter, r *http.Request) {

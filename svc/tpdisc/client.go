@@ -61,6 +61,17 @@ func (c *Client) ByEdge(ctx context.Context, pk cipher.PubKey) ([]SignedEntry, e
 // All returns every verified transport.
 func (c *Client) All(ctx context.Context) ([]SignedEntry, error) { return c.list(ctx, "") }
 
+// AllUnverified returns every transport as the service lists it, without
+// checking the signatures: for a reader that verifies each entry once and
+// keeps the result (the route finder).
+func (c *Client) AllUnverified(ctx context.Context) ([]SignedEntry, error) {
+	var all []SignedEntry
+	if err := c.c.Call(ctx, http.MethodGet, "/v1/transports", false, nil, &all); err != nil {
+		return nil, err
+	}
+	return all, nil
+}
+
 func (c *Client) list(ctx context.Context, query string) ([]SignedEntry, error) {
 	var all []SignedEntry
 	if err := c.c.Call(ctx, http.MethodGet, "/v1/transports"+query, false, nil, &all); err != nil {

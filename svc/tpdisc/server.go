@@ -23,6 +23,10 @@ const (
 	maxList     = 100_000
 )
 
+// MaxPerEdge bounds the transports registered with one key as an edge (a
+// visor keeps at most 1024): fake transports cannot pile up on one key.
+const MaxPerEdge = 1024
+
 // Server is the transport discovery service.
 type Server struct {
 	store store.Store
@@ -30,6 +34,8 @@ type Server struct {
 	log   *zap.Logger
 	now   func() time.Time
 	mux   *http.ServeMux
+	// maxPerEdge is MaxPerEdge (tests lower it).
+	maxPerEdge int
 }
 
 // NewServer returns the service over s.
@@ -37,7 +43,7 @@ func NewServer(s store.Store, log *zap.Logger) *Server {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	srv := &Server{store: s, auth: httpauth.NewVerifier(1 << 20), log: log, now: time.Now, mux: http.NewServeMux()}
+	srv := &Server{store: s, auth: httpauth.NewVerifier(1 << 20), log: log, now: time.Now, mux: http.NewServeMux(), maxPerEdge: MaxPerEdge}
 	srv.mux.HandleFunc("POST /v1/transports", srv.register)
 	srv.mux.Handle("POST /v1/transports/{id}/heartbeat", srv.auth.Require(0, http.HandlerFunc(srv.heartbeat)))
 	srv.mux.Handle("DELETE /v1/transports/{id}", srv.auth.Require(0, http.HandlerFunc(srv.remove)))
@@ -67,6 +73,20 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	}
 	raw, _ := json.Marshal(se)
 	id := se.Entry.ID.String()
+	for _, edge := range se.Entry.Edges {
+		if _, err := s.store.Get(r.Context(), edgePrefix+edge.Hex()+"/"+id); err == nil {
+			continue // registered already: a re-registration
+		}
+		n := 0
+		s.store.Scan(r.Context(), edgePrefix+edge.Hex()+"/", func(string, []byte) bool {
+			n++
+			return n < s.maxPerEdge
+		})
+		if n >= s.maxPerEdge {
+			httpauth.WriteError(w, http.StatusTooManyRequests, fmt.Sprintf("%s already has %d transports registered, the most one key may have", edge.Short(), s.maxPerEdge))
+			return
+		}
+	}
 	put := func(key string, v []byte) error {
 		return store.Update(r.Context(), s.store, key, EntryTTL, func([]byte) ([]byte, error) { return v, nil })
 	}

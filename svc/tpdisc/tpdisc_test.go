@@ -157,3 +157,32 @@ func TestRegisterRejects(t *testing.T) {
 		})
 	}
 }
+
+// One key may be an edge of at most maxPerEdge transports; re-registering
+// one it has stays allowed.
+func TestEntriesPerEdgeCapped(t *testing.T) {
+	srv := NewServer(store.NewMemory(1000), nil)
+	srv.maxPerEdge = 5
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	hub := newEdge()
+	c := NewClient(hs.URL, hub.sk)
+	defer c.Close()
+	var first *SignedEntry
+	for i := range 5 {
+		se := signedBy(t, hub, newEdge(), "stcp")
+		if err := c.Register(context.Background(), se); err != nil {
+			t.Fatalf("entry %d: %v", i, err)
+		}
+		if first == nil {
+			first = se
+		}
+	}
+	err := c.Register(context.Background(), signedBy(t, hub, newEdge(), "stcp"))
+	if err == nil || !strings.Contains(err.Error(), "the most one key may have") {
+		t.Fatalf("past the cap: %v", err)
+	}
+	if err := c.Register(context.Background(), first); err != nil {
+		t.Fatalf("re-registration at the cap: %v", err)
+	}
+}
