@@ -57,10 +57,19 @@ func svcApp(e env) *ucli.App {
 					&ucli.IntFlag{Name: "route-finder-port", Value: visor.PortRouteFinder},
 					&ucli.IntFlag{Name: "address-resolver-port", Value: visor.PortAddressResolver, Usage: "TCP (HTTP) and UDP"},
 					&ucli.IntFlag{Name: "dmsg-server-port", Value: PortDmsgServer},
+					trustedServersFlag(),
 				}, logFlags()...),
 				Action: func(c *ucli.Context) error { return runAll(c, e) },
 			},
-			one(suite.DmsgDiscovery, visor.PortDmsgDiscovery, "the dmsg discovery: where dmsg servers and clients publish themselves", nil, nil),
+			one(suite.DmsgDiscovery, visor.PortDmsgDiscovery, "the dmsg discovery: where dmsg servers and clients publish themselves",
+				[]ucli.Flag{trustedServersFlag()},
+				func(c *ucli.Context, sc *suite.Config, log *zap.Logger) error {
+					var err error
+					if sc.TrustedDmsgServers, err = trustedServers(c); err == nil && len(sc.TrustedDmsgServers) == 0 {
+						log.Warn("no dmsg server is trusted: none can publish itself here (give --trusted-servers PK,…)")
+					}
+					return err
+				}),
 			one(suite.TransportDiscovery, visor.PortTransportDiscovery, "the transport discovery: which transports exist (signed by both edges)", nil, nil),
 			one(suite.AddressResolver, visor.PortAddressResolver, "the address resolver: stcpr addresses (HTTP) and sudph hole punching (UDP, same port)", nil, nil),
 			one(suite.RouteFinder, visor.PortRouteFinder, "the route finder: k shortest paths over the transport discovery's graph",
@@ -83,6 +92,24 @@ func svcApp(e env) *ucli.App {
 				}),
 		},
 	}
+}
+
+// trustedServersFlag names the dmsg servers a dmsg discovery lists (the
+// suite's own server is always trusted).
+func trustedServersFlag() ucli.Flag {
+	return &ucli.StringSliceFlag{Name: "trusted-servers", Usage: "public keys of this network's dmsg servers (comma-separated); the discovery refuses server entries from any other key"}
+}
+
+func trustedServers(c *ucli.Context) ([]cipher.PubKey, error) {
+	var out []cipher.PubKey
+	for _, s := range c.StringSlice("trusted-servers") {
+		pk, err := cipher.ParsePubKey(strings.TrimSpace(s))
+		if err != nil {
+			return nil, usagef("--trusted-servers: %v", err)
+		}
+		out = append(out, pk)
+	}
+	return out, nil
 }
 
 func addrFlag(def string) ucli.Flag {
@@ -197,8 +224,12 @@ func runAll(c *ucli.Context, e env) error {
 	if err != nil {
 		return err
 	}
+	trusted, err := trustedServers(c)
+	if err != nil {
+		return err
+	}
 	s, err := suite.New(suite.Config{
-		Host: c.String("host"), PublicHost: public, SK: sk, Log: log,
+		Host: c.String("host"), PublicHost: public, SK: sk, Log: log, TrustedDmsgServers: trusted,
 		Ports: map[suite.Name]int{
 			suite.DmsgDiscovery:      c.Int("dmsg-discovery-port"),
 			suite.TransportDiscovery: c.Int("transport-discovery-port"),

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -28,7 +29,16 @@ type ClientConfig struct {
 	Discovery string
 	// SessionsCount is how many servers to keep sessions with (default 1).
 	SessionsCount int
-	Log           *zap.Logger
+	// TrustedServers, if not empty, are the only dmsg servers used (to keep
+	// sessions with, and to reach other clients through), whatever the
+	// discovery lists.
+	TrustedServers []cipher.PubKey
+	Log            *zap.Logger
+}
+
+// trusts reports whether the client may use the server srv.
+func (c *Client) trusts(srv cipher.PubKey) bool {
+	return len(c.cfg.TrustedServers) == 0 || slices.Contains(c.cfg.TrustedServers, srv)
 }
 
 // Client keeps sessions with dmsg servers, publishes which ones it can be
@@ -207,7 +217,7 @@ func (c *Client) connectMore(ctx context.Context, n int) error {
 		if n == 0 {
 			break
 		}
-		if e.Server.AvailableSessions == 0 || c.session(e.PK) != nil {
+		if e.Server.AvailableSessions == 0 || c.session(e.PK) != nil || !c.trusts(e.PK) {
 			continue
 		}
 		if _, err := c.dialSession(ctx, e.PK, e.Server.Address); err != nil {
@@ -217,6 +227,9 @@ func (c *Client) connectMore(ctx context.Context, n int) error {
 		n--
 	}
 	if n > 0 && len(errs) == 0 {
+		if len(c.cfg.TrustedServers) > 0 {
+			return fmt.Errorf("%d more dmsg servers wanted, the discovery lists %d, of which dmsg.trusted_servers allows only those listed", n, len(servers))
+		}
 		return fmt.Errorf("%d more dmsg servers wanted, the discovery lists %d", n, len(servers))
 	}
 	return errors.Join(errs...)
@@ -447,6 +460,10 @@ func (c *Client) Dial(ctx context.Context, dst cipher.PubKey, port uint16) (*Str
 	sort.SliceStable(candidates, func(i, j int) bool { return c.session(candidates[i]) != nil && c.session(candidates[j]) == nil })
 	var errs []error
 	for _, srv := range candidates {
+		if !c.trusts(srv) {
+			errs = append(errs, fmt.Errorf("server %s: not in dmsg.trusted_servers", srv.Short()))
+			continue
+		}
 		s := c.session(srv)
 		if s == nil {
 			se, err := c.disc.Entry(ctx, srv)

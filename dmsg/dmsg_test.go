@@ -29,12 +29,14 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 type env struct {
 	t    testing.TB
 	disc string
+	dd   *dmsgdisc.Server
 }
 
 func newEnv(t testing.TB) *env {
-	hs := httptest.NewServer(dmsgdisc.NewServer(store.NewMemory(10000), nil))
+	dd := dmsgdisc.NewServer(store.NewMemory(10000), nil)
+	hs := httptest.NewServer(dd)
 	t.Cleanup(hs.Close)
-	return &env{t: t, disc: hs.URL}
+	return &env{t: t, disc: hs.URL, dd: dd}
 }
 
 type runningServer struct {
@@ -44,8 +46,9 @@ type runningServer struct {
 
 func (e *env) server(cfg ServerConfig) *runningServer {
 	e.t.Helper()
-	_, sk := cipher.GenerateKeyPair()
+	pk, sk := cipher.GenerateKeyPair()
 	cfg.SK, cfg.Discovery = sk, e.disc
+	e.dd.TrustServers(pk)
 	s, err := NewServer(cfg)
 	if err != nil {
 		e.t.Fatal(err)

@@ -142,3 +142,31 @@ func serverAddr(t *testing.T, e *env, srv *runningServer) string {
 	t.Fatal("server not listed")
 	return ""
 }
+
+// A client given trusted servers uses only those, whatever the discovery
+// lists.
+func TestClientUsesOnlyTrustedServers(t *testing.T) {
+	e := newEnv(t)
+	e.server(ServerConfig{})
+	good := e.server(ServerConfig{})
+	e.server(ServerConfig{})
+	for range 5 {
+		c, err := NewClient(ClientConfig{SK: mustSK(), Discovery: e.disc, SessionsCount: 3, TrustedServers: []cipher.PubKey{good.PK()}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- c.Run(ctx) }()
+		select {
+		case <-c.Ready():
+		case <-time.After(10 * time.Second):
+			t.Fatal("never ready")
+		}
+		if got := c.Servers(); len(got) != 1 || got[0] != good.PK() {
+			t.Fatalf("sessions with %v, want only %s", got, good.PK().Short())
+		}
+		cancel()
+		<-done
+	}
+}

@@ -55,8 +55,10 @@ func startServices(t testing.TB) *services {
 	}
 	run(func() { httpauth.Serve(ctx, aln, resolver) })
 	run(func() { resolver.ServeUDP(ctx, pc) })
-	run(func() { httpauth.Serve(ctx, dln, dmsgdisc.NewServer(store.NewMemory(10000), nil)) })
-	_, ssk := cipher.GenerateKeyPair()
+	dd := dmsgdisc.NewServer(store.NewMemory(10000), nil)
+	run(func() { httpauth.Serve(ctx, dln, dd) })
+	spk, ssk := cipher.GenerateKeyPair()
+	dd.TrustServers(spk)
 	srv, err := dmsg.NewServer(dmsg.ServerConfig{SK: ssk, Discovery: s.dmsgd})
 	if err != nil {
 		t.Fatal(err)

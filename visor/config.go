@@ -77,6 +77,10 @@ type DmsgConfig struct {
 	Discovery string `json:"discovery"`
 	// SessionsCount is how many dmsg servers to keep sessions with (≥ 1).
 	SessionsCount int `json:"sessions_count"`
+	// TrustedServers, if not empty, are the only dmsg servers the visor
+	// uses, whatever the discovery lists (nil: the discovery's, which lists
+	// only servers its operator trusts).
+	TrustedServers []cipher.PubKey `json:"trusted_servers,omitempty"`
 }
 
 // STCPConfig is the static TCP transport.

@@ -193,7 +193,7 @@ func (v *Visor) initTransports() error {
 		add(u)
 	}
 	if cfg.Dmsg.Discovery != "" {
-		c, err := dmsg.NewClient(dmsg.ClientConfig{SK: cfg.SK, Discovery: cfg.Dmsg.Discovery, SessionsCount: cfg.Dmsg.SessionsCount, Log: v.log.Named("dmsg")})
+		c, err := dmsg.NewClient(dmsg.ClientConfig{SK: cfg.SK, Discovery: cfg.Dmsg.Discovery, SessionsCount: cfg.Dmsg.SessionsCount, TrustedServers: cfg.Dmsg.TrustedServers, Log: v.log.Named("dmsg")})
 		if err != nil {
 			return err
 		}

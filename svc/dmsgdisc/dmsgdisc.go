@@ -10,8 +10,10 @@
 //
 // The service accepts an entry only if the signature verifies for entry.pk,
 // its timestamp is within MaxClockSkew of the service's clock, and its
-// sequence is larger than the stored one. Entries expire after EntryTTL
-// unless refreshed.
+// sequence is larger than the stored one; an entry with a server part only
+// from a key the operator trusts as a dmsg server of this network (anyone
+// else could list fake servers and eclipse the real ones). Entries expire
+// after EntryTTL unless refreshed.
 package dmsgdisc
 
 import (
@@ -30,7 +32,7 @@ const (
 	RefreshInterval  = time.Minute
 	MaxClockSkew     = time.Minute
 	MaxDelegated     = 16
-	maxEntryBytes    = 8 << 10
+	maxEntryBytes    = 2 << 10 // a client entry with MaxDelegated servers is about 1.2 KiB
 	signatureDomain  = "skywire-dmsgdisc/1\n"
 	defaultPageLimit = 512
 )

@@ -26,9 +26,10 @@ func newService(t *testing.T) (*Server, string) {
 }
 
 func TestPublishAndRead(t *testing.T) {
-	_, url := newService(t)
+	srv, url := newService(t)
 	ctx := context.Background()
 	spk, ssk := cipher.GenerateKeyPair()
+	srv.TrustServers(spk)
 	cpk, csk := cipher.GenerateKeyPair()
 	server := NewClient(url, ssk)
 	client := NewClient(url, csk)
@@ -110,8 +111,9 @@ func post(t *testing.T, url string, body []byte) (int, string) {
 }
 
 func TestRejects(t *testing.T) {
-	_, url := newService(t)
+	srv, url := newService(t)
 	pk, sk := cipher.GenerateKeyPair()
+	srv.TrustServers(pk)
 	_, other := cipher.GenerateKeyPair()
 	fresh := func() *Entry {
 		return &Entry{PK: pk, Sequence: 5, Timestamp: time.Now().UnixMilli(), Client: &ClientInfo{}}
@@ -203,6 +205,7 @@ func TestServerIndex(t *testing.T) {
 	hs := httptest.NewServer(srv)
 	defer hs.Close()
 	pk, sk := cipher.GenerateKeyPair()
+	srv.TrustServers(pk)
 	c := NewClient(hs.URL, sk)
 	if err := c.Publish(context.Background(), func(e *Entry) { e.Server = &ServerInfo{Address: "127.0.0.1:1", AvailableSessions: 1} }); err != nil {
 		t.Fatal(err)
@@ -215,5 +218,34 @@ func TestServerIndex(t *testing.T) {
 	mem.Scan(ctx, "", func(string, []byte) bool { n++; return true })
 	if n != 2 {
 		t.Fatalf("%d keys, want entry and server index", n)
+	}
+}
+
+// Anyone may publish client entries, but only trusted keys server entries:
+// 520 self-signed server entries (enough to fill a page of the 512 lowest
+// keys) cannot hide the network's real server.
+func TestServerEntriesOnlyFromTrustedKeys(t *testing.T) {
+	srv, url := newService(t)
+	ctx := context.Background()
+	rpk, rsk := cipher.GenerateKeyPair()
+	srv.TrustServers(rpk)
+	if err := NewClient(url, rsk).Publish(ctx, func(e *Entry) { e.Server = &ServerInfo{Address: "127.0.0.1:8081", AvailableSessions: 10} }); err != nil {
+		t.Fatal(err)
+	}
+	refused := 0
+	for range 520 {
+		_, sk := cipher.GenerateKeyPair()
+		err := NewClient(url, sk).Publish(ctx, func(e *Entry) { e.Server = &ServerInfo{Address: "127.0.0.1:1", AvailableSessions: 1 << 20} })
+		if err != nil && strings.Contains(err.Error(), "not a trusted dmsg server") {
+			refused++
+		}
+	}
+	if refused != 520 {
+		t.Fatalf("%d of 520 untrusted server entries refused", refused)
+	}
+	_, csk := cipher.GenerateKeyPair()
+	servers, err := NewClient(url, csk).Servers(ctx)
+	if err != nil || len(servers) != 1 || servers[0].PK != rpk {
+		t.Fatalf("servers listed: %d, %v", len(servers), err)
 	}
 }

@@ -1,14 +1,18 @@
 package dmsgdisc
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/skyfleet/skywire/cipher"
 	"github.com/skyfleet/skywire/internal/configfile"
 	"github.com/skyfleet/skywire/svc/httpauth"
 	"github.com/skyfleet/skywire/svc/store"
@@ -28,6 +32,27 @@ type Server struct {
 	log   *zap.Logger
 	now   func() time.Time
 	mux   *http.ServeMux
+
+	mu      sync.RWMutex // guards trusted
+	trusted map[cipher.PubKey]bool
+}
+
+// TrustServers adds keys the discovery takes server entries from: the dmsg
+// servers of this network, as its operator names them. A server entry from
+// any other key is refused (403), so whoever can reach the discovery cannot
+// list servers; with no key trusted, no server can publish.
+func (s *Server) TrustServers(pks ...cipher.PubKey) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, pk := range pks {
+		s.trusted[pk] = true
+	}
+}
+
+func (s *Server) isTrusted(pk cipher.PubKey) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.trusted[pk]
 }
 
 // NewServer returns the service over s.
@@ -35,7 +60,7 @@ func NewServer(s store.Store, log *zap.Logger) *Server {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	srv := &Server{store: s, auth: httpauth.NewVerifier(1 << 20), log: log, now: time.Now, mux: http.NewServeMux()}
+	srv := &Server{store: s, auth: httpauth.NewVerifier(1 << 20), log: log, now: time.Now, mux: http.NewServeMux(), trusted: map[cipher.PubKey]bool{}}
 	srv.mux.HandleFunc("POST /v1/entries", srv.postEntry)
 	srv.mux.HandleFunc("GET /v1/entries/{pk}", srv.getEntry)
 	srv.mux.Handle("DELETE /v1/entries/{pk}", srv.auth.Require(0, http.HandlerFunc(srv.deleteEntry)))
@@ -63,6 +88,10 @@ func (s *Server) postEntry(w http.ResponseWriter, r *http.Request) {
 	}
 	if skew := s.now().Sub(time.UnixMilli(e.Timestamp)); skew > MaxClockSkew || skew < -MaxClockSkew {
 		httpauth.WriteError(w, http.StatusBadRequest, fmt.Sprintf("entry timestamp is %v from the service's clock (at most %v): check the clock", skew.Round(time.Second), MaxClockSkew))
+		return
+	}
+	if e.Server != nil && !s.isTrusted(e.PK) {
+		httpauth.WriteError(w, http.StatusForbidden, fmt.Sprintf("%s is not a trusted dmsg server of this network: the discovery's operator must trust its key (skywire svc dmsg-discovery --trusted-servers)", e.PK.Short()))
 		return
 	}
 	if e.Server != nil {
@@ -142,21 +171,25 @@ func (s *Server) deleteEntry(w http.ResponseWriter, r *http.Request) {
 	httpauth.WriteJSON(w, http.StatusOK, map[string]string{"deleted": pk.Hex()})
 }
 
+// getServers lists the trusted servers' entries (at most defaultPageLimit),
+// written out as the store yields them: a request holds one entry at a
+// time, not the list.
 func (s *Server) getServers(w http.ResponseWriter, r *http.Request) {
-	out := []byte{'['}
+	w.Header().Set("Content-Type", "application/json")
+	bw := bufio.NewWriterSize(w, 8<<10)
+	bw.WriteByte('[')
 	n := 0
-	err := s.store.Scan(r.Context(), serverPrefix, func(_ string, v []byte) bool {
-		if n > 0 {
-			out = append(out, ',')
+	s.store.Scan(r.Context(), serverPrefix, func(k string, v []byte) bool {
+		if pk, err := cipher.ParsePubKey(strings.TrimPrefix(k, serverPrefix)); err != nil || !s.isTrusted(pk) {
+			return true // published before its key lost the operator's trust
 		}
-		out = append(out, v...) // stored entries go out byte for byte
+		if n > 0 {
+			bw.WriteByte(',')
+		}
+		bw.Write(v) // stored entries go out byte for byte
 		n++
 		return n < defaultPageLimit
 	})
-	if err != nil {
-		httpauth.WriteError(w, http.StatusInternalServerError, err.Error())
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Write(append(out, ']', '\n'))
+	bw.WriteString("]\n")
+	bw.Flush()
 }

@@ -134,24 +134,30 @@ func (m *Memory) Delete(_ context.Context, key string) error {
 	return nil
 }
 
-// Scan implements Store.
+// Scan implements Store. It collects and sorts the matching keys only
+// (their strings are shared, not copied) and copies each value as fn takes
+// it, so a scan that stops early, or many at once, never copies the store.
 func (m *Memory) Scan(_ context.Context, prefix string, fn func(key string, value []byte) bool) error {
 	m.mu.RLock()
 	now := m.now()
-	type kv struct {
-		k string
-		v []byte
-	}
-	var found []kv
+	var keys []string
 	for k, e := range m.entries {
 		if strings.HasPrefix(k, prefix) && m.live(e, now) {
-			found = append(found, kv{k, bytes.Clone(e.value)})
+			keys = append(keys, k)
 		}
 	}
 	m.mu.RUnlock()
-	sort.Slice(found, func(i, j int) bool { return found[i].k < found[j].k })
-	for _, e := range found {
-		if !fn(e.k, e.v) {
+	sort.Strings(keys)
+	for _, k := range keys {
+		m.mu.RLock()
+		e, ok := m.entries[k]
+		ok = ok && m.live(e, now)
+		var v []byte
+		if ok {
+			v = bytes.Clone(e.value)
+		}
+		m.mu.RUnlock()
+		if ok && !fn(k, v) {
 			break
 		}
 	}

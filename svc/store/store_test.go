@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -99,5 +100,26 @@ func TestMemoryBounded(t *testing.T) {
 	}
 	if err := m.Swap(ctx, "a", []byte("1"), []byte("2"), 0); err != nil {
 		t.Fatalf("updating when full: %v", err)
+	}
+}
+
+// A scan that stops early copies what it handed out, not the store.
+func TestScanDoesNotCopyTheStore(t *testing.T) {
+	m := NewMemory(20000)
+	ctx := context.Background()
+	big := make([]byte, 4<<10)
+	for i := range 10000 {
+		if err := m.Swap(ctx, fmt.Sprintf("k/%05d", i), nil, big, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	n := 0
+	m.Scan(ctx, "k/", func(string, []byte) bool { n++; return n < 10 })
+	runtime.ReadMemStats(&after)
+	if got := after.TotalAlloc - before.TotalAlloc; got > 1<<20 {
+		t.Fatalf("a scan of 10 of 10000 4 KiB entries allocated %d KiB", got>>10)
 	}
 }

@@ -70,6 +70,9 @@ type Config struct {
 	DmsgPublicAddr string
 	// SK is the dmsg server's key (zero: a new one).
 	SK cipher.SecKey
+	// TrustedDmsgServers are the dmsg servers (other than the suite's own,
+	// always trusted) whose entries the dmsg discovery lists.
+	TrustedDmsgServers []cipher.PubKey
 	// Limits bound what one client can hold of the HTTP services (zero:
 	// httpauth's defaults).
 	Limits httpauth.ServerLimits
@@ -236,7 +239,12 @@ func (s *Suite) Run(ctx context.Context) error {
 	for _, n := range s.Names() {
 		switch n {
 		case DmsgDiscovery:
-			httpSvc(n, dmsgdisc.NewServer(store.NewMemory(StoreEntries), log.Named(string(n))))
+			dd := dmsgdisc.NewServer(store.NewMemory(StoreEntries), log.Named(string(n)))
+			dd.TrustServers(s.cfg.TrustedDmsgServers...)
+			if s.dmsg != nil {
+				dd.TrustServers(s.dmsg.PK())
+			}
+			httpSvc(n, dd)
 		case TransportDiscovery:
 			httpSvc(n, tpdisc.NewServer(store.NewMemory(StoreEntries), log.Named(string(n))))
 		case RouteFinder:
