@@ -170,3 +170,27 @@ func TestClientUsesOnlyTrustedServers(t *testing.T) {
 		<-done
 	}
 }
+
+// Requests, responses and session answers from the network never panic;
+// a request is taken only with src's valid signature.
+func FuzzMessages(f *testing.F) {
+	pk, sk := cipher.GenerateKeyPair()
+	dpk, _ := cipher.GenerateKeyPair()
+	req, _ := encodeRequest(&request{Src: Addr{pk, 49152}, Dst: Addr{dpk, 45}, Time: time.Now(), Noise: []byte("hs")}, sk)
+	f.Add(req)
+	f.Add(encodeResponse(StatusOK, originDestination, []byte("noise")))
+	f.Add(encodeSessionAnswer(StatusBusy, "busy: full"))
+	f.Add([]byte{Version})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if r, err := parseRequest(b); err == nil {
+			again, err := encodeRequest(r, sk)
+			if err == nil && r.Src.PK == pk && len(again) != len(b) {
+				t.Fatalf("request round trip changed its length: %x", b)
+			}
+		}
+		parseResponse(b)
+		if st, reason, err := parseSessionAnswer(b); err == nil && (len(reason) > maxReason || st != Status(b[0])) {
+			t.Fatalf("session answer %x: %v %q", b, st, reason)
+		}
+	})
+}

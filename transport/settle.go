@@ -67,11 +67,17 @@ func sendHello(c Conn, sk cipher.SecKey, typ Type) (tpdisc.Entry, error) {
 // readHello reads the dialer's HELLO on an accepted Conn of type typ (local
 // is our key) and returns the entry and the dialer's verified signature.
 func readHello(c Conn, local cipher.PubKey, typ Type) (tpdisc.Entry, cipher.Sig, error) {
-	var e tpdisc.Entry
 	b, err := noise.ReadMsg(c, 128)
 	if err != nil {
-		return e, cipher.Sig{}, fmt.Errorf("%w: reading hello: %w", errSettle, err)
+		return tpdisc.Entry{}, cipher.Sig{}, fmt.Errorf("%w: reading hello: %w", errSettle, err)
 	}
+	return parseHello(b, c.RemotePK(), local, typ, time.Now())
+}
+
+// parseHello checks a HELLO body from remote against the listener's type
+// and the clock.
+func parseHello(b []byte, remote, local cipher.PubKey, typ Type, now time.Time) (tpdisc.Entry, cipher.Sig, error) {
+	var e tpdisc.Entry
 	if len(b) < 2 || b[0] != settleVersion || len(b) != 2+int(b[1])+8+cipher.SigSize {
 		return e, cipher.Sig{}, fmt.Errorf("%w: malformed hello", errSettle)
 	}
@@ -81,16 +87,16 @@ func readHello(c Conn, local cipher.PubKey, typ Type) (tpdisc.Entry, cipher.Sig,
 	}
 	off := 2 + int(b[1])
 	ts := int64(binary.BigEndian.Uint64(b[off:]))
-	if d := time.Since(time.UnixMilli(ts)); d > tpdisc.MaxClockSkew || d < -tpdisc.MaxClockSkew {
+	if d := now.Sub(time.UnixMilli(ts)); d > tpdisc.MaxClockSkew || d < -tpdisc.MaxClockSkew {
 		return e, cipher.Sig{}, fmt.Errorf("%w: hello time is %v off (check the clocks)", errSettle, d.Round(time.Second))
 	}
 	sig, err := cipher.SigFromBytes(b[off+8:])
 	if err != nil {
 		return e, cipher.Sig{}, fmt.Errorf("%w: %w", errSettle, err)
 	}
-	e = tpdisc.NewEntry(c.RemotePK(), local, string(typ))
+	e = tpdisc.NewEntry(remote, local, string(typ))
 	e.Timestamp = ts
-	if err := e.VerifySig(c.RemotePK(), sig); err != nil {
+	if err := e.VerifySig(remote, sig); err != nil {
 		return e, cipher.Sig{}, fmt.Errorf("%w: the dialer's signature: %w", errSettle, err)
 	}
 	return e, sig, nil
@@ -106,6 +112,11 @@ func readAnswer(c Conn, e tpdisc.Entry) (answer, cipher.Sig, error) {
 	if err != nil {
 		return 0, cipher.Sig{}, fmt.Errorf("%w: reading the answer: %w", errSettle, err)
 	}
+	return parseAnswer(b, e, c.RemotePK())
+}
+
+// parseAnswer checks an ANSWER body from remote to the HELLO of e.
+func parseAnswer(b []byte, e tpdisc.Entry, remote cipher.PubKey) (answer, cipher.Sig, error) {
 	if len(b) != 2+cipher.SigSize || b[0] != settleVersion {
 		return 0, cipher.Sig{}, fmt.Errorf("%w: malformed answer", errSettle)
 	}
@@ -115,7 +126,7 @@ func readAnswer(c Conn, e tpdisc.Entry) (answer, cipher.Sig, error) {
 	}
 	sig, err := cipher.SigFromBytes(b[2:])
 	if err == nil {
-		err = e.VerifySig(c.RemotePK(), sig)
+		err = e.VerifySig(remote, sig)
 	}
 	if err != nil {
 		return a, cipher.Sig{}, fmt.Errorf("%w: the acceptor's signature: %w", errSettle, err)

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/skyfleet/skywire/cipher"
 )
@@ -219,4 +220,34 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("re-decoding our own output: %v\n%s", err, b)
 		}
 	})
+}
+
+// A write killed before its rename leaves a temporary file: the next write
+// of the same file removes it (but not a fresh one, which may be another
+// writer's, nor other files).
+func TestStaleTempsRemoved(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "skywire-config.json")
+	stale := filepath.Join(dir, ".skywire-config.json.tmp-123")
+	fresh := filepath.Join(dir, ".skywire-config.json.tmp-456")
+	other := filepath.Join(dir, ".other.json.tmp-789")
+	for _, p := range []string{stale, fresh, other} {
+		if err := os.WriteFile(p, []byte("{"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-time.Minute)
+	os.Chtimes(stale, old, old)
+	os.Chtimes(other, old, old)
+	if err := WriteFile(path, []byte("{}\n"), Mode, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Fatal("the stale temporary file is still there")
+	}
+	for _, p := range []string{fresh, other} {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("%s removed: %v", p, err)
+		}
+	}
 }

@@ -5,6 +5,7 @@ package e2e
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"testing"
@@ -86,6 +87,31 @@ func TestCutRouteResetsLocalClient(t *testing.T) {
 	}
 	t.Logf("after the cut: %d more bytes, then %v", got, err)
 	for _, v := range []*visorNode{a, c} {
+		if code := v.proc.stop(t); code != 0 {
+			t.Fatalf("%s exited %d:\n%s", v.name, code, v.proc.stderr.String())
+		}
+	}
+	n.proc.stop(t)
+}
+
+// 50 curl requests at once through the proxy over a 2-hop route, as a
+// browser opens them: every one completes, byte-exact (no setup is lost).
+func TestParallelRequestsThroughProxy(t *testing.T) {
+	needCurl(t)
+	web := webServer(t)
+	n, vs := startLine(t, []string{"stcp", "stcp"}, proxyApps)
+	a, c := vs[0], vs[2]
+	socks := freePort(t)
+	proxyStart(t, a, c.pk, socks, "connected to "+c.pk)
+	const parallel, size = 50, 1 << 20
+	ds := make([]*download, parallel)
+	for i := range ds {
+		ds[i] = startCurl(t, socks, fmt.Sprintf("%s/bytes/%d", web, size))
+	}
+	for _, d := range ds {
+		d.finish(t, size)
+	}
+	for _, v := range vs {
 		if code := v.proc.stop(t); code != 0 {
 			t.Fatalf("%s exited %d:\n%s", v.name, code, v.proc.stderr.String())
 		}

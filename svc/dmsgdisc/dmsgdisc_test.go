@@ -249,3 +249,27 @@ func TestServerEntriesOnlyFromTrustedKeys(t *testing.T) {
 		t.Fatalf("servers listed: %d, %v", len(servers), err)
 	}
 }
+
+// Signed entries as the network sends them never panic, and an opened
+// entry is within its limits.
+func FuzzSignedEntry(f *testing.F) {
+	pk, sk := cipher.GenerateKeyPair()
+	se, _ := Sign(&Entry{PK: pk, Sequence: 1, Timestamp: 1, Server: &ServerInfo{Address: "127.0.0.1:1", AvailableSessions: 1}}, sk)
+	f.Add(se.encode())
+	se, _ = Sign(&Entry{PK: pk, Sequence: 2, Timestamp: 1, Client: &ClientInfo{DelegatedServers: []cipher.PubKey{pk}}}, sk)
+	f.Add(se.encode())
+	f.Add([]byte(`{"entry":{"pk":"00"},"sig":""}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var se SignedEntry
+		if json.Unmarshal(b, &se) != nil {
+			return
+		}
+		e, err := se.Open()
+		if err != nil {
+			return
+		}
+		if len(se.Entry) > maxEntryBytes || e.Client != nil && len(e.Client.DelegatedServers) > MaxDelegated || e.Client == nil && e.Server == nil {
+			t.Fatalf("opened an entry past its limits: %s", b)
+		}
+	})
+}

@@ -2,6 +2,7 @@ package tpdisc
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -185,4 +186,27 @@ func TestEntriesPerEdgeCapped(t *testing.T) {
 	if err := c.Register(context.Background(), first); err != nil {
 		t.Fatalf("re-registration at the cap: %v", err)
 	}
+}
+
+// Signed transport entries as the network sends them never panic, and a
+// verified one is well formed.
+func FuzzSignedEntry(f *testing.F) {
+	a, b := newEdge(), newEdge()
+	e := NewEntry(a.pk, b.pk, "stcp")
+	good := &SignedEntry{Entry: e}
+	for _, x := range []edge{a, b} {
+		good.Sigs[e.EdgeIndex(x.pk)], _ = e.Sign(x.sk)
+	}
+	raw, _ := json.Marshal(good)
+	f.Add(raw)
+	f.Add([]byte(`{"entry":{"id":"00","edges":["",""],"type":"x","timestamp":1},"sigs":["",""]}`))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		var se SignedEntry
+		if json.Unmarshal(in, &se) != nil {
+			return
+		}
+		if se.Verify() == nil && se.Entry.Check() != nil {
+			t.Fatalf("verified a malformed entry: %s", in)
+		}
+	})
 }
