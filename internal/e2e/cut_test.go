@@ -3,11 +3,13 @@
 package e2e
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 )
@@ -112,6 +114,61 @@ func TestParallelRequestsThroughProxy(t *testing.T) {
 		d.finish(t, size)
 	}
 	for _, v := range vs {
+		if code := v.proc.stop(t); code != 0 {
+			t.Fatalf("%s exited %d:\n%s", v.name, code, v.proc.stderr.String())
+		}
+	}
+	n.proc.stop(t)
+}
+
+// The services restart during a download over a 2-hop route: the download
+// goes on byte-exact, a dial while they are down fails at once naming the
+// route finder, and afterwards new routes work again with no manual step
+// (the transports re-register themselves, freshly signed).
+func TestServicesRestartDuringTraffic(t *testing.T) {
+	needCurl(t)
+	web := webServer(t)
+	n, vs := startLine(t, []string{"stcp", "stcp"}, proxyApps)
+	a, b, c := vs[0], vs[1], vs[2]
+	socks := freePort(t)
+	proxyStart(t, a, c.pk, socks, "connected to "+c.pk)
+	const size = 512 << 20
+	d := startCurl(t, socks, fmt.Sprintf("%s/bytes/%d", web, size))
+	h := sha256.New()
+	if _, err := io.CopyN(h, d.out, 16<<20); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	if code := n.proc.stop(t); code != 0 {
+		t.Fatalf("svc all exited %d", code)
+	}
+	t.Logf("svc all stopped in %v during traffic", time.Since(stopped).Round(time.Millisecond))
+	// A new route needs the route finder: it fails at once, saying so.
+	r := sw(t, "skywire", "cli", "visor", "ping", c.pk, "-c", "1", "--rpc", a.sock)
+	if r.code == 0 || !strings.Contains(r.stderr, "route finder") {
+		t.Fatalf("ping while the services are down: exit %d: %s", r.code, r.stderr)
+	}
+	n.run(t)
+	// The live download never stopped.
+	got, err := io.Copy(h, d.out)
+	if err != nil || d.cmd.Wait() != nil || got != size-16<<20 {
+		t.Fatalf("download across the restart: %d bytes, %v: %s", got, err, d.stderr.String())
+	}
+	var sum [32]byte
+	h.Sum(sum[:0])
+	if sum != contentDigest(size) {
+		t.Fatal("download across the restart corrupted")
+	}
+	// New 2-hop routes work again once the transports re-registered.
+	deadline := time.Now().Add(90 * time.Second)
+	for sw(t, "skywire", "cli", "visor", "ping", c.pk, "-c", "1", "--rpc", a.sock).code != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no route after the restart:\n%s", a.proc.stderr.String())
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	startCurl(t, socks, fmt.Sprintf("%s/bytes/%d", web, 1<<20)).finish(t, 1<<20)
+	for _, v := range []*visorNode{a, b, c} {
 		if code := v.proc.stop(t); code != 0 {
 			t.Fatalf("%s exited %d:\n%s", v.name, code, v.proc.stderr.String())
 		}

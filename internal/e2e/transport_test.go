@@ -18,6 +18,7 @@ import (
 type network struct {
 	dmsgDisc, tpDisc, resolver, routeFinder string // URLs
 	proc                                    *process
+	args                                    []string // svc all's, to start it again
 }
 
 func freePorts(t testing.TB, n int) []int {
@@ -52,10 +53,19 @@ func startNetwork(t testing.TB) *network {
 		resolver:    fmt.Sprintf("http://127.0.0.1:%d", p[2]),
 		routeFinder: fmt.Sprintf("http://127.0.0.1:%d", p[4]),
 	}
-	n.proc = start(t, "skywire", "svc", "all", "--host", "127.0.0.1",
+	n.args = []string{"svc", "all", "--host", "127.0.0.1",
 		"--dmsg-discovery-port", fmt.Sprint(p[0]), "--transport-discovery-port", fmt.Sprint(p[1]),
 		"--address-resolver-port", fmt.Sprint(p[2]), "--dmsg-server-port", fmt.Sprint(p[3]),
-		"--route-finder-port", fmt.Sprint(p[4]))
+		"--route-finder-port", fmt.Sprint(p[4])}
+	n.run(t)
+	return n
+}
+
+// run starts the services and waits until they answer and the dmsg server
+// is listed.
+func (n *network) run(t testing.TB) {
+	t.Helper()
+	n.proc = start(t, "skywire", n.args...)
 	for _, u := range []string{n.dmsgDisc, n.tpDisc, n.resolver, n.routeFinder} {
 		waitHTTP(t, n.proc, u+"/health")
 	}
@@ -68,7 +78,7 @@ func startNetwork(t testing.TB) *network {
 			json.NewDecoder(resp.Body).Decode(&list)
 			resp.Body.Close()
 			if len(list) > 0 {
-				return n
+				return
 			}
 		}
 		if time.Now().After(deadline) {

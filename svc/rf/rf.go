@@ -402,5 +402,8 @@ func (c *Client) Paths(ctx context.Context, src, dst cipher.PubKey, minHops, cou
 	if httpauth.IsNotFound(err) {
 		return nil, fmt.Errorf("%w: %w", ErrNoPath, err)
 	}
-	return resp.Paths, err
+	if err != nil {
+		return nil, fmt.Errorf("route finder: %w", err)
+	}
+	return resp.Paths, nil
 }

@@ -29,7 +29,7 @@ import (
 // Timing.
 const (
 	EntryTTL          = 3 * time.Minute
-	HeartbeatInterval = time.Minute
+	HeartbeatInterval = 30 * time.Second // also how soon a lost entry is noticed and registered again
 	MaxClockSkew      = time.Minute
 )
 
