@@ -98,3 +98,84 @@ func TestRefreshVerifiesOnceAndNeverBlocks(t *testing.T) {
 	}
 	unstall()
 }
+
+// BenchmarkManyEntries: 20,000 transports in the discovery. It reports a
+// refresh that verifies every entry (the first, and what every refresh cost
+// before entries were verified once), a refresh of known entries, and a
+// path request while refreshes run.
+func BenchmarkManyEntries(b *testing.B) {
+	const n = 20000
+	disc := tpdisc.NewServer(store.NewMemory(4*n), nil)
+	tpd := httptest.NewServer(disc)
+	defer tpd.Close()
+	hub, hsk := cipher.GenerateKeyPair()
+	pks := []cipher.PubKey{hub}
+	reg := tpdisc.NewClient(tpd.URL, hsk)
+	defer reg.Close()
+	var wg sync.WaitGroup
+	work := make(chan int)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range work {
+				apk, ask := cipher.GenerateKeyPair()
+				bpk, bsk := cipher.GenerateKeyPair()
+				e := tpdisc.NewEntry(apk, bpk, "stcp")
+				se := &tpdisc.SignedEntry{Entry: e}
+				se.Sigs[e.EdgeIndex(apk)], _ = e.Sign(ask)
+				se.Sigs[e.EdgeIndex(bpk)], _ = e.Sign(bsk)
+				if err := reg.Register(context.Background(), se); err != nil {
+					b.Error(err)
+				}
+			}
+		}()
+	}
+	for i := range n - 2 {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	// A short real line among the fakes: hub – x – y.
+	x, xsk := cipher.GenerateKeyPair()
+	y, ysk := cipher.GenerateKeyPair()
+	for _, p := range [][2]struct {
+		pk cipher.PubKey
+		sk cipher.SecKey
+	}{{{hub, hsk}, {x, xsk}}, {{x, xsk}, {y, ysk}}} {
+		e := tpdisc.NewEntry(p[0].pk, p[1].pk, "stcp")
+		se := &tpdisc.SignedEntry{Entry: e}
+		se.Sigs[e.EdgeIndex(p[0].pk)], _ = e.Sign(p[0].sk)
+		se.Sigs[e.EdgeIndex(p[1].pk)], _ = e.Sign(p[1].sk)
+		if err := reg.Register(context.Background(), se); err != nil {
+			b.Fatal(err)
+		}
+	}
+	pks = append(pks, x, y)
+	srv := NewServer(tpd.URL, nil)
+	defer srv.Close()
+	ctx := context.Background()
+	began := time.Now()
+	if _, err := srv.graph(ctx); err != nil {
+		b.Fatal(err)
+	}
+	first := time.Since(began)
+	srv.every = 0
+	began = time.Now()
+	srv.graph(ctx)
+	srv.wg.Wait()
+	known := time.Since(began)
+	rf := httptest.NewServer(srv)
+	defer rf.Close()
+	c := NewClient(rf.URL)
+	defer c.Close()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := c.Paths(ctx, pks[0], pks[2], 0, 1); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(first.Seconds()*1000, "ms/first-refresh")
+	b.ReportMetric(known.Seconds()*1000, "ms/known-refresh")
+}
