@@ -132,7 +132,8 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
 }
 
 // ServeLimited answers h on ln until ctx ends, then shuts down (waiting up
-// to 3 s for calls in progress). It closes ln. Headers must arrive within
+// to a second for calls in progress: service calls are short, and a slow
+// client must not hold a stop up). It closes ln. Headers must arrive within
 // 5 s and a whole request within lim.ReadTimeout; an idle connection is
 // closed after a minute; accept errors from exhausted resources are waited
 // out.
@@ -163,7 +164,7 @@ func ServeLimited(ctx context.Context, ln net.Listener, h http.Handler, lim Serv
 		return err
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil {
 		hs.Close()
