@@ -132,7 +132,7 @@ func (s *Server) Run(ctx context.Context) error {
 		conns.Add(1)
 		go func() {
 			defer conns.Done()
-			joinErr = acceptor.Serve(ctx, s.join, acceptor.Limits{Total: maxUnauth}, func(ctx context.Context, c net.Conn, _ func()) { s.serveJoin(ctx, c) })
+			joinErr = acceptor.Serve(ctx, s.join, acceptor.Limits{Total: maxUnauth}, func(ctx context.Context, c net.Conn, done func()) { s.serveJoin(ctx, c, done) })
 			if joinErr != nil {
 				s.Close() // the gateway goes with it
 			}

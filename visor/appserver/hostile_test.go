@@ -15,8 +15,10 @@ import (
 	"time"
 
 	"github.com/skyfleet/skywire/admin"
+	"github.com/skyfleet/skywire/apps/sdk"
 	"github.com/skyfleet/skywire/cipher"
 	"github.com/skyfleet/skywire/internal/appproto"
+	"github.com/skyfleet/skywire/internal/loopback"
 	"github.com/skyfleet/skywire/visor"
 )
 
@@ -273,4 +275,45 @@ func dataSocketLine(t *testing.T, server, line string) string {
 	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	b, _ := io.ReadAll(conn)
 	return string(b)
+}
+
+// More joined sockets than the join socket admits unanswered requests:
+// a join's slot is freed once it is answered, so 200 relays live at once.
+func TestManyJoinsAtOnce(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the join socket is Linux's")
+	}
+	n := startNet(t, 2, func(i int, _ []cipher.PubKey) []visor.AppConfig {
+		if i == 1 {
+			return []visor.AppConfig{{App: "echo", Port: 60, AutoStart: true, Args: []string{}}}
+		}
+		return []visor.AppConfig{holderAt(61)}
+	})
+	a, _ := impersonate(t, n, 0)
+	waitFor(t, "echo runs", func() bool { return appInfo(t, n, 1, "echo").State == "running" })
+	const joins = 200
+	var mine []net.Conn
+	for i := range joins {
+		var rc *sdk.RPCConn
+		waitFor(t, "dial the echo app", func() bool {
+			var err error
+			rc, err = a.DialRPC(context.Background(), n.Nodes[1].PK(), 60)
+			return err == nil
+		})
+		m, theirs := loopback.Pair(t)
+		if err := rc.Join(theirs); err != nil {
+			t.Fatalf("join %d: %v", i, err)
+		}
+		theirs.Close()
+		mine = append(mine, m)
+	}
+	for i, m := range mine {
+		msg := fmt.Sprintf("relay %d", i)
+		m.Write([]byte(msg))
+		got := make([]byte, len(msg))
+		m.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.ReadFull(m, got); err != nil || string(got) != msg {
+			t.Fatalf("relay %d of %d live joins: %q %v", i, joins, got, err)
+		}
+	}
 }

@@ -24,8 +24,9 @@ func listenJoin() net.Listener {
 }
 
 // serveJoin takes one socket an app hands over and relays it to the app's
-// connection.
-func (s *Server) serveJoin(_ context.Context, c net.Conn) {
+// connection. done frees the join's admission slot once the request is
+// answered: a relay may last for hours.
+func (s *Server) serveJoin(_ context.Context, c net.Conn, done func()) {
 	defer c.Close()
 	uc, ok := c.(*net.UnixConn)
 	if !ok {
@@ -89,5 +90,6 @@ func (s *Server) serveJoin(_ context.Context, c net.Conn) {
 		return
 	}
 	uc.Close()
+	done()
 	s.joined(sess, id, ac, nc)
 }

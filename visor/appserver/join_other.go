@@ -10,4 +10,4 @@ import (
 // listenJoin: no join socket here; apps relay through data sockets.
 func listenJoin() net.Listener { return nil }
 
-func (s *Server) serveJoin(context.Context, net.Conn) {}
+func (s *Server) serveJoin(context.Context, net.Conn, func()) {}
