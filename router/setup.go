@@ -337,7 +337,7 @@ func (r *Router) setupWorker(w setupWork) {
 	}
 }
 
-// setupDone forgets a setup of tp's that was counted but not handled.
+// setupDone uncounts a setup of tp's, handled or dropped.
 func (r *Router) setupDone(tp *transport.Transport) {
 	r.setupMu.Lock()
 	if n := r.setupsOf[tp] - 1; n > 0 {
