@@ -71,7 +71,7 @@ func (n *STCPRNet) Close() error {
 }
 
 // Serve implements Network: it keeps the port bound at the resolver
-// (rebinding every minute, and retrying with backoff) and accepts.
+// (rebinding every ar.STCPRRebind, and retrying with backoff) and accepts.
 func (n *STCPRNet) Serve(ctx context.Context, accept func(Conn)) error {
 	done := make(chan struct{})
 	go func() {
@@ -111,7 +111,7 @@ func (n *STCPRNet) bindLoop(ctx context.Context) {
 		if backoff > time.Second || wait == 0 {
 			n.log.Info("stcpr: bound at the address resolver", zap.String("remote", seen))
 		}
-		wait, backoff = ar.STCPRTTL/3, time.Second
+		wait, backoff = ar.STCPRRebind, time.Second
 	}
 }
 

@@ -46,6 +46,9 @@ const (
 	BindInterval = 15 * time.Second
 	BindTTL      = 60 * time.Second
 	STCPRTTL     = 3 * time.Minute
+	// STCPRRebind is how often a visor renews its stcpr binding (and so
+	// how soon a restarted resolver knows it again).
+	STCPRRebind = 30 * time.Second
 	// MaxClockSkew bounds a BIND's time.
 	MaxClockSkew = 30 * time.Second
 )

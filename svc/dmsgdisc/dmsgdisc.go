@@ -29,7 +29,7 @@ import (
 // Limits and timing.
 const (
 	EntryTTL         = 5 * time.Minute
-	RefreshInterval  = time.Minute
+	RefreshInterval  = 30 * time.Second // also how soon a restarted discovery knows an entry again
 	MaxClockSkew     = time.Minute
 	MaxDelegated     = 16
 	maxEntryBytes    = 2 << 10 // a client entry with MaxDelegated servers is about 1.2 KiB

@@ -65,10 +65,28 @@ func TestRefreshVerifiesOnceAndNeverBlocks(t *testing.T) {
 	if _, err := srv.graph(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// refreshed waits until a refresh has started and ended.
+	refreshed := func() {
+		srv.mu.Lock()
+		before := srv.fetched
+		srv.mu.Unlock()
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			srv.graph(ctx)
+			srv.wg.Wait()
+			srv.mu.Lock()
+			done := srv.fetched != before
+			srv.mu.Unlock()
+			if done {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("no refresh")
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
 	for range 3 { // refreshes of the same entries
-		time.Sleep(5 * time.Millisecond)
-		srv.graph(ctx)
-		srv.wg.Wait()
+		refreshed()
 	}
 	srv.mu.Lock()
 	checks := srv.checks
@@ -78,8 +96,19 @@ func TestRefreshVerifiesOnceAndNeverBlocks(t *testing.T) {
 	}
 
 	stall.Store(true)
-	time.Sleep(5 * time.Millisecond)
-	srv.graph(ctx) // starts a refresh that stalls
+	for deadline := time.Now().Add(10 * time.Second); ; { // start a refresh that stalls
+		srv.graph(ctx)
+		srv.mu.Lock()
+		started := srv.refreshing
+		srv.mu.Unlock()
+		if started {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no refresh started")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	rf := httptest.NewServer(srv)
 	defer rf.Close()
 	c := NewClient(rf.URL)
@@ -160,7 +189,9 @@ func BenchmarkManyEntries(b *testing.B) {
 		b.Fatal(err)
 	}
 	first := time.Since(began)
-	srv.every = 0
+	srv.mu.Lock()
+	srv.every, srv.took = 0, 0 // refresh now, whatever the last one took
+	srv.mu.Unlock()
 	began = time.Now()
 	srv.graph(ctx)
 	srv.wg.Wait()

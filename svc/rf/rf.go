@@ -230,6 +230,7 @@ type Server struct {
 	verified map[tpdisc.ID]tpdisc.SignedEntry
 	checks   int           // signature verifications done (tests)
 	every    time.Duration // RefreshInterval (tests shorten it)
+	took     time.Duration // guarded by mu: the last refresh's duration; refreshes are at least twice that apart
 
 	wg sync.WaitGroup
 }
@@ -264,7 +265,7 @@ func (s *Server) Close() {
 // ended does it wait.
 func (s *Server) graph(ctx context.Context) (graph, error) {
 	s.mu.Lock()
-	if !s.refreshing && (s.g == nil || time.Since(s.fetched) >= s.every) {
+	if !s.refreshing && (s.g == nil || time.Since(s.fetched) >= max(s.every, 2*s.took)) {
 		s.refreshing = true
 		s.wg.Add(1)
 		go s.refresh()
@@ -294,6 +295,7 @@ const refreshTimeout = 30 * time.Second
 // before, and swaps in a new graph.
 func (s *Server) refresh() {
 	defer s.wg.Done()
+	began := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), refreshTimeout)
 	defer cancel()
 	entries, err := s.tpd.AllUnverified(ctx)
@@ -318,7 +320,7 @@ func (s *Server) refresh() {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.refreshing = false
+	s.refreshing, s.took = false, time.Since(began)
 	if err != nil {
 		s.lastErr = err
 		if s.g != nil {
