@@ -5,13 +5,19 @@ package e2e
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/skyfleet/skywire/cipher"
 )
 
 // endlessServer streams bytes to every connection until it fails.
@@ -126,6 +132,7 @@ func TestParallelRequestsThroughProxy(t *testing.T) {
 // route finder, and afterwards new routes work again with no manual step
 // (the transports re-register themselves, freshly signed).
 func TestServicesRestartDuringTraffic(t *testing.T) {
+	t.Parallel() // most of it is waiting for re-registration
 	needCurl(t)
 	web := webServer(t)
 	n, vs := startLine(t, []string{"stcp", "stcp"}, proxyApps)
@@ -174,4 +181,131 @@ func TestServicesRestartDuringTraffic(t *testing.T) {
 		}
 	}
 	n.proc.stop(t)
+}
+
+// services are the discovery services as separate processes.
+type services struct {
+	n     *network
+	args  map[string][]string
+	procs map[string]*process
+	urls  map[string]string // health URL
+}
+
+// Restart order: what depends on another comes after it.
+var serviceOrder = []string{"dmsg-discovery", "dmsg-server", "transport-discovery", "address-resolver", "route-finder"}
+
+func startServices(t testing.TB) *services {
+	t.Helper()
+	p := freePorts(t, 5)
+	pk, sk := cipher.GenerateKeyPair()
+	skFile := filepath.Join(shortDir(t), "dmsg-server.key")
+	if err := os.WriteFile(skFile, []byte(sk.Hex()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	url := func(i int) string { return fmt.Sprintf("http://127.0.0.1:%d", p[i]) }
+	addr := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", p[i]) }
+	s := &services{
+		n: &network{dmsgDisc: url(0), tpDisc: url(1), resolver: url(2), routeFinder: url(4)},
+		args: map[string][]string{
+			"dmsg-discovery":      {"svc", "dmsg-discovery", "--addr", addr(0), "--trusted-servers", pk.Hex()},
+			"dmsg-server":         {"svc", "dmsg-server", "--addr", addr(3), "--discovery", url(0), "--sk-file", skFile},
+			"transport-discovery": {"svc", "transport-discovery", "--addr", addr(1)},
+			"address-resolver":    {"svc", "address-resolver", "--addr", addr(2)},
+			"route-finder":        {"svc", "route-finder", "--addr", addr(4), "--transport-discovery", url(1)},
+		},
+		procs: map[string]*process{},
+		urls:  map[string]string{"dmsg-discovery": url(0), "transport-discovery": url(1), "address-resolver": url(2), "route-finder": url(4)},
+	}
+	for _, name := range serviceOrder {
+		s.start(t, name)
+	}
+	s.n.proc = s.procs["dmsg-discovery"]
+	return s
+}
+
+func (s *services) start(t testing.TB, name string) {
+	t.Helper()
+	s.procs[name] = start(t, "skywire", s.args[name]...)
+	if u := s.urls[name]; u != "" {
+		waitHTTP(t, s.procs[name], u+"/health")
+		return
+	}
+	// The dmsg server is up once the discovery lists it.
+	until(t, "the dmsg server is listed", func() bool {
+		resp, err := http.Get(s.urls["dmsg-discovery"] + "/v1/servers")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var list []json.RawMessage
+		json.NewDecoder(resp.Body).Decode(&list)
+		return len(list) > 0
+	})
+}
+
+// Each service restarted in turn, as separate processes, during a 2-hop
+// download: the download goes on byte-exact, and afterwards everything is
+// registered again by itself (visors' dmsg entries, transports, routes).
+func TestEachServiceRestartDuringTraffic(t *testing.T) {
+	t.Parallel() // most of it is waiting for re-registration
+	needCurl(t)
+	web := webServer(t)
+	svcs := startServices(t)
+	vs := startLineOn(t, svcs.n, []string{"stcp", "stcp"}, proxyApps)
+	a, c := vs[0], vs[2]
+	socks := freePort(t)
+	proxyStart(t, a, c.pk, socks, "connected to "+c.pk)
+	const size = 512 << 20
+	d := startCurl(t, socks, fmt.Sprintf("%s/bytes/%d", web, size))
+	h := sha256.New()
+	if _, err := io.CopyN(h, d.out, 16<<20); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range serviceOrder {
+		if code := svcs.procs[name].stop(t); code != 0 {
+			t.Fatalf("%s exited %d", name, code)
+		}
+		svcs.start(t, name)
+	}
+	got, err := io.Copy(h, d.out)
+	if err != nil || d.cmd.Wait() != nil || got != size-16<<20 {
+		t.Fatalf("download across the restarts: %d bytes, %v: %s", got, err, d.stderr.String())
+	}
+	var sum [32]byte
+	h.Sum(sum[:0])
+	if sum != contentDigest(size) {
+		t.Fatal("download across the restarts corrupted")
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for _, v := range vs {
+		for {
+			resp, err := http.Get(svcs.urls["dmsg-discovery"] + "/v1/entries/" + v.pk)
+			if err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if strings.Contains(string(b), `"delegated_servers":["`) {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s's dmsg entry never came back", v.name)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	for sw(t, "skywire", "cli", "visor", "ping", c.pk, "-c", "1", "--rpc", a.sock).code != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no route after the restarts:\n%s", a.proc.stderr.String())
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	startCurl(t, socks, fmt.Sprintf("%s/bytes/%d", web, 1<<20)).finish(t, 1<<20)
+	for _, v := range vs {
+		if code := v.proc.stop(t); code != 0 {
+			t.Fatalf("%s exited %d:\n%s", v.name, code, v.proc.stderr.String())
+		}
+	}
+	for _, name := range serviceOrder {
+		svcs.procs[name].stop(t)
+	}
 }

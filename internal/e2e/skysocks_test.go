@@ -137,6 +137,12 @@ func needCurl(t testing.TB) {
 func startLine(t testing.TB, links []string, apps func(i, n int, pks []string) []any) (*network, []*visorNode) {
 	t.Helper()
 	n := startNetwork(t)
+	return n, startLineOn(t, n, links, apps)
+}
+
+// startLineOn is startLine on services already running.
+func startLineOn(t testing.TB, n *network, links []string, apps func(i, n int, pks []string) []any) []*visorNode {
+	t.Helper()
 	dir := shortDir(t)
 	vs := make([]*visorNode, len(links)+1)
 	pks := make([]string, len(vs))
@@ -162,7 +168,7 @@ func startLine(t testing.TB, links []string, apps func(i, n int, pks []string) [
 	until(t, "a route end to end", func() bool {
 		return sw(t, "skywire", "cli", "visor", "ping", last, "-c", "1", "--rpc", vs[0].sock).code == 0
 	})
-	return n, vs
+	return vs
 }
 
 // proxyApps: skysocks-client on the first visor, skysocks (reaching
