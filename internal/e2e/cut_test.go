@@ -309,3 +309,43 @@ func TestEachServiceRestartDuringTraffic(t *testing.T) {
 		svcs.procs[name].stop(t)
 	}
 }
+
+// svc all with few file descriptors, flooded past its limit from one host:
+// no listener dies (the dmsg server's used to, taking every service down),
+// and once the flood ends every service answers again.
+func TestServicesSurviveDescriptorExhaustion(t *testing.T) {
+	p := freePorts(t, 5)
+	args := fmt.Sprintf("ulimit -n 160 && exec %s svc all --host 127.0.0.1 --dmsg-discovery-port %d --transport-discovery-port %d --address-resolver-port %d --dmsg-server-port %d --route-finder-port %d",
+		filepath.Join(binDir, "skywire"), p[0], p[1], p[2], p[3], p[4])
+	proc := startCmd(t, "sh", "-c", args)
+	urls := []string{}
+	for _, i := range []int{0, 1, 2, 4} {
+		u := fmt.Sprintf("http://127.0.0.1:%d", p[i])
+		waitHTTP(t, proc, u+"/health")
+		urls = append(urls, u)
+	}
+	var floods []*flooder
+	for _, i := range p {
+		floods = append(floods, flood(fmt.Sprintf("127.0.0.1:%d", i), 100, false))
+	}
+	time.Sleep(500 * time.Millisecond) // the accept loops meet EMFILE meanwhile
+	held := usageOf(t, proc.cmd.Process.Pid).fds
+	time.Sleep(1500 * time.Millisecond)
+	for _, f := range floods {
+		f.end()
+	}
+	if held < 150 {
+		t.Fatalf("the flood held only %d of the 160 descriptors: the test proves nothing", held)
+	}
+	select {
+	case <-proc.done:
+		t.Fatalf("svc all exited during the flood: %v\n%s", proc.err, proc.stderr.String())
+	default:
+	}
+	for _, u := range urls {
+		waitHTTP(t, proc, u+"/health")
+	}
+	if code := proc.stop(t); code != 0 {
+		t.Fatalf("svc all exited %d:\n%s", code, proc.stderr.String())
+	}
+}
