@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"hash"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -79,6 +80,8 @@ type download struct {
 	cmd    *exec.Cmd
 	out    io.ReadCloser
 	stderr *syncBuffer
+	h      hash.Hash // of what was read so far
+	got    int64
 }
 
 func startCurl(t testing.TB, socks, url string) *download {
@@ -88,7 +91,7 @@ func startCurl(t testing.TB, socks, url string) *download {
 		args = append([]string{"--socks5-hostname", socks}, args...)
 	}
 	cmd := exec.Command("curl", args...)
-	d := &download{cmd: cmd, stderr: &syncBuffer{}}
+	d := &download{cmd: cmd, stderr: &syncBuffer{}, h: sha256.New()}
 	cmd.Stderr = d.stderr
 	var err error
 	if d.out, err = cmd.StdoutPipe(); err != nil {
@@ -106,19 +109,43 @@ func startCurl(t testing.TB, socks, url string) *download {
 	return d
 }
 
-// finish reads the rest and checks it is the first n bytes of the content.
+// read reads the next n bytes of the download.
+func (d *download) read(t testing.TB, n int64) {
+	t.Helper()
+	k, err := io.CopyN(d.h, d.out, n)
+	d.got += k
+	if err != nil {
+		t.Fatalf("curl after %d bytes: %v: %s", d.got, err, d.stderr.String())
+	}
+}
+
+// finish reads the rest and checks that the whole is the first n bytes of
+// the content.
 func (d *download) finish(t testing.TB, n int64) {
 	t.Helper()
-	h := sha256.New()
-	got, err := io.Copy(h, d.out)
+	k, err := io.Copy(d.h, d.out)
+	d.got += k
 	werr := d.cmd.Wait()
 	if err != nil || werr != nil {
-		t.Fatalf("curl: %v %v: %s", err, werr, d.stderr.String())
+		t.Fatalf("curl after %d bytes: %v %v: %s", d.got, err, werr, d.stderr.String())
 	}
 	var sum [32]byte
-	h.Sum(sum[:0])
-	if got != n || sum != contentDigest(n) {
-		t.Fatalf("got %d bytes (want %d), digest match %v", got, n, sum == contentDigest(n))
+	d.h.Sum(sum[:0])
+	if d.got != n || sum != contentDigest(n) {
+		t.Fatalf("got %d bytes (want %d), digest match %v", d.got, n, sum == contentDigest(n))
+	}
+}
+
+// untilRoute waits until a's visor pings c over a route (after the services
+// came back, say).
+func untilRoute(t testing.TB, a, c *visorNode, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for sw(t, "skywire", "cli", "visor", "ping", c.pk, "-c", "1", "--rpc", a.sock).code != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no route from %s to %s:\n%s", a.name, c.name, a.proc.stderr.String())
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 }
 
@@ -280,24 +307,12 @@ func stalledReceiver(t *testing.T, socks, web string) {
 	stalled := startCurl(t, socks, fmt.Sprintf("%s/bytes/%d", web, 256<<20))
 	// Read a little, then nothing: curl blocks on its stdout, stops reading
 	// its socket, and the route's window fills on every hop.
-	if _, err := io.ReadFull(stalled.out, make([]byte, 1<<20)); err != nil {
-		t.Fatal(err)
-	}
+	stalled.read(t, 1<<20)
 	time.Sleep(500 * time.Millisecond)
 	const size = 128 << 20
 	startCurl(t, socks, fmt.Sprintf("%s/bytes/%d", web, size)).finish(t, size)
 	// The stalled one resumes and is intact too.
-	h := sha256.New()
-	io.CopyN(h, &repeatReader{}, 1<<20)
-	got, err := io.Copy(h, stalled.out)
-	if err != nil || stalled.cmd.Wait() != nil || got != 255<<20 {
-		t.Fatalf("stalled download: %d bytes, %v: %s", got, err, stalled.stderr.String())
-	}
-	var sum [32]byte
-	h.Sum(sum[:0])
-	if sum != contentDigest(256<<20) {
-		t.Fatal("stalled download corrupted")
-	}
+	stalled.finish(t, 256<<20)
 }
 
 // Pointing the proxy at a visor without skysocks: the status names the
