@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/skyfleet/skywire/cipher"
+	"github.com/skyfleet/skywire/internal/loopback"
 	"github.com/skyfleet/skywire/noise"
 	"github.com/skyfleet/skywire/svc/dmsgdisc"
 )
@@ -59,7 +60,7 @@ func TestSessionFloodFromOneAddress(t *testing.T) {
 	accepted := 0
 	var refusal string
 	for range 40 {
-		c, st, reason := rawSession(t, net.IPv4(127, 0, 0, 2), srv, addr)
+		c, st, reason := rawSession(t, loopback.OtherHost, srv, addr)
 		held = append(held, c)
 		if st == StatusOK {
 			accepted++
@@ -103,20 +104,7 @@ func TestHandshakeFloodFromOneAddress(t *testing.T) {
 	e := newEnv(t)
 	srv := e.server(ServerConfig{})
 	addr := serverAddr(t, e, srv)
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
-	var idle []net.Conn
-	defer func() {
-		for _, c := range idle {
-			c.Close()
-		}
-	}()
-	for range 300 {
-		c, err := d.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		idle = append(idle, c)
-	}
+	loopback.Idle(t, addr, 300)
 	for range 5 {
 		e.client(1) // fails the test if it never gets a session
 	}

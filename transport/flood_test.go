@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/skyfleet/skywire/cipher"
+	"github.com/skyfleet/skywire/internal/loopback"
 	"github.com/skyfleet/skywire/svc/httpauth"
 	"github.com/skyfleet/skywire/svc/store"
 	"github.com/skyfleet/skywire/svc/tpdisc"
@@ -41,20 +42,7 @@ func TestHandshakeFloodFromOneHost(t *testing.T) {
 	go func() { mB.Run(ctx); done <- struct{}{} }()
 	defer func() { cancel(); <-done; <-done }()
 
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
-	var idle []net.Conn
-	defer func() {
-		for _, c := range idle {
-			c.Close()
-		}
-	}()
-	for range 300 {
-		c, err := d.Dial("tcp", netB.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		idle = append(idle, c)
-	}
+	loopback.Idle(t, netB.Addr().String(), 300)
 	ok := 0
 	for range 10 {
 		dctx, dcancel := context.WithTimeout(ctx, 5*time.Second)

@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/skyfleet/skywire/internal/loopback"
 )
 
 func TestSource(t *testing.T) {
@@ -79,15 +81,7 @@ func TestServePerSource(t *testing.T) {
 			io.Copy(io.Discard, c)
 		})
 	}()
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
-	var idle []net.Conn
-	for range 50 {
-		c, err := d.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		idle = append(idle, c)
-	}
+	idle := loopback.Idle(t, ln.Addr().String(), 50)
 	kept := 0
 	for _, c := range idle {
 		c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/skyfleet/skywire/internal/loopback"
 )
 
 // usage is a process's resident memory and open descriptors.
@@ -43,7 +45,7 @@ type flooder struct {
 
 func flood(addr string, n int, slowBody bool) *flooder {
 	f := &flooder{stop: make(chan struct{})}
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: 2 * time.Second}
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: loopback.OtherHost}, Timeout: 2 * time.Second}
 	for range n {
 		c, err := d.Dial("tcp", addr)
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/skyfleet/skywire/internal/loopback"
 	"github.com/skyfleet/skywire/svc/httpauth"
 )
 
@@ -50,7 +51,7 @@ func TestSlowBodyFlood(t *testing.T) {
 	for _, n := range []Name{DmsgDiscovery, TransportDiscovery, RouteFinder, AddressResolver} {
 		t.Run(string(n), func(t *testing.T) {
 			addr := s.Addr(n)
-			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: loopback.OtherHost}}
 			var slow []net.Conn
 			defer func() {
 				for _, c := range slow {
