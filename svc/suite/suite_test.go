@@ -38,18 +38,27 @@ func start(t *testing.T, cfg Config) *Suite {
 	return s
 }
 
-// Slow-body clients from one host (127.0.0.2) against every HTTP service:
-// at most its share of connections is held, those are cut off after the
-// read timeout, honest clients (127.0.0.1) are served throughout, and the
-// services stay up.
-func TestSlowBodyFlood(t *testing.T) {
+// Slow-body and idle clients from one host (127.0.0.2) against every HTTP
+// service: at most its share of connections is held, those are cut off
+// after the read timeout, honest clients (127.0.0.1) are served
+// throughout, and the services stay up.
+func TestSlowAndIdleFloods(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("binds 127.0.0.2 (Linux loopback)")
 	}
 	const perClient, flood = 16, 200
 	s := start(t, Config{Limits: httpauth.ServerLimits{ReadTimeout: time.Second, PerClient: perClient}})
-	for _, n := range []Name{DmsgDiscovery, TransportDiscovery, RouteFinder, AddressResolver} {
-		t.Run(string(n), func(t *testing.T) {
+	for _, tc := range []struct {
+		n    Name
+		idle bool
+	}{{DmsgDiscovery, false}, {TransportDiscovery, false}, {RouteFinder, false}, {AddressResolver, false},
+		{DmsgDiscovery, true}, {TransportDiscovery, true}, {RouteFinder, true}, {AddressResolver, true}} {
+		n := tc.n
+		name := string(n) + "/slow-body"
+		if tc.idle {
+			name = string(n) + "/idle"
+		}
+		t.Run(name, func(t *testing.T) {
 			addr := s.Addr(n)
 			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: loopback.OtherHost}}
 			var slow []net.Conn
@@ -63,7 +72,9 @@ func TestSlowBodyFlood(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				fmt.Fprintf(c, "POST /v1/x HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+				if !tc.idle {
+					fmt.Fprintf(c, "POST /v1/x HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+				}
 				slow = append(slow, c)
 			}
 			// Past the per-client cap they are closed as soon as accepted.
@@ -89,8 +100,10 @@ func TestSlowBodyFlood(t *testing.T) {
 			ok := 0
 			for i := range 20 {
 				for _, c := range slow {
-					c.SetWriteDeadline(time.Now().Add(10 * time.Millisecond))
-					c.Write([]byte{'a'})
+					if !tc.idle {
+						c.SetWriteDeadline(time.Now().Add(10 * time.Millisecond))
+						c.Write([]byte{'a'})
+					}
 				}
 				resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + addr + "/v1/health")
 				if err != nil {
