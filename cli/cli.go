@@ -20,6 +20,8 @@ import (
 	"text/tabwriter"
 
 	ucli "github.com/urfave/cli/v2"
+
+	"github.com/skyfleet/skywire/internal/appproto"
 )
 
 // Exit codes.
@@ -44,19 +46,21 @@ type role struct {
 }
 
 func roles() []role {
-	return []role{
+	rs := []role{
 		{"visor", []string{"skywire-visor"}, "run a visor, the network node", visorApp},
 		{"cli", []string{"skywire-cli"}, "control a running visor", controlApp},
 		{"hypervisor", []string{"hypervisor", "skywire-hypervisor"}, "web UI managing many visors", hypervisorApp},
 		{"svc", nil, "the discovery services (dmsg, transports, addresses, routes, services)", svcApp},
 		{"demo", nil, "a complete private network on this machine", demoApp},
 		{"version", nil, "print the build's version", versionApp},
-		{"skychat", []string{"skychat"}, "app: chat with a web UI", nil},
-		{"skysocks", []string{"skysocks"}, "app: SOCKS5 proxy server reached over the network", skysocksApp},
-		{"skysocks-client", []string{"skysocks-client"}, "app: local SOCKS5 proxy through a skysocks server", skysocksClientApp},
-		{"vpn-server", []string{"vpn-server"}, "app: VPN exit over the network", nil},
-		{"vpn-client", []string{"vpn-client"}, "app: full-tunnel VPN client", nil},
 	}
+	// The built-in apps, from their one table; a nil build is not in this
+	// build yet.
+	builds := map[string]func(env) *ucli.App{"skysocks": skysocksApp, "skysocks-client": skysocksClientApp}
+	for _, b := range appproto.Builtins {
+		rs = append(rs, role{b.Name, []string{b.Name}, "app: " + b.Summary, builds[b.Name]})
+	}
+	return rs
 }
 
 // Main runs the executable with args (args[0] is the program name) and

@@ -6,10 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
 	ucli "github.com/urfave/cli/v2"
+
+	"github.com/skyfleet/skywire/internal/appproto"
 	"go.uber.org/goleak"
 
 	"github.com/skyfleet/skywire/cipher"
@@ -310,5 +313,18 @@ func TestCLIUnreachable(t *testing.T) {
 	code, _, _ = runMain(t, "", "skywire", "cli", "visor", "info", "--rpc", "nohostport")
 	if code != ExitUsage {
 		t.Fatalf("bad --rpc: exit %d", code)
+	}
+}
+
+// Every built-in app is a role of the executable, by its table.
+func TestBuiltinAppsAreRoles(t *testing.T) {
+	for _, b := range appproto.Builtins {
+		found := false
+		for _, r := range roles() {
+			found = found || r.name == b.Name && slices.Contains(r.progs, b.Name)
+		}
+		if !found {
+			t.Errorf("built-in app %s is not a role", b.Name)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/skyfleet/skywire/admin"
 	"github.com/skyfleet/skywire/cipher"
+	"github.com/skyfleet/skywire/internal/appproto"
 	"github.com/skyfleet/skywire/internal/configfile"
 )
 
@@ -140,15 +141,18 @@ type HypervisorConfig struct {
 	Address string `json:"address"`
 }
 
-// DefaultApps are the apps gen-config writes, as in Skywire.
+// DefaultApps are the apps gen-config writes, as in Skywire: every
+// built-in app (appproto.Builtins) with its port, auto start and address.
 func DefaultApps() []AppConfig {
-	return []AppConfig{
-		{App: "skychat", AutoStart: true, Port: 1, Args: []string{"--addr", "127.0.0.1:8001"}},
-		{App: "skysocks", AutoStart: true, Port: 3, Args: []string{}},
-		{App: "skysocks-client", AutoStart: false, Port: 13, Args: []string{"--addr", "127.0.0.1:1080"}},
-		{App: "vpn-server", AutoStart: false, Port: 44, Args: []string{}},
-		{App: "vpn-client", AutoStart: false, Port: 43, Args: []string{}},
+	out := make([]AppConfig, 0, len(appproto.Builtins))
+	for _, b := range appproto.Builtins {
+		args := []string{}
+		if b.Addr != "" {
+			args = []string{"--addr", b.Addr}
+		}
+		out = append(out, AppConfig{App: b.Name, AutoStart: b.AutoStart, Port: b.Port, Args: args})
 	}
+	return out
 }
 
 // DefaultConfig is the config gen-config writes for the key sk: no services

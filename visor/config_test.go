@@ -5,10 +5,12 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/skyfleet/skywire/cipher"
+	"github.com/skyfleet/skywire/internal/appproto"
 	"github.com/skyfleet/skywire/internal/configfile"
 )
 
@@ -211,5 +213,19 @@ func TestResolvePath(t *testing.T) {
 	}
 	if got := ResolvePath("/etc/skywire", "/var/lib/skywire"); got != "/var/lib/skywire" {
 		t.Fatal(got)
+	}
+}
+
+// The default config's apps are the built-in apps' table.
+func TestDefaultAppsAreTheBuiltins(t *testing.T) {
+	apps := DefaultApps()
+	if len(apps) != len(appproto.Builtins) {
+		t.Fatalf("%d default apps, %d built-ins", len(apps), len(appproto.Builtins))
+	}
+	for i, b := range appproto.Builtins {
+		a := apps[i]
+		if a.App != b.Name || a.Port != b.Port || a.AutoStart != b.AutoStart || (b.Addr != "") != slices.Contains(a.Args, b.Addr) {
+			t.Errorf("default app %+v for built-in %+v", a, b)
+		}
 	}
 }

@@ -145,3 +145,34 @@ type (
 	// Empty is an empty reply.
 	Empty struct{}
 )
+
+// Builtin is one of the apps the skywire executable itself provides.
+type Builtin struct {
+	Name      string
+	Port      uint16 // its reserved app port
+	AutoStart bool   // in the default config
+	// Addr is the local address it serves on by default (its --addr), ""
+	// if it serves none.
+	Addr    string
+	Summary string
+}
+
+// Builtins is the one table of the built-in apps: the CLI's roles, the app
+// launcher and the default config all read it.
+var Builtins = []Builtin{
+	{Name: "skychat", Port: 1, AutoStart: true, Addr: "127.0.0.1:8001", Summary: "chat with a web UI"},
+	{Name: "skysocks", Port: 3, AutoStart: true, Summary: "SOCKS5 proxy server reached over the network"},
+	{Name: "skysocks-client", Port: 13, Addr: "127.0.0.1:1080", Summary: "local SOCKS5 proxy through a skysocks server"},
+	{Name: "vpn-server", Port: 44, Summary: "VPN exit over the network"},
+	{Name: "vpn-client", Port: 43, Summary: "full-tunnel VPN client"},
+}
+
+// LookupBuiltin returns the built-in app called name.
+func LookupBuiltin(name string) (Builtin, bool) {
+	for _, b := range Builtins {
+		if b.Name == name {
+			return b, true
+		}
+	}
+	return Builtin{}, false
+}

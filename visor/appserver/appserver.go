@@ -32,9 +32,6 @@ import (
 	"github.com/skyfleet/skywire/router"
 )
 
-// Builtins are the apps the skywire executable itself provides.
-var Builtins = []string{"skychat", "skysocks", "skysocks-client", "vpn-server", "vpn-client"}
-
 // AppConfig is one configured app.
 type AppConfig struct {
 	Name      string

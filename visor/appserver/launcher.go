@@ -124,7 +124,10 @@ func (s *Server) Logs(name string, n int) ([]string, error) {
 	return a.logs.last(n), nil
 }
 
-func isBuiltin(name string) bool { return slices.Contains(Builtins, name) }
+func isBuiltin(name string) bool {
+	_, ok := appproto.LookupBuiltin(name)
+	return ok
+}
 
 // Start starts an app with its configured args (or args, if not nil).
 func (s *Server) Start(name string, args []string) error {
