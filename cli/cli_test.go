@@ -11,12 +11,11 @@ import (
 	"testing"
 
 	ucli "github.com/urfave/cli/v2"
-
-	"github.com/skyfleet/skywire/internal/appproto"
 	"go.uber.org/goleak"
 
 	"github.com/skyfleet/skywire/cipher"
 	"github.com/skyfleet/skywire/hypervisor"
+	"github.com/skyfleet/skywire/internal/appproto"
 	"github.com/skyfleet/skywire/visor"
 )
 
