@@ -35,7 +35,7 @@ var (
 // client for it; everything stops at the end of the test.
 func serve(t *testing.T, addr, token string) *Client {
 	t.Helper()
-	s := NewServer(zap.NewNop(), token)
+	s := NewServer(zap.NewNop())
 	Handle(s, opEcho, func(_ context.Context, r echoReq) (echoResp, error) {
 		return echoResp{Upper: strings.ToUpper(r.Text)}, nil
 	})
@@ -51,7 +51,11 @@ func serve(t *testing.T, addr, token string) *Client {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, ln, time.Second) }()
+	auth := Open
+	if token != "" {
+		auth = Token(token)
+	}
+	go func() { done <- s.Serve(ctx, ln, auth, time.Second) }()
 	c, err := NewClient(addr, token)
 	if err != nil {
 		t.Fatal(err)

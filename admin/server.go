@@ -12,24 +12,60 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/skyfleet/skywire/cipher"
 	"github.com/skyfleet/skywire/internal/acceptor"
 )
 
 // MaxRequestBody bounds every request body.
 const MaxRequestBody = 1 << 20
 
-// Server serves the operations registered with Handle. Register everything
-// before Serve.
+// Server serves the operations registered with Handle on any number of
+// listeners, each with its own Authorizer. Register everything before Serve.
 type Server struct {
-	mux   *http.ServeMux
-	token string // "" when the listener itself is the access control (unix socket)
-	log   *zap.Logger
+	mux *http.ServeMux
+	log *zap.Logger
 }
 
-// NewServer returns a server. A non-empty token is required, as
-// "Authorization: Bearer <token>", on every request.
-func NewServer(log *zap.Logger, token string) *Server {
-	s := &Server{mux: http.NewServeMux(), token: token, log: log}
+// Authorizer admits a request on one listener, or answers why not (an
+// *Error, CodeUnauthorized). remote is the connection's remote address as
+// the listener gave it (a dmsg stream's names the caller's key).
+type Authorizer func(r *http.Request, remote net.Addr) error
+
+// Open admits every request: for the unix socket, whose mode (0600) is the
+// access control.
+func Open(*http.Request, net.Addr) error { return nil }
+
+// Token admits requests carrying "Authorization: Bearer <token>" (the
+// local TCP listener).
+func Token(token string) Authorizer {
+	want := []byte("Bearer " + token)
+	return func(r *http.Request, _ net.Addr) error {
+		if token == "" || subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			return Errorf(CodeUnauthorized, "missing or wrong admin token (pass --token-file with the visor's cli token file)")
+		}
+		return nil
+	}
+}
+
+// RemoteKey admits requests whose connection comes from a key allowed
+// approves; keyOf reads the key from the listener's remote address (false:
+// the address names none). The dmsg link to hypervisors uses it.
+func RemoteKey(keyOf func(net.Addr) (cipher.PubKey, bool), allowed func(cipher.PubKey) bool) Authorizer {
+	return func(_ *http.Request, remote net.Addr) error {
+		pk, ok := keyOf(remote)
+		switch {
+		case !ok:
+			return Errorf(CodeUnauthorized, "the connection names no key")
+		case !allowed(pk):
+			return Errorf(CodeUnauthorized, "%s is not one of this visor's hypervisors", pk.Short())
+		}
+		return nil
+	}
+}
+
+// NewServer returns a server with no operations yet.
+func NewServer(log *zap.Logger) *Server {
+	s := &Server{mux: http.NewServeMux(), log: log}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, Errorf(CodeNotFound, "no operation %s %s (is the visor older than this CLI?)", r.Method, r.URL.Path))
 	})
@@ -64,23 +100,38 @@ func Handle[Req, Resp any](s *Server, op Op[Req, Resp], fn func(context.Context,
 	})
 }
 
-// ServeHTTP checks the token, then dispatches.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if s.token != "" {
-		want := "Bearer " + s.token
-		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte(want)) != 1 {
-			writeError(w, Errorf(CodeUnauthorized, "missing or wrong admin token (pass --token-file with the visor's cli token file)"))
+// remoteAddrKey carries a connection's remote address in its requests'
+// contexts.
+type remoteAddrKey struct{}
+
+// handler checks auth, then dispatches.
+func (s *Server) handler(auth Authorizer) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		remote, _ := r.Context().Value(remoteAddrKey{}).(net.Addr)
+		if err := auth(r, remote); err != nil {
+			var ae *Error
+			if !errors.As(err, &ae) {
+				ae = &Error{Code: CodeUnauthorized, Message: err.Error()}
+			}
+			writeError(w, ae)
 			return
 		}
-	}
-	s.mux.ServeHTTP(w, r)
+		s.mux.ServeHTTP(w, r)
+	})
 }
 
-// Serve answers on ln until ctx is done, then lets calls in progress finish
-// for up to grace before closing them. It closes ln.
-func (s *Server) Serve(ctx context.Context, ln net.Listener, grace time.Duration) error {
+// Serve answers on ln, admitting what auth admits, until ctx is done; then
+// it lets calls in progress finish for up to grace before closing them. It
+// closes ln.
+func (s *Server) Serve(ctx context.Context, ln net.Listener, auth Authorizer, grace time.Duration) error {
+	if auth == nil {
+		return errors.New("admin api: no authorizer for the listener (admin.Open for a unix socket)")
+	}
 	hs := &http.Server{
-		Handler:           s,
+		Handler: s.handler(auth),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, remoteAddrKey{}, c.RemoteAddr())
+		},
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second, // a whole request; answers may stream
 		IdleTimeout:       2 * time.Minute,

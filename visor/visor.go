@@ -70,8 +70,9 @@ type Visor struct {
 	cliAddr    string // as listened on: a resolved socket path or host:port
 	started    time.Time
 
-	ln  net.Listener
-	api *admin.Server
+	ln      net.Listener
+	api     *admin.Server
+	cliAuth admin.Authorizer // cli_addr's: admin.Open on the unix socket, the token on TCP
 
 	dmsg       *dmsg.Client // nil without dmsg.discovery
 	tpd        *tpdisc.Client
@@ -135,7 +136,11 @@ func New(cfg *Config, opts Options) (*Visor, error) {
 	if network == "tcp" {
 		v.cliAddr = v.ln.Addr().String()
 	}
-	v.api = admin.NewServer(v.log.Named("admin"), token)
+	v.api = admin.NewServer(v.log.Named("admin"))
+	v.cliAuth = admin.Open
+	if token != "" {
+		v.cliAuth = admin.Token(token)
+	}
 	if err := v.initTransports(); err != nil {
 		v.Close()
 		return nil, err
@@ -284,7 +289,7 @@ func (v *Visor) Run(ctx context.Context) error {
 	part("transports", v.tpm.Run)
 	part("router", v.router.Run)
 	part("apps", v.apps.Run)
-	err := v.api.Serve(ctx, v.ln, shutdownGrace)
+	err := v.api.Serve(ctx, v.ln, v.cliAuth, shutdownGrace)
 	cancel()
 	wg.Wait()
 	select {
