@@ -29,6 +29,7 @@ import (
 	"github.com/skyfleet/skywire/cipher"
 	"github.com/skyfleet/skywire/internal/acceptor"
 	"github.com/skyfleet/skywire/internal/appproto"
+	"github.com/skyfleet/skywire/internal/logring"
 	"github.com/skyfleet/skywire/router"
 )
 
@@ -87,7 +88,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Log, ln: ln, apps: map[string]*app{}, byKey: map[string]*session{}}
 	s.join = listenJoin()
 	for _, a := range cfg.Apps {
-		s.apps[a.Name] = &app{cfg: a, state: StateStopped, logs: newRing(logLines)}
+		s.apps[a.Name] = &app{cfg: a, state: StateStopped, logs: logring.New(logLines)}
 	}
 	return s, nil
 }

@@ -2,6 +2,7 @@ package appserver
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -10,12 +11,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/skyfleet/skywire/internal/appproto"
+	"github.com/skyfleet/skywire/internal/logring"
 	"github.com/skyfleet/skywire/router"
 )
 
@@ -43,7 +44,7 @@ type app struct {
 	exitErr  string
 	status   string // the running app's own words (SetStatus)
 	runArgs  []string
-	logs     *ring
+	logs     *logring.Ring
 	exited   chan struct{} // closed when the current run's process is reaped
 	stopping bool
 }
@@ -121,7 +122,20 @@ func (s *Server) Logs(name string, n int) ([]string, error) {
 	if a == nil {
 		return nil, fmt.Errorf("%w %q", ErrUnknownApp, name)
 	}
-	return a.logs.last(n), nil
+	return a.logs.Last(n), nil
+}
+
+// FollowLogs calls fn with up to n of the app's last output lines, then
+// with every new one (across restarts of the app), until ctx ends or fn
+// fails.
+func (s *Server) FollowLogs(ctx context.Context, name string, n int, fn func(string) error) error {
+	s.mu.Lock()
+	a := s.apps[name]
+	s.mu.Unlock()
+	if a == nil {
+		return fmt.Errorf("%w %q", ErrUnknownApp, name)
+	}
+	return a.logs.Follow(ctx, n, fn)
 }
 
 func isBuiltin(name string) bool {
@@ -205,7 +219,7 @@ func (s *Server) collect(a *app, out io.Reader, file *os.File) {
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		a.logs.add(line)
+		a.logs.Add(line)
 		fmt.Fprintln(file, line)
 	}
 	io.Copy(io.Discard, out)
@@ -219,7 +233,7 @@ func (s *Server) exited(a *app, sess *session, err error, log *zap.Logger) {
 	a.state = StateStopped
 	if err != nil && !a.stopping {
 		a.state, a.exitErr = StateErrored, err.Error()
-		if last := a.logs.last(1); len(last) > 0 {
+		if last := a.logs.Last(1); len(last) > 0 {
 			a.exitErr += ": " + last[0]
 		}
 	}
@@ -265,41 +279,4 @@ func (s *Server) stop(a *app) bool {
 		<-exited
 	}
 	return true
-}
-
-// ring keeps the last lines of an app's output.
-type ring struct {
-	mu    sync.Mutex // guards lines, next, full
-	lines []string
-	next  int
-	full  bool
-}
-
-func newRing(n int) *ring { return &ring{lines: make([]string, n)} }
-
-func (r *ring) add(line string) {
-	r.mu.Lock()
-	r.lines[r.next] = line
-	r.next = (r.next + 1) % len(r.lines)
-	r.full = r.full || r.next == 0
-	r.mu.Unlock()
-}
-
-func (r *ring) last(n int) []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	size := r.next
-	if r.full {
-		size = len(r.lines)
-	}
-	n = min(max(n, 0), size)
-	out := make([]string, 0, n)
-	for i := size - n; i < size; i++ {
-		idx := i
-		if r.full {
-			idx = (r.next + i) % len(r.lines)
-		}
-		out = append(out, r.lines[idx])
-	}
-	return out
 }
