@@ -75,17 +75,35 @@ func (c *Client) Close() { c.hc.CloseIdleConnections() }
 // it wrap ErrUnreachable.
 func Call[Req, Resp any](ctx context.Context, c *Client, op Op[Req, Resp], req Req) (Resp, error) {
 	var resp Resp
+	hresp, err := c.do(ctx, op.Method, op.Path, req)
+	if err != nil {
+		return resp, err
+	}
+	defer hresp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(hresp.Body, 64<<20))
+	if err != nil {
+		return resp, fmt.Errorf("%s %s: reading the answer: %w", op.Method, op.Path, err)
+	}
+	if err := json.Unmarshal(data, &resp); err != nil {
+		return resp, fmt.Errorf("%s %s: bad answer: %w", op.Method, op.Path, err)
+	}
+	return resp, nil
+}
+
+// do sends one request and returns a 200 answer, or the error: an *Error
+// the visor answered, a timeout, or ErrUnreachable.
+func (c *Client) do(ctx context.Context, method, path string, req any) (*http.Response, error) {
 	var body io.Reader
-	if op.Method != http.MethodGet {
+	if method != http.MethodGet {
 		b, err := json.Marshal(req)
 		if err != nil {
-			return resp, fmt.Errorf("%s: encode request: %w", op.Path, err)
+			return nil, fmt.Errorf("%s: encode request: %w", path, err)
 		}
 		body = bytes.NewReader(b)
 	}
-	hreq, err := http.NewRequestWithContext(ctx, op.Method, c.base+op.Path, body)
+	hreq, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
-		return resp, err
+		return nil, err
 	}
 	if body != nil {
 		hreq.Header.Set("Content-Type", "application/json")
@@ -96,26 +114,20 @@ func Call[Req, Resp any](ctx context.Context, c *Client, op Op[Req, Resp], req R
 	hresp, err := c.hc.Do(hreq)
 	if err != nil {
 		if ctx.Err() != nil {
-			return resp, &Error{Code: CodeTimeout, Message: fmt.Sprintf("%s %s: the visor at %s did not answer in time", op.Method, op.Path, c.addr)}
+			return nil, &Error{Code: CodeTimeout, Message: fmt.Sprintf("%s %s: the visor at %s did not answer in time", method, path, c.addr)}
 		}
-		return resp, fmt.Errorf("%w at %s: %w", ErrUnreachable, c.addr, stripURL(err))
+		return nil, fmt.Errorf("%w at %s: %w", ErrUnreachable, c.addr, stripURL(err))
+	}
+	if hresp.StatusCode == http.StatusOK {
+		return hresp, nil
 	}
 	defer hresp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(hresp.Body, 64<<20))
-	if err != nil {
-		return resp, fmt.Errorf("%s %s: reading the answer: %w", op.Method, op.Path, err)
+	data, _ := io.ReadAll(io.LimitReader(hresp.Body, 1<<20))
+	var eb errorBody
+	if json.Unmarshal(data, &eb) == nil && eb.Error != nil {
+		return nil, eb.Error
 	}
-	if hresp.StatusCode != http.StatusOK {
-		var eb errorBody
-		if json.Unmarshal(data, &eb) == nil && eb.Error != nil {
-			return resp, eb.Error
-		}
-		return resp, &Error{Code: CodeInternal, Message: fmt.Sprintf("%s %s: HTTP %d: %s", op.Method, op.Path, hresp.StatusCode, strings.TrimSpace(string(data)))}
-	}
-	if err := json.Unmarshal(data, &resp); err != nil {
-		return resp, fmt.Errorf("%s %s: bad answer: %w", op.Method, op.Path, err)
-	}
-	return resp, nil
+	return nil, &Error{Code: CodeInternal, Message: fmt.Sprintf("%s %s: HTTP %d: %s", method, path, hresp.StatusCode, strings.TrimSpace(string(data)))}
 }
 
 // stripURL drops net/http's `Get "http://visor/v1/info":` prefix, which names

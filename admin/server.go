@@ -75,30 +75,49 @@ func NewServer(log *zap.Logger) *Server {
 // Handle attaches fn to op.
 func Handle[Req, Resp any](s *Server, op Op[Req, Resp], fn func(context.Context, Req) (Resp, error)) {
 	s.mux.HandleFunc(op.Method+" "+op.Path, func(w http.ResponseWriter, r *http.Request) {
-		var req Req
-		if r.Method != http.MethodGet {
-			body := http.MaxBytesReader(w, r.Body, MaxRequestBody)
-			dec := json.NewDecoder(body)
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&req); err != nil {
-				writeError(w, Errorf(CodeBadRequest, "%s %s: bad request body: %v", op.Method, op.Path, err))
-				return
-			}
+		req, ok := decodeRequest[Req](w, r, op.Method, op.Path)
+		if !ok {
+			return
 		}
 		resp, err := fn(r.Context(), req)
 		if err != nil {
-			var ae *Error
-			if !errors.As(err, &ae) {
-				ae = &Error{Code: CodeInternal, Message: err.Error()}
-			}
-			s.log.Debug("admin call failed", zap.String("op", op.Path), zap.NamedError("err", err))
-			writeError(w, ae)
+			s.log.Debug("admin call failed", zapOp(op.Path), zapErr(err))
+			writeError(w, asError(err))
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(resp)
 	})
 }
+
+// decodeRequest reads an operation's request (none for GET), answering a
+// bad one.
+func decodeRequest[Req any](w http.ResponseWriter, r *http.Request, method, path string) (Req, bool) {
+	var req Req
+	if r.Method != http.MethodGet {
+		body := http.MaxBytesReader(w, r.Body, MaxRequestBody)
+		dec := json.NewDecoder(body)
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			writeError(w, Errorf(CodeBadRequest, "%s %s: bad request body: %v", method, path, err))
+			return req, false
+		}
+	}
+	return req, true
+}
+
+// asError is err as the caller sees it: an *Error as it is, anything else
+// internal.
+func asError(err error) *Error {
+	var ae *Error
+	if !errors.As(err, &ae) {
+		ae = &Error{Code: CodeInternal, Message: err.Error()}
+	}
+	return ae
+}
+
+func zapOp(path string) zap.Field { return zap.String("op", path) }
+func zapErr(err error) zap.Field  { return zap.NamedError("err", err) }
 
 // remoteAddrKey carries a connection's remote address in its requests'
 // contexts.
@@ -129,8 +148,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, auth Authorizer, gr
 	}
 	hs := &http.Server{
 		Handler: s.handler(auth),
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			return context.WithValue(ctx, remoteAddrKey{}, c.RemoteAddr())
+		ConnContext: func(cctx context.Context, c net.Conn) context.Context {
+			cctx = context.WithValue(cctx, remoteAddrKey{}, c.RemoteAddr())
+			return context.WithValue(cctx, serveCtxKey{}, ctx) // streams end when Serve does
 		},
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second, // a whole request; answers may stream
