@@ -62,3 +62,7 @@ type ProxyRequest struct {
 	Passcode string        `json:"passcode,omitempty"` // the server's, if it has one
 	Addr     string        `json:"addr,omitempty"`     // the local SOCKS5 address (default: as configured)
 }
+
+// FollowAppLogs streams an app's output: up to Lines of its last lines,
+// then every new one (across restarts of the app).
+var FollowAppLogs = Stream[LogsRequest, string]{Method: "POST", Path: "/v1/apps/logs/follow"}

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -33,6 +35,8 @@ func controlApp(e env) *ucli.App {
 					appCommand(e),
 					pingCommand(e),
 					benchCommand(e),
+					logCommand(e),
+					eventsCommand(e),
 					visorGenConfigCommand(e),
 				},
 			},
@@ -68,26 +72,129 @@ func call[Req, Resp any](c *ucli.Context, op admin.Op[Req, Resp], req Req) (Resp
 // callWithin runs op, giving up after d.
 func callWithin[Req, Resp any](c *ucli.Context, d time.Duration, op admin.Op[Req, Resp], req Req) (Resp, error) {
 	var zero Resp
-	token := ""
-	if f := c.String("token-file"); f != "" {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return zero, fmt.Errorf("--token-file: %w", err)
-		}
-		token = strings.TrimSpace(string(b))
-	}
-	client, err := admin.NewClient(c.String("rpc"), token)
+	client, err := clientFor(c)
 	if err != nil {
-		return zero, usagef("--rpc: %v", err)
+		return zero, err
 	}
 	defer client.Close()
 	ctx, cancel := context.WithTimeout(c.Context, d)
 	defer cancel()
 	resp, err := admin.Call(ctx, client, op, req)
-	if errors.Is(err, admin.ErrUnreachable) {
-		return zero, fmt.Errorf("%w\nis the visor running? start it with `skywire visor run -c FILE`, or point --rpc at its cli_addr", err)
+	return resp, unreachableHint(err)
+}
+
+// follow runs a streaming op, calling fn with each item, until the visor
+// ends it or the user interrupts (Ctrl-C: a clean end).
+func follow[Req, Item any](c *ucli.Context, op admin.Stream[Req, Item], req Req, fn func(Item) error) error {
+	client, err := clientFor(c)
+	if err != nil {
+		return err
 	}
-	return resp, err
+	defer client.Close()
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err = admin.Follow(ctx, client, op, req, fn)
+	if ctx.Err() != nil && c.Context.Err() == nil {
+		return nil // interrupted: the user is done reading
+	}
+	return unreachableHint(err)
+}
+
+// clientFor is the admin client --rpc and --token-file name.
+func clientFor(c *ucli.Context) (*admin.Client, error) {
+	token := ""
+	if f := c.String("token-file"); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("--token-file: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	client, err := admin.NewClient(c.String("rpc"), token)
+	if err != nil {
+		return nil, usagef("--rpc: %v", err)
+	}
+	return client, nil
+}
+
+func unreachableHint(err error) error {
+	if errors.Is(err, admin.ErrUnreachable) {
+		return fmt.Errorf("%w\nis the visor running? start it with `skywire visor run -c FILE`, or point --rpc at its cli_addr", err)
+	}
+	return err
+}
+
+// printLine prints a log line, or it as a JSON string (one per line).
+func printLine(e env, c *ucli.Context, line string) error {
+	if c.Bool("json") {
+		b, _ := json.Marshal(line)
+		_, err := fmt.Fprintf(e.stdout, "%s\n", b)
+		return err
+	}
+	_, err := fmt.Fprintln(e.stdout, line)
+	return err
+}
+
+// logCommand is `cli visor log`: the visor's own log.
+func logCommand(e env) *ucli.Command {
+	return &ucli.Command{
+		Name:  "log",
+		Usage: "show the visor's own last log lines (-f: and follow them)",
+		Flags: append(rpcFlags(true),
+			&ucli.IntFlag{Name: "lines", Aliases: []string{"n"}, Value: 100, Usage: "how many lines"},
+			&ucli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "go on printing new lines (Ctrl-C stops)"}),
+		Action: func(c *ucli.Context) error {
+			req := admin.LogsRequest{Lines: c.Int("lines")}
+			if c.Bool("follow") {
+				return follow(c, admin.FollowVisorLog, req, func(l string) error { return printLine(e, c, l) })
+			}
+			lines, err := call(c, admin.VisorLog, req)
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return printJSON(e.stdout, lines)
+			}
+			for _, l := range lines {
+				fmt.Fprintln(e.stdout, l)
+			}
+			return nil
+		},
+	}
+}
+
+// eventsCommand is `cli visor events`: the visor's changes as they happen.
+func eventsCommand(e env) *ucli.Command {
+	return &ucli.Command{
+		Name:  "events",
+		Usage: "print the visor's state, then every change (transports, apps, routes) as it happens; Ctrl-C stops",
+		Flags: rpcFlags(true),
+		Action: func(c *ucli.Context) error {
+			return follow(c, admin.Events, admin.Empty{}, func(ev admin.Event) error {
+				if c.Bool("json") {
+					b, _ := json.Marshal(ev)
+					_, err := fmt.Fprintf(e.stdout, "%s\n", b)
+					return err
+				}
+				_, err := fmt.Fprintf(e.stdout, "%s  %-14s %s\n", ev.Time.Format("15:04:05"), ev.Kind, eventText(ev))
+				return err
+			})
+		},
+	}
+}
+
+// eventText is an event's subject in words.
+func eventText(ev admin.Event) string {
+	switch {
+	case ev.Transport != nil:
+		t := ev.Transport
+		return fmt.Sprintf("%s %s %s  sent %d  received %d  rtt %.2f ms", t.ID, t.Type, t.RemotePK.Short(), t.Sent, t.Received, t.RTTMS)
+	case ev.App != nil:
+		return ev.App.Name + ": " + appState(*ev.App)
+	case ev.Kind == admin.EventRoutes:
+		return fmt.Sprintf("%d routing rules", ev.Routes)
+	}
+	return ""
 }
 
 func infoCommand(e env) *ucli.Command {

@@ -25,12 +25,14 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/skyfleet/skywire/admin"
 	"github.com/skyfleet/skywire/cipher"
 	"github.com/skyfleet/skywire/dmsg"
 	"github.com/skyfleet/skywire/internal/buildinfo"
 	"github.com/skyfleet/skywire/internal/configfile"
+	"github.com/skyfleet/skywire/internal/logring"
 	"github.com/skyfleet/skywire/router"
 	"github.com/skyfleet/skywire/svc/ar"
 	"github.com/skyfleet/skywire/svc/rf"
@@ -71,6 +73,7 @@ type Visor struct {
 	started    time.Time
 
 	ln      net.Listener
+	logRing *logring.Ring // the visor's own log lines
 	api     *admin.Server
 	cliAuth admin.Authorizer // cli_addr's: admin.Open on the unix socket, the token on TCP
 
@@ -106,9 +109,15 @@ func New(cfg *Config, opts Options) (*Visor, error) {
 	if configPath == "" {
 		dir, _ = os.Getwd()
 	}
+	// The visor keeps its own log in memory too, for `cli visor log` and
+	// the hypervisor, at the level its logger has.
+	logRing := logring.New(visorLogLines)
+	ringCore := zapcore.NewCore(zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig()), logring.NewWriter(logRing), zap.LevelEnablerFunc(log.Core().Enabled))
+	log = log.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core { return zapcore.NewTee(c, ringCore) }))
 	v := &Visor{
 		cfg:        cfg,
 		configPath: configPath,
+		logRing:    logRing,
 		log:        log.With(zap.String("pk", cfg.PK.Hex())),
 		localPath:  ResolvePath(dir, defaultString(cfg.LocalPath, "./local")),
 		started:    time.Now(),
@@ -328,6 +337,7 @@ func (v *Visor) registerAPI() {
 	v.registerTransportAPI()
 	v.registerRouteAPI()
 	v.registerAppAPI()
+	v.registerEventAPI()
 	admin.Handle(v.api, admin.GetInfo, func(context.Context, admin.Empty) (admin.Info, error) {
 		bi := buildinfo.Get()
 		return admin.Info{
