@@ -1,8 +1,9 @@
 // Package hypervisor is the web UI and REST API that manages many visors. It
 // reaches each visor's admin API (package admin) over dmsg.
 //
-// So far this package holds the hypervisor's config file; the server is built
-// by a later issue (see docs/roadmap.md).
+// So far this package holds the hypervisor's config file and the links
+// visors open to it (link.go); the web server is built by a later issue
+// (see docs/roadmap.md).
 package hypervisor
 
 import (

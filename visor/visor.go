@@ -298,6 +298,7 @@ func (v *Visor) Run(ctx context.Context) error {
 	part("transports", v.tpm.Run)
 	part("router", v.router.Run)
 	part("apps", v.apps.Run)
+	part("hypervisor links", v.linkHypervisors)
 	err := v.api.Serve(ctx, v.ln, v.cliAuth, shutdownGrace)
 	cancel()
 	wg.Wait()

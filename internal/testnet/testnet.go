@@ -40,6 +40,9 @@ type Config struct {
 	Links []string
 	// Apps, if set, gives visor i's apps (default: none).
 	Apps func(i int, pks []cipher.PubKey) []visor.AppConfig
+	// Hypervisors, if set, gives the keys of the hypervisors visor i trusts
+	// (default: none).
+	Hypervisors func(i int, pks []cipher.PubKey) []cipher.PubKey
 	// Executable runs built-in apps (zero: this program).
 	Executable string
 	// Log receives every component's logs (nil: none).
@@ -129,6 +132,11 @@ func Start(ctx context.Context, cfg Config) (_ *Network, err error) {
 		c.Apps = nil
 		if cfg.Apps != nil {
 			c.Apps = cfg.Apps(i, pks)
+		}
+		if cfg.Hypervisors != nil {
+			for _, pk := range cfg.Hypervisors(i, pks) {
+				c.Hypervisors = append(c.Hypervisors, visor.HypervisorConfig{PublicKey: pk})
+			}
 		}
 		path := filepath.Join(cfg.Dir, nm+".json")
 		if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
