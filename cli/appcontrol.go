@@ -109,28 +109,13 @@ func appCommand(e env) *ucli.Command {
 				Name:      "logs",
 				Usage:     "show an app's last output lines (-f: and follow them)",
 				ArgsUsage: "<name>",
-				Flags: append(rpcFlags(true), &ucli.IntFlag{Name: "lines", Aliases: []string{"n"}, Value: 100, Usage: "how many lines"},
-					&ucli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "go on printing new lines, across restarts of the app (Ctrl-C stops)"}),
+				Flags:     logLinesFlags("go on printing new lines, across restarts of the app (Ctrl-C stops)"),
 				Action: func(c *ucli.Context) error {
 					name, err := one(c, "logs")
 					if err != nil {
 						return err
 					}
-					req := admin.LogsRequest{Name: name, Lines: c.Int("lines")}
-					if c.Bool("follow") {
-						return follow(c, admin.FollowAppLogs, req, func(l string) error { return printLine(e, c, l) })
-					}
-					lines, err := call(c, admin.AppLogs, req)
-					if err != nil {
-						return err
-					}
-					if c.Bool("json") {
-						return printJSON(e.stdout, lines)
-					}
-					for _, l := range lines {
-						fmt.Fprintln(e.stdout, l)
-					}
-					return nil
+					return printLogs(e, c, admin.AppLogs, admin.FollowAppLogs, admin.LogsRequest{Name: name, Lines: c.Int("lines")})
 				},
 			},
 		},

@@ -140,27 +140,37 @@ func logCommand(e env) *ucli.Command {
 	return &ucli.Command{
 		Name:  "log",
 		Usage: "show the visor's own last log lines (-f: and follow them)",
-		Flags: append(rpcFlags(true),
-			&ucli.IntFlag{Name: "lines", Aliases: []string{"n"}, Value: 100, Usage: "how many lines"},
-			&ucli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "go on printing new lines (Ctrl-C stops)"}),
+		Flags: logLinesFlags("go on printing new lines (Ctrl-C stops)"),
 		Action: func(c *ucli.Context) error {
-			req := admin.LogsRequest{Lines: c.Int("lines")}
-			if c.Bool("follow") {
-				return follow(c, admin.FollowVisorLog, req, func(l string) error { return printLine(e, c, l) })
-			}
-			lines, err := call(c, admin.VisorLog, req)
-			if err != nil {
-				return err
-			}
-			if c.Bool("json") {
-				return printJSON(e.stdout, lines)
-			}
-			for _, l := range lines {
-				fmt.Fprintln(e.stdout, l)
-			}
-			return nil
+			return printLogs(e, c, admin.VisorLog, admin.FollowVisorLog, admin.LogsRequest{Lines: c.Int("lines")})
 		},
 	}
+}
+
+// logLinesFlags are a log-reading command's flags: --lines and --follow (its usage).
+func logLinesFlags(followUsage string) []ucli.Flag {
+	return append(rpcFlags(true),
+		&ucli.IntFlag{Name: "lines", Aliases: []string{"n"}, Value: 100, Usage: "how many lines"},
+		&ucli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: followUsage})
+}
+
+// printLogs prints a log's last lines (op), or with --follow follows it
+// (follows), a line at a time.
+func printLogs(e env, c *ucli.Context, op admin.Op[admin.LogsRequest, []string], follows admin.Stream[admin.LogsRequest, string], req admin.LogsRequest) error {
+	if c.Bool("follow") {
+		return follow(c, follows, req, func(l string) error { return printLine(e, c, l) })
+	}
+	lines, err := call(c, op, req)
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(e.stdout, lines)
+	}
+	for _, l := range lines {
+		fmt.Fprintln(e.stdout, l)
+	}
+	return nil
 }
 
 // eventsCommand is `cli visor events`: the visor's changes as they happen.
