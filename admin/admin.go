@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 )
 
 // Op is one operation of the API. Req is decoded from the request body
@@ -26,7 +27,35 @@ import (
 type Op[Req, Resp any] struct {
 	Method string
 	Path   string
+	// Reads marks a POST that changes nothing (it takes a body, so it is
+	// not a GET): the hypervisor does not put it in its audit log.
+	Reads bool
 }
+
+func (op Op[Req, Resp]) route() Route {
+	return Route{Method: op.Method, Path: op.Path, Reads: op.Reads || op.Method == http.MethodGet}
+}
+
+// Route is an operation as HTTP sees it: what the hypervisor mounts under
+// /api/visors/{pk}.
+type Route struct {
+	Method string `json:"method"`
+	Path   string `json:"path"`
+	Reads  bool   `json:"reads"`  // changes nothing on the visor
+	Stream bool   `json:"stream"` // a Stream: the answer goes on (ndjson)
+}
+
+// routes are every operation of the API, in declaration order.
+var routes []Route
+
+// define adds op to Routes; every operation of the API is declared with it.
+func define[O interface{ route() Route }](op O) O {
+	routes = append(routes, op.route())
+	return op
+}
+
+// Routes lists every operation of the API.
+func Routes() []Route { return slices.Clone(routes) }
 
 // Empty is the request or response of an operation that has none.
 type Empty struct{}

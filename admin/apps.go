@@ -7,24 +7,35 @@ import (
 )
 
 // ListApps lists the visor's apps.
-var ListApps = Op[Empty, []AppInfo]{Method: "GET", Path: "/v1/apps"}
+var ListApps = define(Op[Empty, []AppInfo]{Method: "GET", Path: "/v1/apps"})
 
 // StartApp starts an app.
-var StartApp = Op[AppRequest, AppInfo]{Method: "POST", Path: "/v1/apps/start"}
+var StartApp = define(Op[AppRequest, AppInfo]{Method: "POST", Path: "/v1/apps/start"})
 
 // StopApp stops an app.
-var StopApp = Op[AppRequest, AppInfo]{Method: "POST", Path: "/v1/apps/stop"}
+var StopApp = define(Op[AppRequest, AppInfo]{Method: "POST", Path: "/v1/apps/stop"})
 
 // SetAutoStart sets whether an app starts with the visor (saved in the
 // config file).
-var SetAutoStart = Op[AutoStartRequest, AppInfo]{Method: "POST", Path: "/v1/apps/autostart"}
+var SetAutoStart = define(Op[AutoStartRequest, AppInfo]{Method: "POST", Path: "/v1/apps/autostart"})
 
 // AppLogs returns an app's last output lines.
-var AppLogs = Op[LogsRequest, []string]{Method: "POST", Path: "/v1/apps/logs"}
+var AppLogs = define(Op[LogsRequest, []string]{Method: "POST", Path: "/v1/apps/logs", Reads: true})
 
 // StartProxy points skysocks-client at a skysocks server (saved in the
 // config file) and (re)starts it.
-var StartProxy = Op[ProxyRequest, AppInfo]{Method: "POST", Path: "/v1/proxy/start"}
+var StartProxy = define(Op[ProxyRequest, AppInfo]{Method: "POST", Path: "/v1/proxy/start"})
+
+// SetPasscode sets the passcode a skysocks server requires of its clients
+// (saved in the config file; "" removes it) and restarts the app if it
+// runs. skysocks-client's passcode is set with StartProxy.
+var SetPasscode = define(Op[PasscodeRequest, AppInfo]{Method: "POST", Path: "/v1/apps/passcode"})
+
+// PasscodeRequest is SetPasscode's request.
+type PasscodeRequest struct {
+	Name     string `json:"name"`
+	Passcode string `json:"passcode"`
+}
 
 // AppInfo describes an app.
 type AppInfo struct {
@@ -65,4 +76,4 @@ type ProxyRequest struct {
 
 // FollowAppLogs streams an app's output: up to Lines of its last lines,
 // then every new one (across restarts of the app).
-var FollowAppLogs = Stream[LogsRequest, string]{Method: "POST", Path: "/v1/apps/logs/follow"}
+var FollowAppLogs = define(Stream[LogsRequest, string]{Method: "POST", Path: "/v1/apps/logs/follow"})

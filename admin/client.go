@@ -139,3 +139,28 @@ func stripURL(err error) error {
 	}
 	return err
 }
+
+// Forward sends r's method and body to path on the visor and returns its
+// answer whatever the status (the hypervisor mounts the API this way).
+// Failures to reach the visor wrap ErrUnreachable.
+func (c *Client) Forward(r *http.Request, path string) (*http.Response, error) {
+	var body io.Reader
+	if r.Method != http.MethodGet && r.Body != nil {
+		body = io.LimitReader(r.Body, MaxRequestBody+1)
+	}
+	hreq, err := http.NewRequestWithContext(r.Context(), r.Method, c.base+path, body)
+	if err != nil {
+		return nil, err
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		hreq.Header.Set("Content-Type", ct)
+	}
+	if c.token != "" {
+		hreq.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	hresp, err := c.hc.Do(hreq)
+	if err != nil {
+		return nil, fmt.Errorf("%w %s: %w", ErrUnreachable, c.addr, stripURL(err))
+	}
+	return hresp, nil
+}

@@ -3,16 +3,16 @@ package admin
 import "time"
 
 // VisorLog returns the visor's own last log lines.
-var VisorLog = Op[LogsRequest, []string]{Method: "POST", Path: "/v1/log"}
+var VisorLog = define(Op[LogsRequest, []string]{Method: "POST", Path: "/v1/log", Reads: true})
 
 // FollowVisorLog streams the visor's own log: up to Lines of its last lines
 // (Name is ignored), then every new one.
-var FollowVisorLog = Stream[LogsRequest, string]{Method: "POST", Path: "/v1/log/follow"}
+var FollowVisorLog = define(Stream[LogsRequest, string]{Method: "POST", Path: "/v1/log/follow"})
 
 // Events streams what changes on the visor: first its whole state (a
 // transport-up per transport, an app per app, routes), then every change,
 // and each transport's bytes and RTT as they move.
-var Events = Stream[Empty, Event]{Method: "POST", Path: "/v1/events"}
+var Events = define(Stream[Empty, Event]{Method: "POST", Path: "/v1/events"})
 
 // Event kinds.
 const (

@@ -8,7 +8,7 @@ import (
 )
 
 // GetInfo describes the visor: who it is, which build, since when.
-var GetInfo = Op[Empty, Info]{Method: "GET", Path: "/v1/info"}
+var GetInfo = define(Op[Empty, Info]{Method: "GET", Path: "/v1/info"})
 
 // Info is GetInfo's answer.
 type Info struct {
@@ -20,4 +20,9 @@ type Info struct {
 	ConfigPath    string         `json:"config_path"`
 	LocalPath     string         `json:"local_path"`
 	CLIAddr       string         `json:"cli_addr"`
+	// Listening maps each transport type the visor accepts on to its
+	// local address (stcp, stcpr, sudph).
+	Listening map[string]string `json:"listening,omitempty"`
+	// DmsgServers are the dmsg servers the visor has sessions with.
+	DmsgServers []cipher.PubKey `json:"dmsg_servers,omitempty"`
 }

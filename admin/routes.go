@@ -3,16 +3,16 @@ package admin
 import "github.com/skyfleet/skywire/cipher"
 
 // ListRoutes lists the router's rules.
-var ListRoutes = Op[Empty, []RuleInfo]{Method: "GET", Path: "/v1/routes"}
+var ListRoutes = define(Op[Empty, []RuleInfo]{Method: "GET", Path: "/v1/routes"})
 
 // RemoveRoute removes a rule (closing its route if it is a route's end).
-var RemoveRoute = Op[RemoveRouteRequest, Empty]{Method: "POST", Path: "/v1/routes/remove"}
+var RemoveRoute = define(Op[RemoveRouteRequest, Empty]{Method: "POST", Path: "/v1/routes/remove"})
 
 // Ping sets up a route to a visor and measures its round trips.
-var Ping = Op[PingRequest, PingResult]{Method: "POST", Path: "/v1/ping"}
+var Ping = define(Op[PingRequest, PingResult]{Method: "POST", Path: "/v1/ping"})
 
 // Bench sends bytes over a route to a visor and times them.
-var Bench = Op[BenchRequest, BenchResult]{Method: "POST", Path: "/v1/bench"}
+var Bench = define(Op[BenchRequest, BenchResult]{Method: "POST", Path: "/v1/bench"})
 
 // RuleInfo describes one routing rule.
 type RuleInfo struct {

@@ -24,6 +24,10 @@ type Stream[Req, Item any] struct {
 	Path   string
 }
 
+func (op Stream[Req, Item]) route() Route {
+	return Route{Method: op.Method, Path: op.Path, Reads: true, Stream: true}
+}
+
 // streamLine is one line of a stream's answer.
 type streamLine[Item any] struct {
 	Item  *Item  `json:"item,omitempty"`

@@ -5,17 +5,17 @@ import (
 )
 
 // AddTransport makes (or returns the existing) transport to a visor.
-var AddTransport = Op[AddTransportRequest, TransportInfo]{Method: "POST", Path: "/v1/transports"}
+var AddTransport = define(Op[AddTransportRequest, TransportInfo]{Method: "POST", Path: "/v1/transports"})
 
 // ListTransports lists the visor's transports, oldest first.
-var ListTransports = Op[Empty, []TransportInfo]{Method: "GET", Path: "/v1/transports"}
+var ListTransports = define(Op[Empty, []TransportInfo]{Method: "GET", Path: "/v1/transports"})
 
 // RemoveTransport closes a transport, by id or a unique prefix of it.
-var RemoveTransport = Op[RemoveTransportRequest, TransportInfo]{Method: "POST", Path: "/v1/transports/remove"}
+var RemoveTransport = define(Op[RemoveTransportRequest, TransportInfo]{Method: "POST", Path: "/v1/transports/remove"})
 
 // TransportTypes lists the types this visor can make, in order of
 // preference.
-var TransportTypes = Op[Empty, []string]{Method: "GET", Path: "/v1/transport-types"}
+var TransportTypes = define(Op[Empty, []string]{Method: "GET", Path: "/v1/transport-types"})
 
 // AddTransportRequest is AddTransport's request.
 type AddTransportRequest struct {

@@ -94,9 +94,17 @@ func TestPendingRolesSaySo(t *testing.T) {
 			t.Errorf("%s: exit %d, stderr %q", r.name, code, errs)
 		}
 	}
-	code, _, errs := runMain(t, "", "skywire", "hypervisor", "run")
-	if code != ExitFail || !strings.Contains(errs, "not in this build") {
-		t.Errorf("hypervisor run: exit %d, stderr %q", code, errs)
+}
+
+// With no config, the hypervisor says which gen-config to run, however it
+// is started.
+func TestHypervisorWithoutConfig(t *testing.T) {
+	t.Chdir(t.TempDir())
+	for _, args := range [][]string{{"skywire", "hypervisor", "run"}, {"skywire", "hypervisor"}, {"hypervisor"}, {"skywire", "hypervisor", "passwd"}} {
+		code, _, errs := runMain(t, "", args...)
+		if code != ExitFail || !strings.Contains(errs, "skywire hypervisor gen-config -o hypervisor-config.json") {
+			t.Errorf("%v: exit %d, stderr %q", args, code, errs)
+		}
 	}
 }
 

@@ -21,24 +21,78 @@ import (
 // admin client for each: every request opens a yamux stream on the visor's
 // link. A visor that reconnects replaces its old link.
 type Links struct {
-	log *zap.Logger
+	log    *zap.Logger
+	onLink func(*Link)
 
 	mu    sync.Mutex // guards links
-	links map[cipher.PubKey]*link
+	links map[cipher.PubKey]*Link
 }
 
-type link struct {
-	sess   *yamux.Session
-	client *admin.Client
-	since  time.Time
+// Link is one visor's link.
+type Link struct {
+	PK     cipher.PubKey
+	Client *admin.Client
+	Since  time.Time
+	sess   *yamux.Session // nil for a visor in this process
+	done   chan struct{}  // closed when the link is down
 }
 
-// NewLinks returns an empty set of links.
-func NewLinks(log *zap.Logger) *Links {
+// Ping measures the link's round trip (0 for a visor in this process).
+func (k *Link) Ping() (time.Duration, error) {
+	if k.sess == nil {
+		return 0, nil
+	}
+	return k.sess.Ping()
+}
+
+// Done is closed when the link goes down.
+func (k *Link) Done() <-chan struct{} { return k.done }
+
+// NewLinks returns an empty set of links. onLink (may be nil) is called,
+// in its own goroutine, with every link that comes up.
+func NewLinks(log *zap.Logger, onLink func(*Link)) *Links {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Links{log: log, links: map[cipher.PubKey]*link{}}
+	if onLink == nil {
+		onLink = func(*Link) {}
+	}
+	return &Links{log: log, onLink: onLink, links: map[cipher.PubKey]*Link{}}
+}
+
+// AddLocal links the visor pk served in this process through c, until ctx
+// ends.
+func (l *Links) AddLocal(ctx context.Context, pk cipher.PubKey, c *admin.Client) {
+	lk := &Link{PK: pk, Client: c, Since: time.Now(), done: make(chan struct{})}
+	l.add(lk)
+	go func() {
+		<-ctx.Done()
+		l.remove(lk)
+	}()
+}
+
+// add makes lk pk's link, closing an older one.
+func (l *Links) add(lk *Link) {
+	l.mu.Lock()
+	if old := l.links[lk.PK]; old != nil && old.sess != nil {
+		old.sess.Close()
+	}
+	l.links[lk.PK] = lk
+	l.mu.Unlock()
+	l.log.Info("visor linked", zap.String("pk", lk.PK.Hex()))
+	go l.onLink(lk)
+}
+
+// remove forgets lk (if it is still its visor's link) and marks it done.
+func (l *Links) remove(lk *Link) {
+	lk.Client.Close()
+	l.mu.Lock()
+	if l.links[lk.PK] == lk {
+		delete(l.links, lk.PK)
+	}
+	l.mu.Unlock()
+	close(lk.done)
+	l.log.Info("visor link down", zap.String("pk", lk.PK.Hex()))
 }
 
 // Serve accepts visors' links on ln (a dmsg listener on port 46) until ctx
@@ -50,7 +104,9 @@ func (l *Links) Serve(ctx context.Context, ln net.Listener) error {
 	defer func() {
 		l.mu.Lock()
 		for _, lk := range l.links {
-			lk.sess.Close()
+			if lk.sess != nil {
+				lk.sess.Close()
+			}
 		}
 		l.mu.Unlock()
 		wg.Wait()
@@ -76,25 +132,14 @@ func (l *Links) Serve(ctx context.Context, ln net.Listener) error {
 			c.Close()
 			continue
 		}
-		lk := &link{sess: sess, since: time.Now(), client: admin.NewClientFunc(addr.PK.Hex(), func(context.Context) (net.Conn, error) { return sess.Open() }, "")}
-		l.mu.Lock()
-		if old := l.links[addr.PK]; old != nil {
-			old.sess.Close()
-		}
-		l.links[addr.PK] = lk
-		l.mu.Unlock()
-		l.log.Info("visor linked", zap.String("pk", addr.PK.Hex()))
+		lk := &Link{PK: addr.PK, sess: sess, Since: time.Now(), done: make(chan struct{}),
+			Client: admin.NewClientFunc(addr.PK.Short(), func(context.Context) (net.Conn, error) { return sess.Open() }, "")}
+		l.add(lk)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			<-sess.CloseChan()
-			lk.client.Close()
-			l.mu.Lock()
-			if l.links[addr.PK] == lk {
-				delete(l.links, addr.PK)
-			}
-			l.mu.Unlock()
-			l.log.Info("visor link down", zap.String("pk", addr.PK.Hex()))
+			l.remove(lk)
 		}()
 	}
 }
@@ -104,7 +149,7 @@ func (l *Links) Client(pk cipher.PubKey) *admin.Client {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if lk := l.links[pk]; lk != nil {
-		return lk.client
+		return lk.Client
 	}
 	return nil
 }

@@ -36,7 +36,7 @@ func runLinks(t *testing.T, n *testnet.Network, sk cipher.SecKey) (*hypervisor.L
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := hypervisor.NewLinks(nil)
+	l := hypervisor.NewLinks(nil, nil)
 	served := make(chan error, 1)
 	go func() { served <- l.Serve(ctx, ln) }()
 	return l, func() {

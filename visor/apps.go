@@ -14,6 +14,9 @@ import (
 // ProxyClientApp is the app `proxy start` configures.
 const ProxyClientApp = "skysocks-client"
 
+// ProxyServerApp is the skysocks server, whose passcode SetPasscode sets.
+const ProxyServerApp = "skysocks"
+
 func appConfigs(apps []AppConfig) []appserver.AppConfig {
 	out := make([]appserver.AppConfig, len(apps))
 	for i, a := range apps {
@@ -94,6 +97,22 @@ func (v *Visor) registerAppAPI() {
 			return nil, appError(err)
 		}
 		return lines, nil
+	})
+	admin.Handle(v.api, admin.SetPasscode, func(_ context.Context, req admin.PasscodeRequest) (admin.AppInfo, error) {
+		if req.Name != ProxyServerApp {
+			return admin.AppInfo{}, admin.Errorf(admin.CodeBadRequest, "only %s takes a passcode this way (skysocks-client's is set with `proxy start`)", ProxyServerApp)
+		}
+		if err := v.updateApp(req.Name, func(a *AppConfig) { a.Args = withFlag(a.Args, "--passcode", req.Passcode) }); err != nil {
+			return admin.AppInfo{}, err
+		}
+		if i, err := v.apps.Info(req.Name); err == nil && i.State == appserver.StateRunning {
+			v.apps.Stop(req.Name)
+			if err := v.apps.Start(req.Name, nil); err != nil {
+				return admin.AppInfo{}, appError(err)
+			}
+		}
+		i, err := v.apps.Info(req.Name)
+		return appInfo(i), err
 	})
 	admin.Handle(v.api, admin.StartProxy, func(_ context.Context, req admin.ProxyRequest) (admin.AppInfo, error) {
 		if err := req.Server.Check(); err != nil {

@@ -254,6 +254,28 @@ func (v *Visor) STCPAddr() string {
 	return ""
 }
 
+// listening maps each network that accepts to its local address.
+func (v *Visor) listening() map[string]string {
+	out := map[string]string{}
+	for _, n := range v.networks {
+		if a, ok := n.(interface {
+			Type() transport.Type
+			Addr() net.Addr
+		}); ok && a.Addr() != nil {
+			out[string(a.Type())] = a.Addr().String()
+		}
+	}
+	return out
+}
+
+// dmsgServers are the servers the dmsg client has sessions with.
+func (v *Visor) dmsgServers() []cipher.PubKey {
+	if v.dmsg == nil {
+		return nil
+	}
+	return v.dmsg.Servers()
+}
+
 // AppServerAddr is the address the apps reach the visor at.
 func (v *Visor) AppServerAddr() string { return v.apps.Addr() }
 
@@ -350,6 +372,8 @@ func (v *Visor) registerAPI() {
 			ConfigPath:    v.configPath,
 			LocalPath:     v.localPath,
 			CLIAddr:       v.cliAddr,
+			Listening:     v.listening(),
+			DmsgServers:   v.dmsgServers(),
 		}, nil
 	})
 }

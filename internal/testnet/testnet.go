@@ -47,6 +47,9 @@ type Config struct {
 	Executable string
 	// Log receives every component's logs (nil: none).
 	Log *zap.Logger
+	// Unlinked leaves the visors without transports (and Start does not
+	// wait for a route): many visors start fast.
+	Unlinked bool
 }
 
 // Node is one visor of the network.
@@ -55,6 +58,9 @@ type Node struct {
 	Name       string
 	ConfigPath string
 	Config     *visor.Config
+
+	cancel context.CancelFunc // stops this visor
+	done   chan struct{}      // closed when its Run returned
 }
 
 // Network is a running network.
@@ -62,6 +68,9 @@ type Network struct {
 	Suite *suite.Suite
 	Nodes []*Node
 
+	ctx    context.Context
+	cfg    Config
+	log    *zap.Logger
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	mu     sync.Mutex // guards errs
@@ -97,7 +106,7 @@ func Start(ctx context.Context, cfg Config) (_ *Network, err error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	n := &Network{Suite: s, cancel: cancel}
+	n := &Network{Suite: s, ctx: ctx, cfg: cfg, log: log, cancel: cancel}
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -152,7 +161,10 @@ func Start(ctx context.Context, cfg Config) (_ *Network, err error) {
 		n.Nodes[i] = &Node{Visor: v, Name: nm, ConfigPath: path, Config: &c}
 	}
 	for _, node := range n.Nodes {
-		n.run("visor "+node.Name, node.Run, ctx)
+		n.runNode(node)
+	}
+	if cfg.Unlinked {
+		return n, nil
 	}
 
 	wctx, wcancel := context.WithTimeout(ctx, readyTimeout)
@@ -183,6 +195,41 @@ func (n *Network) run(what string, fn func(context.Context) error, ctx context.C
 			n.mu.Unlock()
 		}
 	}()
+}
+
+// runNode runs node's visor until Stop or the network's end.
+func (n *Network) runNode(node *Node) {
+	ctx, cancel := context.WithCancel(n.ctx)
+	node.cancel, node.done = cancel, make(chan struct{})
+	done := node.done
+	n.run("visor "+node.Name, func(context.Context) error {
+		defer close(done)
+		return node.Run(ctx)
+	}, ctx)
+}
+
+// Stop stops visor i and waits until it has.
+func (n *Network) Stop(i int) {
+	node := n.Nodes[i]
+	node.cancel()
+	<-node.done
+	node.Close()
+}
+
+// Restart starts visor i again (after Stop) from its config file.
+func (n *Network) Restart(i int) error {
+	node := n.Nodes[i]
+	c, err := visor.LoadConfig(node.ConfigPath)
+	if err != nil {
+		return err
+	}
+	v, err := visor.New(c, visor.Options{ConfigPath: node.ConfigPath, Log: n.log.Named("visor-" + node.Name), Executable: n.cfg.Executable})
+	if err != nil {
+		return fmt.Errorf("visor %s: %w", node.Name, err)
+	}
+	node.Visor, node.Config = v, c
+	n.runNode(node)
+	return nil
 }
 
 // Client is an admin API client of node i.
