@@ -10,7 +10,8 @@ var AddTransport = define(Op[AddTransportRequest, TransportInfo]{Method: "POST",
 // ListTransports lists the visor's transports, oldest first.
 var ListTransports = define(Op[Empty, []TransportInfo]{Method: "GET", Path: "/v1/transports"})
 
-// RemoveTransport closes a transport, by id or a unique prefix of it.
+// RemoveTransport closes a transport, by id or a unique prefix of it. A
+// persistent transport stops being one (removed from the config too).
 var RemoveTransport = define(Op[RemoveTransportRequest, TransportInfo]{Method: "POST", Path: "/v1/transports/remove"})
 
 // TransportTypes lists the types this visor can make, in order of
@@ -25,6 +26,9 @@ type AddTransportRequest struct {
 	Type string `json:"type,omitempty"`
 	// TimeoutMS bounds the dial (0: 20 s).
 	TimeoutMS int64 `json:"timeout_ms,omitempty"`
+	// Persistent keeps the transport up: it is saved in the config's
+	// transport.persistent and redialled whenever it drops.
+	Persistent bool `json:"persistent,omitempty"`
 }
 
 // RemoveTransportRequest is RemoveTransport's request.

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -17,7 +18,9 @@ import (
 
 	"github.com/skyfleet/skywire/admin"
 	"github.com/skyfleet/skywire/cipher"
+	"github.com/skyfleet/skywire/hypervisor"
 	"github.com/skyfleet/skywire/internal/testnet"
+	"github.com/skyfleet/skywire/svc/suite"
 	"github.com/skyfleet/skywire/visor"
 )
 
@@ -36,6 +39,7 @@ func demoApp(e env) *ucli.App {
 			&ucli.StringFlag{Name: "links", Value: "stcp", Usage: "transport types of the links a→b, b→c, … (comma-separated; the last repeats): stcp, stcpr, sudph, dmsg"},
 			&ucli.StringFlag{Name: "socks-addr", Value: "127.0.0.1:1080", Usage: "where the first visor serves SOCKS5"},
 			&ucli.StringFlag{Name: "web-addr", Value: "127.0.0.1:0", Usage: "a small web page the last visor's proxy can reach (port 0: any free port)"},
+			&ucli.StringFlag{Name: "hypervisor-addr", Value: hypervisor.DefaultHTTPAddr, Usage: `where the hypervisor's web UI listens ("" runs none)`},
 			&ucli.StringFlag{Name: "dir", Usage: "keep configs, sockets and logs here (default: a temporary directory, removed at exit)"},
 			&ucli.BoolFlag{Name: "json", Usage: "print what runs where as JSON once ready"},
 		}, logFlags()...),
@@ -50,8 +54,11 @@ type demoInfo struct {
 	Services []demoSvc   `json:"services"`
 	Visors   []demoVisor `json:"visors"`
 	SOCKS5   string      `json:"socks5"`
-	Web      string      `json:"web"`
-	Path     string      `json:"path"`
+	// Hypervisor is the web UI managing every visor ("" if none runs).
+	Hypervisor         string `json:"hypervisor,omitempty"`
+	HypervisorPassword string `json:"hypervisor_password,omitempty"`
+	Web                string `json:"web"`
+	Path               string `json:"path"`
 }
 
 type demoSvc struct {
@@ -142,6 +149,17 @@ func runDemo(c *ucli.Context, e env) error {
 	}
 	defer web.Close()
 
+	// The hypervisor: its key goes into every visor's config, its port is
+	// taken now so that a busy one fails early.
+	hvAddr := c.String("hypervisor-addr")
+	hpk, hsk := cipher.GenerateKeyPair()
+	if hvAddr != "" {
+		if ln, err := net.Listen("tcp", hvAddr); err != nil {
+			return fmt.Errorf("--hypervisor-addr %s: %w (is a hypervisor running? give --hypervisor-addr 127.0.0.1:0 for any free port)", hvAddr, err)
+		} else {
+			ln.Close()
+		}
+	}
 	fmt.Fprintf(e.stderr, "starting the services and %d visors in %s …\n", n, dir)
 	apps := func(i int, pks []cipher.PubKey) []visor.AppConfig {
 		switch i {
@@ -152,11 +170,34 @@ func runDemo(c *ucli.Context, e env) error {
 		}
 		return nil
 	}
-	net0, err := testnet.Start(ctx, testnet.Config{Dir: dir, Visors: n, Links: links, Apps: apps, Executable: exe, Log: log})
+	tcfg := testnet.Config{Dir: dir, Visors: n, Links: links, Apps: apps, Executable: exe, Log: log}
+	if hvAddr != "" {
+		tcfg.Hypervisors = func(int, []cipher.PubKey) []cipher.PubKey { return []cipher.PubKey{hpk} }
+	}
+	net0, err := testnet.Start(ctx, tcfg)
 	if err != nil {
 		return fmt.Errorf("starting the demo network (logs: %s): %w", logPath, err)
 	}
 	defer net0.Close()
+	hvDone := make(chan error, 1)
+	var hv *hypervisor.Hypervisor
+	var hvPassword string
+	if hvAddr != "" {
+		hcfg := hypervisor.DefaultConfig(hsk)
+		hcfg.HTTPAddr = hvAddr
+		hcfg.DBPath = filepath.Join(dir, "hypervisor.db")
+		hcfg.Dmsg.Discovery = net0.Suite.URL(suite.DmsgDiscovery)
+		hvPassword = demoPassword()
+		if err := hypervisor.SetPassword(&hcfg, "", hvPassword); err != nil {
+			return err
+		}
+		if hv, err = hypervisor.New(&hcfg, hypervisor.Options{Log: log.Named("hypervisor")}); err != nil {
+			return fmt.Errorf("--hypervisor-addr: %w", err)
+		}
+		go func() { hvDone <- hv.Run(ctx) }()
+	} else {
+		hvDone <- nil
+	}
 
 	path := make([]string, n)
 	for i, node := range net0.Nodes {
@@ -173,6 +214,9 @@ func runDemo(c *ucli.Context, e env) error {
 		return fmt.Errorf("%w (logs: %s)", err, logPath)
 	}
 	info := demoInfo{Dir: dir, Log: logPath, SOCKS5: socksAddr, Web: "http://" + web.Addr().String() + "/", Path: strings.Join(path, " → ")}
+	if hv != nil {
+		info.Hypervisor, info.HypervisorPassword = hv.URL(), hvPassword
+	}
 	for _, s := range net0.Suite.Names() {
 		info.Services = append(info.Services, demoSvc{Name: string(s), URL: net0.Suite.URL(s)})
 	}
@@ -193,10 +237,20 @@ func runDemo(c *ucli.Context, e env) error {
 	<-ctx.Done()
 	fmt.Fprintln(e.stderr, "stopping the demo …")
 	srv.Close()
+	if err := <-hvDone; err != nil {
+		log.Warn("the hypervisor stopped badly", zap.Error(err))
+	}
 	if err := net0.Close(); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
 	return nil
+}
+
+// demoPassword is a random password for the demo's hypervisor, easy to
+// type: four groups of four letters and digits.
+func demoPassword() string {
+	t := strings.ToLower(rand.Text())
+	return t[:4] + "-" + t[4:8] + "-" + t[8:12] + "-" + t[12:16]
 }
 
 func pksOf(n *testnet.Network) []cipher.PubKey {
@@ -256,6 +310,9 @@ func printDemo(w io.Writer, info demoInfo) {
 		fmt.Fprintf(w, "  %s  %s  apps: %s\n     control: skywire cli visor info --rpc %s\n", v.Name, v.PK.Hex(), apps, v.CLIAddr)
 	}
 	first, last := info.Visors[0], info.Visors[len(info.Visors)-1]
+	if info.Hypervisor != "" {
+		fmt.Fprintf(w, "\nhypervisor (web UI managing every visor): %s\n  log in with the password  %s\n", info.Hypervisor, info.HypervisorPassword)
+	}
 	fmt.Fprintf(w, "\nSOCKS5 proxy on %s, through the route %s\n\ntry:\n", info.SOCKS5, info.Path)
 	fmt.Fprintf(w, "  curl --socks5-hostname %s %s\n", info.SOCKS5, info.Web)
 	fmt.Fprintf(w, "  skywire cli visor ping %s --rpc %s\n", last.PK.Hex(), first.CLIAddr)

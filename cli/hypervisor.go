@@ -40,6 +40,7 @@ func hypervisorApp(e env) *ucli.App {
 				Usage: "write a new hypervisor config with a fresh key",
 				Flags: append(genConfigFlags(defaultHypervisorConfig),
 					&ucli.StringFlag{Name: "http-addr", Value: hypervisor.DefaultHTTPAddr, Usage: "where the web UI listens"},
+					&ucli.StringFlag{Name: "dmsg-discovery", Usage: "dmsg discovery `URL` (overrides -t/--svc)"},
 				),
 				Action: func(c *ucli.Context) error {
 					return genConfig(c, e, func(sk cipher.SecKey, host string) (checkable, error) {
@@ -48,6 +49,9 @@ func hypervisorApp(e env) *ucli.App {
 							cfg.UseServices(host)
 						}
 						cfg.HTTPAddr = c.String("http-addr")
+						if c.IsSet("dmsg-discovery") {
+							cfg.Dmsg.Discovery = c.String("dmsg-discovery")
+						}
 						return &cfg, nil
 					})
 				},

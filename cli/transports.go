@@ -21,6 +21,7 @@ func addTPCommand(e env) *ucli.Command {
 		Flags: append(rpcFlags(false),
 			&ucli.StringFlag{Name: "type", Aliases: []string{"t"}, Usage: "stcp, stcpr, sudph or dmsg"},
 			&ucli.DurationFlag{Name: "timeout", Aliases: []string{"o"}, Value: 20 * time.Second, Usage: "give up dialling after this long"},
+			&ucli.BoolFlag{Name: "persistent", Aliases: []string{"p"}, Usage: "keep it up: save it in the config and redial it whenever it drops"},
 		),
 		Action: func(c *ucli.Context) error {
 			if c.NArg() != 1 {
@@ -31,7 +32,7 @@ func addTPCommand(e env) *ucli.Command {
 				return usagef("%v", err)
 			}
 			timeout := c.Duration("timeout")
-			req := admin.AddTransportRequest{PK: pk, Type: c.String("type"), TimeoutMS: timeout.Milliseconds()}
+			req := admin.AddTransportRequest{PK: pk, Type: c.String("type"), TimeoutMS: timeout.Milliseconds(), Persistent: c.Bool("persistent")}
 			tp, err := callWithin(c, timeout+10*time.Second, admin.AddTransport, req)
 			if err != nil {
 				return fmt.Errorf("add-tp %s: %w", pk.Short(), err)

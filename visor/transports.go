@@ -22,11 +22,19 @@ func (v *Visor) registerTransportAPI() {
 		return out, nil
 	})
 	admin.Handle(v.api, admin.RemoveTransport, func(_ context.Context, req admin.RemoveTransportRequest) (admin.TransportInfo, error) {
-		tp, err := v.tpm.Remove(req.ID)
+		tp, err := v.tpm.Transport(req.ID)
 		if err != nil {
 			return admin.TransportInfo{}, admin.Errorf(admin.CodeNotFound, "%v", err)
 		}
-		return v.transportInfo(tp), nil
+		// Stop keeping it first, or the manager would dial it again.
+		if err := v.setPersistent(transport.Persistent{PK: tp.Remote(), Type: tp.Type()}, false); err != nil {
+			return admin.TransportInfo{}, err
+		}
+		info := v.transportInfo(tp)
+		if _, err := v.tpm.Remove(tp.ID().String()); err != nil {
+			return admin.TransportInfo{}, admin.Errorf(admin.CodeNotFound, "%v", err)
+		}
+		return info, nil
 	})
 	admin.Handle(v.api, admin.TransportTypes, func(context.Context, admin.Empty) ([]string, error) {
 		out := []string{}
@@ -59,7 +67,51 @@ func (v *Visor) addTransport(ctx context.Context, req admin.AddTransportRequest)
 	if err != nil {
 		return admin.TransportInfo{}, admin.Errorf(dialErrorCode(err), "%v", err)
 	}
+	if req.Persistent {
+		if err := v.setPersistent(transport.Persistent{PK: tp.Remote(), Type: tp.Type()}, true); err != nil {
+			return admin.TransportInfo{}, err
+		}
+	}
 	return v.transportInfo(tp), nil
+}
+
+// setPersistent adds p to (or removes it from) the persistent transports,
+// in the config file and the manager.
+func (v *Visor) setPersistent(p transport.Persistent, on bool) error {
+	v.cfgMu.Lock()
+	defer v.cfgMu.Unlock()
+	if v.persistent[p] == on {
+		return nil
+	}
+	next := *v.cfg
+	next.Transport.Persistent = nil
+	for _, t := range v.cfg.Transport.Persistent {
+		if t.PK != p.PK || t.Type != string(p.Type) {
+			next.Transport.Persistent = append(next.Transport.Persistent, t)
+		}
+	}
+	if on {
+		next.Transport.Persistent = append(next.Transport.Persistent, PersistentTransport{PK: p.PK, Type: string(p.Type)})
+	}
+	if next.Transport.Persistent == nil {
+		next.Transport.Persistent = []PersistentTransport{}
+	}
+	if v.configPath != "" {
+		if err := next.Save(v.configPath); err != nil {
+			return admin.Errorf(admin.CodeInternal, "saving the config: %v", err)
+		}
+	}
+	v.cfg.Transport.Persistent = next.Transport.Persistent
+	persistent := map[transport.Persistent]bool{}
+	var list []transport.Persistent
+	for _, t := range next.Transport.Persistent {
+		tp := transport.Persistent{PK: t.PK, Type: transport.Type(t.Type)}
+		persistent[tp] = true
+		list = append(list, tp)
+	}
+	v.persistent = persistent
+	v.tpm.SetPersistent(list)
+	return nil
 }
 
 // dialErrorCode classifies a failed dial for the caller.
@@ -77,13 +129,19 @@ func dialErrorCode(err error) string {
 	return admin.CodeUnavailable
 }
 
+func (v *Visor) isPersistent(p transport.Persistent) bool {
+	v.cfgMu.Lock()
+	defer v.cfgMu.Unlock()
+	return v.persistent[p]
+}
+
 func (v *Visor) transportInfo(tp *transport.Transport) admin.TransportInfo {
 	return admin.TransportInfo{
 		ID:         tp.ID().String(),
 		Type:       string(tp.Type()),
 		RemotePK:   tp.Remote(),
 		Dialer:     tp.Dialer(),
-		Persistent: v.persistent[transport.Persistent{PK: tp.Remote(), Type: tp.Type()}],
+		Persistent: v.isPersistent(transport.Persistent{PK: tp.Remote(), Type: tp.Type()}),
 		Sent:       tp.Sent(),
 		Received:   tp.Received(),
 		RTTMS:      float64(tp.RTT().Microseconds()) / 1000,

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -170,6 +172,13 @@ func startLine(t testing.TB, links []string, apps func(i, n int, pks []string) [
 // startLineOn is startLine on services already running.
 func startLineOn(t testing.TB, n *network, links []string, apps func(i, n int, pks []string) []any) []*visorNode {
 	t.Helper()
+	return startLineWith(t, n, links, apps, nil)
+}
+
+// startLineWith is startLineOn with more of each visor's config set by
+// edit (if not nil) before it starts.
+func startLineWith(t testing.TB, n *network, links []string, apps func(i, n int, pks []string) []any, edit func(i int, cfg map[string]any)) []*visorNode {
+	t.Helper()
 	dir := shortDir(t)
 	vs := make([]*visorNode, len(links)+1)
 	pks := make([]string, len(vs))
@@ -183,6 +192,9 @@ func startLineOn(t testing.TB, n *network, links []string, apps func(i, n int, p
 				cfg["stcp"].(map[string]any)["pk_table"] = map[string]any{vs[i+1].pk: vs[i+1].stcpAddr}
 			}
 			cfg["apps"] = apps(i, len(vs), pks)
+			if edit != nil {
+				edit(i, cfg)
+			}
 		})
 		v.start(t)
 	}
@@ -373,12 +385,14 @@ func TestDemo(t *testing.T) {
 	needCurl(t)
 	socks := freePort(t)
 	// The process's stdout and stderr both land in p.stderr.
-	p := start(t, "skywire", "demo", "--json", "--socks-addr", socks, "--links", "stcp,dmsg")
+	p := start(t, "skywire", "demo", "--json", "--socks-addr", socks, "--links", "stcp,dmsg", "--hypervisor-addr", freePort(t))
 	var info struct {
 		Web    string `json:"web"`
 		Visors []struct {
 			CLIAddr string `json:"cli_addr"`
 		} `json:"visors"`
+		Hypervisor         string `json:"hypervisor"`
+		HypervisorPassword string `json:"hypervisor_password"`
 	}
 	until(t, "the demo is ready", func() bool {
 		s := p.stderr.String()
@@ -389,6 +403,7 @@ func TestDemo(t *testing.T) {
 	if err != nil || !strings.Contains(string(r), "a → b → c") {
 		t.Fatalf("curl through the demo: %v: %s", err, r)
 	}
+	demoHypervisor(t, info.Hypervisor, info.HypervisorPassword)
 	var apps []appJSON
 	var pids []int
 	for _, v := range []int{0, 2} {
@@ -418,6 +433,41 @@ func TestDemo(t *testing.T) {
 			t.Errorf("app pid %d outlived the demo: %v", pid, err)
 		}
 	}
+}
+
+// demoHypervisor logs in to the demo's hypervisor with the password it
+// printed and waits for its three visors online.
+func demoHypervisor(t *testing.T, url, password string) {
+	t.Helper()
+	if url == "" || password == "" {
+		t.Fatal("the demo names no hypervisor")
+	}
+	jar, _ := cookiejar.New(nil)
+	hc := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+	body, _ := json.Marshal(map[string]string{"password": password})
+	resp, err := hc.Post(url+"/api/login", "application/json", bytes.NewReader(body))
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("logging in to the demo's hypervisor: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	until(t, "the demo's three visors online in the hypervisor", func() bool {
+		resp, err := hc.Get(url + "/api/visors")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var vs []struct {
+			State string `json:"state"`
+		}
+		json.NewDecoder(resp.Body).Decode(&vs)
+		online := 0
+		for _, v := range vs {
+			if v.State == "online" {
+				online++
+			}
+		}
+		return online == 3
+	})
 }
 
 // cpuJiffies is the machine's busy time so far (/proc/stat).

@@ -1,0 +1,237 @@
+//go:build linux
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// hypervisorNode is a `skywire hypervisor run` process.
+type hypervisorNode struct {
+	cfg, url, pk, code string
+	proc               *process
+}
+
+// startHypervisor generates a hypervisor config on n's dmsg and runs it,
+// reading its URL and setup code from what it prints.
+func startHypervisor(t testing.TB, dir string, n *network) *hypervisorNode {
+	t.Helper()
+	h := &hypervisorNode{cfg: filepath.Join(dir, "hypervisor-config.json")}
+	addr := fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)[0])
+	if r := sw(t, "skywire", "hypervisor", "gen-config", "-o", h.cfg, "--http-addr", addr, "--dmsg-discovery", n.dmsgDisc); r.code != 0 {
+		t.Fatalf("hypervisor gen-config: %s", r.stderr)
+	}
+	h.pk = configPK(t, h.cfg)
+	h.proc = start(t, "skywire", "hypervisor", "run", "-c", h.cfg)
+	codeRE := regexp.MustCompile(`setup code\s+([A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4})`)
+	until(t, "the hypervisor prints its setup code", func() bool {
+		m := codeRE.FindStringSubmatch(h.proc.stderr.String())
+		if m != nil {
+			h.code = m[1]
+		}
+		return m != nil
+	})
+	h.url = "http://" + addr
+	waitHTTP(t, h.proc, h.url+"/api/ping")
+	return h
+}
+
+// trusting lists the hypervisor's key in a visor config.
+func (h *hypervisorNode) trusting(_ int, cfg map[string]any) {
+	cfg["hypervisors"] = []any{map[string]any{"public_key": h.pk}}
+}
+
+// browser is a headless Chromium tab.
+type browser struct {
+	t    *testing.T
+	ctx  context.Context
+	dir  string // screenshots
+	shot int
+}
+
+func needChromium(t testing.TB) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("no chromium: .ci/run installs it")
+	}
+	t.Skip("no chromium here (apt-get install chromium)")
+	return ""
+}
+
+func newBrowser(t *testing.T) *browser {
+	t.Helper()
+	exe := needChromium(t)
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.WindowSize(1440, 960),
+		chromedp.Flag("disable-dev-shm-usage", true))
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancel(); cancelA() })
+	// The first run starts the browser, which lives as long as the
+	// context it ran on: this one, not a step's shorter one.
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("starting %s: %v", exe, err)
+	}
+	dir := os.Getenv("SKYWIRE_SCREENSHOTS")
+	if dir == "" {
+		var err error
+		if dir, err = os.MkdirTemp("", "hypervisor-screenshots"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshots of every page: %s", dir)
+	return &browser{t: t, ctx: ctx, dir: dir}
+}
+
+// do runs steps, failing the test with what.
+func (b *browser) do(what string, steps ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 60*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		b.t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// until waits for a JavaScript expression to be truthy in the page.
+func (b *browser) until(what, expr string) {
+	b.t.Helper()
+	if _, err := chromedp.Run(b.ctx, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingTimeout(60*time.Second), chromedp.WithPollingInterval(50*time.Millisecond))); err != nil {
+		text, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.body.innerText.slice(0, 2000)`))
+		b.screenshot("failed-" + strings.ReplaceAll(what, " ", "-"))
+		b.t.Fatalf("never in the browser: %s: %v\npage:\n%s", what, err, text)
+	}
+}
+
+func (b *browser) eval(expr string) string {
+	b.t.Helper()
+	s, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](expr))
+	if err != nil {
+		b.t.Fatalf("%s: %v", expr, err)
+	}
+	return s
+}
+
+// screenshot saves the page as NN-name.png.
+func (b *browser) screenshot(name string) {
+	b.t.Helper()
+	png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		b.t.Errorf("screenshot %s: %v", name, err)
+		return
+	}
+	b.shot++
+	path := filepath.Join(b.dir, fmt.Sprintf("%02d-%s.png", b.shot, name))
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		b.t.Error(err)
+	}
+}
+
+// The hypervisor in a real browser: set the password with the setup code,
+// see three visors online, add a transport (and find it with `cli ls-tp`),
+// stop and start an app and read its log, and watch a visor go offline
+// and come back, all without reloading the page.
+func TestHypervisorInBrowser(t *testing.T) {
+	br := newBrowser(t)
+	n := startNetwork(t)
+	dir := shortDir(t)
+	h := startHypervisor(t, dir, n)
+	vs := startLineWith(t, n, []string{"stcp", "stcp"}, proxyApps, h.trusting)
+	a, b, c := vs[0], vs[1], vs[2]
+
+	br.do("open the UI", chromedp.Navigate(h.url), chromedp.WaitVisible(`#setup-form`))
+	br.screenshot("setup")
+	br.do("set the password",
+		chromedp.SendKeys(`#setup-code`, strings.ToLower(h.code)),
+		chromedp.SendKeys(`#setup-password`, "a fine long password"),
+		chromedp.SendKeys(`#setup-password2`, "a fine long password"),
+		chromedp.Click(`#setup-button`),
+		chromedp.WaitVisible(`#visors`))
+	br.until("three visors online", `document.querySelectorAll('#visors tbody .dot.online').length === 3`)
+	br.screenshot("visors")
+
+	// Add a transport a → c over dmsg from the UI.
+	br.do("open a's transports", chromedp.Navigate(h.url+"/#/visor/"+a.pk+"/transports"), chromedp.WaitVisible(`#add-tp`))
+	br.until("transport types listed", `document.querySelectorAll('#tp-type option').length > 1`)
+	br.do("add a transport",
+		chromedp.SendKeys(`#tp-pk`, c.pk),
+		chromedp.SetValue(`#tp-type`, "dmsg"),
+		chromedp.Click(`#tp-persistent`),
+		chromedp.Click(`#tp-add`))
+	br.until("the new transport listed", fmt.Sprintf(`[...document.querySelectorAll('#transports tbody tr')].some(r => r.innerText.includes('dmsg') && r.innerText.includes(%q))`, c.pk[:8]))
+	br.screenshot("transports")
+	found := false
+	for _, tp := range a.lsTP(t) {
+		if tp.RemotePK == c.pk && tp.Type == "dmsg" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("the transport added in the UI is not in `cli ls-tp`: %+v", a.lsTP(t))
+	}
+
+	// Stop and start skysocks on c, then read its log.
+	br.do("open c's apps", chromedp.Navigate(h.url+"/#/visor/"+c.pk+"/apps"), chromedp.WaitVisible(`#apps`))
+	br.until("skysocks running", `!!document.querySelector('#apps button[data-act=stop][data-app=skysocks]')`)
+	br.do("stop skysocks", chromedp.Click(`#apps button[data-act=stop][data-app=skysocks]`))
+	br.until("skysocks stopped", `!!document.querySelector('#apps tr[data-app=skysocks] .badge.stopped') || (document.querySelector('#apps tr[data-app=skysocks]')||{innerText:''}).innerText.includes('stopped')`)
+	if r := sw(t, "skywire", "cli", "visor", "app", "ls", "--rpc", c.sock, "--json"); !strings.Contains(r.stdout, `"stopped"`) {
+		t.Fatalf("skysocks stopped in the UI, but the CLI says: %s %s", r.stdout, r.stderr)
+	}
+	br.do("start skysocks", chromedp.Click(`#apps button[data-act=start][data-app=skysocks]`))
+	br.until("skysocks running again", `!!document.querySelector('#apps button[data-act=stop][data-app=skysocks]')`)
+	br.do("open its log", chromedp.Click(`#apps button[data-act=logs][data-app=skysocks]`))
+	br.until("its log shows", `document.querySelector('#app-log').textContent.length > 20`)
+	br.screenshot("apps-and-log")
+
+	// The overview, a ping over two hops, the audit log and the settings.
+	br.do("open a's overview", chromedp.Navigate(h.url+"/#/visor/"+a.pk), chromedp.WaitVisible(`#overview-info`))
+	br.until("a's info", fmt.Sprintf(`document.querySelector('#overview-info').innerText.includes(%q)`, a.cfg))
+	br.screenshot("visor-overview")
+	br.do("ping c from a", chromedp.Navigate(h.url+"/#/visor/"+a.pk+"/ping"), chromedp.WaitVisible(`#ping-form`),
+		chromedp.SendKeys(`#ping-pk`, c.pk), chromedp.Click(`#ping-go`))
+	br.until("the ping's path", `document.querySelectorAll('#ping-result .hop').length >= 2`)
+	br.screenshot("ping")
+	br.do("open the audit log", chromedp.Navigate(h.url+"/#/audit"), chromedp.WaitVisible(`#audit`))
+	br.until("the audit log names the transport added", `document.querySelector('#audit').innerText.includes('POST /v1/transports')`)
+	br.screenshot("audit")
+	br.do("open the settings", chromedp.Navigate(h.url+"/#/settings"), chromedp.WaitVisible(`#pw-form`))
+	br.screenshot("settings")
+	br.do("open the routes", chromedp.Navigate(h.url+"/#/visor/"+b.pk+"/routes"), chromedp.WaitVisible(`#routes`))
+	br.screenshot("routes")
+
+	// b goes offline and comes back: the list follows without a reload.
+	br.do("back to the list", chromedp.Navigate(h.url+"/#/visors"), chromedp.WaitVisible(`#visors`))
+	br.eval(`window.__sameDocument = 'yes'`)
+	b.proc.stop(t)
+	row := fmt.Sprintf(`document.querySelector('#visors tr[data-pk=%q]')`, b.pk)
+	br.until("b offline", row+`.querySelector('.dot.offline') !== null`)
+	br.screenshot("visor-offline")
+	b.start(t)
+	br.until("b online again", row+`.querySelector('.dot.online') !== null`)
+	if br.eval(`window.__sameDocument || 'reloaded'`) != "yes" {
+		t.Fatal("the page reloaded")
+	}
+
+	br.do("log out", chromedp.Click(`#logout`), chromedp.WaitVisible(`#login-form`))
+	br.screenshot("login")
+	br.do("log in", chromedp.SendKeys(`#password`, "a fine long password"), chromedp.Click(`#login-button`), chromedp.WaitVisible(`#visors`))
+	br.until("three visors online after login", `document.querySelectorAll('#visors tbody .dot.online').length === 3`)
+}
