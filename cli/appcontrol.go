@@ -1,7 +1,10 @@
 package cli
 
 import (
+	"bufio"
+	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -103,6 +106,35 @@ func appCommand(e env) *ucli.Command {
 					}
 					fmt.Fprintf(e.stdout, "%s auto start: %s\n", i.Name, c.Args().Get(1))
 					return nil
+				},
+			},
+			{
+				Name:      "passcode",
+				Usage:     "set the passcode skysocks requires of its clients (saved in the config; restarts it if running)",
+				ArgsUsage: "skysocks [passcode]",
+				Description: "With no passcode, reads one line from stdin; an empty line removes the passcode.\n" +
+					"skysocks-client's passcode is set with `skywire cli proxy start <pk> --passcode …`.",
+				Flags: rpcFlags(true),
+				Action: func(c *ucli.Context) error {
+					if c.NArg() < 1 || c.NArg() > 2 {
+						return usagef("app passcode takes an app name and, optionally, the passcode")
+					}
+					code := c.Args().Get(1)
+					if c.NArg() == 1 {
+						line, err := bufio.NewReader(io.LimitReader(e.stdin, 4096)).ReadString('\n')
+						if err != nil && !errors.Is(err, io.EOF) {
+							return fmt.Errorf("reading the passcode from stdin: %w", err)
+						}
+						code = strings.TrimRight(line, "\r\n")
+					}
+					i, err := call(c, admin.SetPasscode, admin.PasscodeRequest{Name: c.Args().First(), Passcode: code})
+					if err != nil {
+						return err
+					}
+					if code == "" {
+						return printApp(c, i, "passcode removed")
+					}
+					return printApp(c, i, "passcode set")
 				},
 			},
 			{

@@ -335,3 +335,22 @@ func TestBuiltinAppsAreRoles(t *testing.T) {
 		}
 	}
 }
+
+// gen-config -i makes the visor its own hypervisor: the "hypervisor" block
+// with the UI on 127.0.0.1:8000; without it there is none.
+func TestGenConfigHypervisor(t *testing.T) {
+	code, stdout, errs := runMain(t, "", "skywire", "visor", "gen-config", "-n", "-i")
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var cfg visor.Config
+	if err := json.Unmarshal([]byte(stdout), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Hypervisor == nil || cfg.Hypervisor.HTTPAddr != "127.0.0.1:8000" || cfg.Hypervisor.DBPath == "" {
+		t.Fatalf("-i: %+v", cfg.Hypervisor)
+	}
+	if _, stdout, _ = runMain(t, "", "skywire", "visor", "gen-config", "-n"); strings.Contains(stdout, `"hypervisor"`) {
+		t.Fatal("a hypervisor block without -i")
+	}
+}

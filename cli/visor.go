@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -9,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/skyfleet/skywire/cipher"
+	"github.com/skyfleet/skywire/hypervisor"
 	"github.com/skyfleet/skywire/visor"
 )
 
@@ -72,7 +74,42 @@ func runVisor(c *ucli.Context, e env) error {
 	}
 	ctx, stop := signalContext(c.Context, log)
 	defer stop()
-	return v.Run(ctx)
+	if cfg.Hypervisor == nil {
+		return v.Run(ctx)
+	}
+	// The visor is its own hypervisor: both run until either stops.
+	h, err := hypervisor.New(localHypervisorConfig(cfg), hypervisor.Options{ConfigPath: path, Log: log.Named("hypervisor"),
+		Dmsg: v.Dmsg(), Local: &hypervisor.LocalVisor{PK: cfg.PK, Client: v.LocalClient()}})
+	if err != nil {
+		v.Close()
+		return fmt.Errorf("hypervisor: %w", err)
+	}
+	announceHypervisor(e.stderr, h)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	hdone := make(chan error, 1)
+	go func() {
+		err := h.Run(ctx)
+		cancel()
+		hdone <- err
+	}()
+	err = v.Run(ctx)
+	cancel()
+	if herr := <-hdone; herr != nil && err == nil {
+		err = fmt.Errorf("hypervisor: %w", herr)
+	}
+	return err
+}
+
+// localHypervisorConfig is the config of the hypervisor a visor serves
+// itself: the visor's key, the UI settings of its "hypervisor" block.
+func localHypervisorConfig(cfg *visor.Config) *hypervisor.Config {
+	hc := hypervisor.DefaultConfig(cfg.SK)
+	h := cfg.Hypervisor
+	hc.HTTPAddr, hc.DBPath = h.HTTPAddr, h.DBPath
+	hc.EnableTLS, hc.TLSCertFile, hc.TLSKeyFile = h.EnableTLS, h.TLSCertFile, h.TLSKeyFile
+	hc.LogLevel = cfg.LogLevel
+	return &hc
 }
 
 // visorGenConfigCommand is `skywire visor gen-config`, also reachable as
@@ -80,6 +117,7 @@ func runVisor(c *ucli.Context, e env) error {
 func visorGenConfigCommand(e env) *ucli.Command {
 	flags := append(genConfigFlags(defaultVisorConfig),
 		&ucli.StringSliceFlag{Name: "hypervisor-pks", Usage: "public keys of hypervisors that may control this visor (comma-separated)"},
+		&ucli.BoolFlag{Name: "hypervisor", Aliases: []string{"i"}, Usage: "make the visor its own hypervisor: it serves the web UI on 127.0.0.1:8000 too"},
 		&ucli.StringFlag{Name: "cli-addr", Usage: "admin API address: unix socket path or host:port", Value: visor.DefaultConfig(cipher.SecKey{}).CLIAddr},
 		&ucli.StringFlag{Name: "stcp-addr", Usage: `stcp.local_address ("" disables stcp listening)`, Value: ":7777"},
 		&ucli.StringFlag{Name: "local-path", Usage: "state directory (relative to the config file)", Value: "./local"},
@@ -117,6 +155,9 @@ func visorGenConfigCommand(e env) *ucli.Command {
 					if c.IsSet(flag) {
 						*field = c.String(flag)
 					}
+				}
+				if c.Bool("hypervisor") {
+					cfg.Hypervisor = visor.DefaultLocalHypervisor()
 				}
 				cfg.CLIAddr = c.String("cli-addr")
 				cfg.STCP.LocalAddress = c.String("stcp-addr")

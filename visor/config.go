@@ -61,6 +61,10 @@ type Config struct {
 
 	// Hypervisors may control this visor. Nil means none.
 	Hypervisors []HypervisorConfig `json:"hypervisors"`
+	// Hypervisor, when set, makes this visor a hypervisor too (gen-config
+	// --hypervisor, -i): the visor process serves the web UI, managing
+	// itself and every visor that lists its key in their hypervisors.
+	Hypervisor *LocalHypervisorConfig `json:"hypervisor,omitempty"`
 
 	// CLIAddr is where the admin API listens: a unix socket path (mode 0600)
 	// or a TCP host:port (a bearer token is then required, see docs/config.md).
@@ -139,6 +143,24 @@ type HypervisorConfig struct {
 	PublicKey cipher.PubKey `json:"public_key"`
 	// Address is an optional direct "host:port"; "" means reach it over dmsg.
 	Address string `json:"address"`
+}
+
+// LocalHypervisorConfig is the web UI a visor serves as its own
+// hypervisor. Relative paths are relative to the config file.
+type LocalHypervisorConfig struct {
+	// HTTPAddr is where the UI and REST API listen ("127.0.0.1:8000").
+	HTTPAddr string `json:"http_addr"`
+	// DBPath is the user database. "" means "./hypervisor.db".
+	DBPath string `json:"db_path"`
+	// EnableTLS serves HTTPS with TLSCertFile and TLSKeyFile.
+	EnableTLS   bool   `json:"enable_tls"`
+	TLSCertFile string `json:"tls_cert_file"`
+	TLSKeyFile  string `json:"tls_key_file"`
+}
+
+// DefaultLocalHypervisor is the block gen-config --hypervisor writes.
+func DefaultLocalHypervisor() *LocalHypervisorConfig {
+	return &LocalHypervisorConfig{HTTPAddr: "127.0.0.1:8000", DBPath: "./hypervisor.db", TLSCertFile: "./ssl/cert.pem", TLSKeyFile: "./ssl/key.pem"}
 }
 
 // DefaultApps are the apps gen-config writes, as in Skywire: every
@@ -306,6 +328,17 @@ func (c *Config) Validate() error {
 		}
 		if h.Address != "" {
 			p.HostPort(path+".address", h.Address, false)
+		}
+	}
+
+	if h := c.Hypervisor; h != nil {
+		if h.HTTPAddr == "" {
+			p.Add("hypervisor.http_addr", nil, "missing: e.g. %q", "127.0.0.1:8000")
+		} else {
+			p.HostPort("hypervisor.http_addr", h.HTTPAddr, true)
+		}
+		if h.EnableTLS && (h.TLSCertFile == "" || h.TLSKeyFile == "") {
+			p.Add("hypervisor.enable_tls", true, "needs tls_cert_file and tls_key_file")
 		}
 	}
 

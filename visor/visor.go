@@ -76,6 +76,7 @@ type Visor struct {
 	logRing *logring.Ring // the visor's own log lines
 	api     *admin.Server
 	cliAuth admin.Authorizer // cli_addr's: admin.Open on the unix socket, the token on TCP
+	pipe    *admin.Pipe      // the admin API for a controller in this process (LocalClient)
 
 	dmsg       *dmsg.Client // nil without dmsg.discovery
 	tpd        *tpdisc.Client
@@ -146,6 +147,7 @@ func New(cfg *Config, opts Options) (*Visor, error) {
 		v.cliAddr = v.ln.Addr().String()
 	}
 	v.api = admin.NewServer(v.log.Named("admin"))
+	v.pipe = admin.NewPipe()
 	v.cliAuth = admin.Open
 	if token != "" {
 		v.cliAuth = admin.Token(token)
@@ -241,6 +243,16 @@ func (v *Visor) initTransports() error {
 	return nil
 }
 
+// Dmsg is the visor's dmsg client (nil without dmsg.discovery): a
+// hypervisor in the visor's process accepts links on it.
+func (v *Visor) Dmsg() *dmsg.Client { return v.dmsg }
+
+// LocalClient is an admin client of this visor for a controller in the
+// same process (its own hypervisor). Calls are answered while Run runs.
+func (v *Visor) LocalClient() *admin.Client {
+	return admin.NewClientFunc("this visor", v.pipe.Dial, "")
+}
+
 // PK is the visor's public key.
 func (v *Visor) PK() cipher.PubKey { return v.cfg.PK }
 
@@ -302,7 +314,7 @@ func (v *Visor) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	// A part that fails while the visor runs takes the visor down, loudly:
 	// no listener dies while the rest goes on as if it served.
-	failed := make(chan error, 4)
+	failed := make(chan error, 8) // one per part
 	part := func(name string, run func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -321,6 +333,7 @@ func (v *Visor) Run(ctx context.Context) error {
 	part("router", v.router.Run)
 	part("apps", v.apps.Run)
 	part("hypervisor links", v.linkHypervisors)
+	part("in-process admin", func(ctx context.Context) error { return v.api.Serve(ctx, v.pipe, admin.Open, shutdownGrace) })
 	err := v.api.Serve(ctx, v.ln, v.cliAuth, shutdownGrace)
 	cancel()
 	wg.Wait()
@@ -340,6 +353,7 @@ func (v *Visor) Close() error {
 		if err := v.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 			v.log.Debug("closing admin listener", zap.NamedError("err", err))
 		}
+		v.pipe.Close()
 		for _, n := range v.networks {
 			n.Close()
 		}

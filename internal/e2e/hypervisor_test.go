@@ -3,8 +3,13 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -49,6 +54,135 @@ func startHypervisor(t testing.TB, dir string, n *network) *hypervisorNode {
 // trusting lists the hypervisor's key in a visor config.
 func (h *hypervisorNode) trusting(_ int, cfg map[string]any) {
 	cfg["hypervisors"] = []any{map[string]any{"public_key": h.pk}}
+}
+
+// apiClient calls a hypervisor's REST API as a logged-in user.
+type apiClient struct {
+	t    testing.TB
+	url  string
+	hc   *http.Client
+	csrf string
+}
+
+func newAPIClient(t testing.TB, url string) *apiClient {
+	jar, _ := cookiejar.New(nil)
+	return &apiClient{t: t, url: url, hc: &http.Client{Jar: jar, Timeout: 30 * time.Second}}
+}
+
+// call sends a request (with the CSRF token but on GET) and decodes a 200
+// answer into out.
+func (c *apiClient) call(method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, c.url+path, rd)
+	if method != http.MethodGet {
+		req.Header.Set("X-CSRF-Token", c.csrf)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, data)
+	}
+	if out != nil {
+		return json.Unmarshal(data, out)
+	}
+	return nil
+}
+
+func (c *apiClient) session(path string, body any) {
+	c.t.Helper()
+	var s struct {
+		CSRF string `json:"csrf_token"`
+	}
+	if err := c.call("POST", path, body, &s); err != nil {
+		c.t.Fatal(err)
+	}
+	c.csrf = s.CSRF
+}
+
+func (c *apiClient) login(password string) { c.session("/api/login", map[string]string{"password": password}) }
+
+func (c *apiClient) setup(code, password string) {
+	c.session("/api/setup", map[string]string{"code": code, "password": password})
+}
+
+type visorStateJSON struct {
+	PK    string `json:"pk"`
+	State string `json:"state"`
+	Local bool   `json:"local"`
+}
+
+func (c *apiClient) visors() []visorStateJSON {
+	c.t.Helper()
+	var vs []visorStateJSON
+	if err := c.call("GET", "/api/visors", nil, &vs); err != nil {
+		c.t.Fatal(err)
+	}
+	return vs
+}
+
+// untilOnline waits for n visors online.
+func (c *apiClient) untilOnline(n int) []visorStateJSON {
+	c.t.Helper()
+	var vs []visorStateJSON
+	until(c.t, fmt.Sprintf("%d visors online in the hypervisor", n), func() bool {
+		vs = c.visors()
+		online := 0
+		for _, v := range vs {
+			if v.State == "online" {
+				online++
+			}
+		}
+		return online == n
+	})
+	return vs
+}
+
+// A visor that is its own hypervisor (gen-config -i) serves the UI,
+// manages itself in-process and every visor that lists its key.
+func TestVisorAsHypervisor(t *testing.T) {
+	n := startNetwork(t)
+	dir := shortDir(t)
+	x := newVisor(t, dir, "x", n)
+	addr := fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)[0])
+	// As gen-config -i writes it (cli's TestGenConfigHypervisor), on a free port.
+	x.edit(t, func(cfg map[string]any) { cfg["hypervisor"] = map[string]any{"http_addr": addr, "db_path": "./x-hypervisor.db"} })
+	y := newVisor(t, dir, "y", n)
+	y.edit(t, func(cfg map[string]any) { cfg["hypervisors"] = []any{map[string]any{"public_key": x.pk}} })
+	x.start(t)
+	y.start(t)
+	codeRE := regexp.MustCompile(`setup code\s+([A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4})`)
+	var code string
+	until(t, "x prints the setup code", func() bool {
+		m := codeRE.FindStringSubmatch(x.proc.stderr.String())
+		if m != nil {
+			code = m[1]
+		}
+		return m != nil
+	})
+	c := newAPIClient(t, "http://"+addr)
+	c.setup(code, "a fine long password")
+	vs := c.untilOnline(2)
+	for _, v := range vs {
+		if (v.PK == x.pk) != v.Local {
+			t.Fatalf("local flags: %+v", vs)
+		}
+	}
+	for _, pk := range []string{x.pk, y.pk} {
+		var info struct {
+			PK string `json:"pk"`
+		}
+		if err := c.call("GET", "/api/visors/"+pk+"/v1/info", nil, &info); err != nil || info.PK != pk {
+			t.Fatalf("info of %s through the visor's hypervisor: %+v %v", pk[:8], info, err)
+		}
+	}
 }
 
 // browser is a headless Chromium tab.

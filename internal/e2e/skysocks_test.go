@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/http/cookiejar"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -403,7 +401,12 @@ func TestDemo(t *testing.T) {
 	if err != nil || !strings.Contains(string(r), "a → b → c") {
 		t.Fatalf("curl through the demo: %v: %s", err, r)
 	}
-	demoHypervisor(t, info.Hypervisor, info.HypervisorPassword)
+	if info.Hypervisor == "" || info.HypervisorPassword == "" {
+		t.Fatal("the demo names no hypervisor")
+	}
+	hc := newAPIClient(t, info.Hypervisor)
+	hc.login(info.HypervisorPassword)
+	hc.untilOnline(3)
 	var apps []appJSON
 	var pids []int
 	for _, v := range []int{0, 2} {
@@ -433,41 +436,6 @@ func TestDemo(t *testing.T) {
 			t.Errorf("app pid %d outlived the demo: %v", pid, err)
 		}
 	}
-}
-
-// demoHypervisor logs in to the demo's hypervisor with the password it
-// printed and waits for its three visors online.
-func demoHypervisor(t *testing.T, url, password string) {
-	t.Helper()
-	if url == "" || password == "" {
-		t.Fatal("the demo names no hypervisor")
-	}
-	jar, _ := cookiejar.New(nil)
-	hc := &http.Client{Jar: jar, Timeout: 10 * time.Second}
-	body, _ := json.Marshal(map[string]string{"password": password})
-	resp, err := hc.Post(url+"/api/login", "application/json", bytes.NewReader(body))
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("logging in to the demo's hypervisor: %v %v", err, resp)
-	}
-	resp.Body.Close()
-	until(t, "the demo's three visors online in the hypervisor", func() bool {
-		resp, err := hc.Get(url + "/api/visors")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		var vs []struct {
-			State string `json:"state"`
-		}
-		json.NewDecoder(resp.Body).Decode(&vs)
-		online := 0
-		for _, v := range vs {
-			if v.State == "online" {
-				online++
-			}
-		}
-		return online == 3
-	})
 }
 
 // cpuJiffies is the machine's busy time so far (/proc/stat).
