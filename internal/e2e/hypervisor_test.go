@@ -107,7 +107,9 @@ func (c *apiClient) session(path string, body any) {
 	c.csrf = s.CSRF
 }
 
-func (c *apiClient) login(password string) { c.session("/api/login", map[string]string{"password": password}) }
+func (c *apiClient) login(password string) {
+	c.session("/api/login", map[string]string{"password": password})
+}
 
 func (c *apiClient) setup(code, password string) {
 	c.session("/api/setup", map[string]string{"code": code, "password": password})
@@ -153,7 +155,9 @@ func TestVisorAsHypervisor(t *testing.T) {
 	x := newVisor(t, dir, "x", n)
 	addr := fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)[0])
 	// As gen-config -i writes it (cli's TestGenConfigHypervisor), on a free port.
-	x.edit(t, func(cfg map[string]any) { cfg["hypervisor"] = map[string]any{"http_addr": addr, "db_path": "./x-hypervisor.db"} })
+	x.edit(t, func(cfg map[string]any) {
+		cfg["hypervisor"] = map[string]any{"http_addr": addr, "db_path": "./x-hypervisor.db"}
+	})
 	y := newVisor(t, dir, "y", n)
 	y.edit(t, func(cfg map[string]any) { cfg["hypervisors"] = []any{map[string]any{"public_key": x.pk}} })
 	x.start(t)
