@@ -41,6 +41,7 @@ func hypervisorApp(e env) *ucli.App {
 				Flags: append(genConfigFlags(defaultHypervisorConfig),
 					&ucli.StringFlag{Name: "http-addr", Value: hypervisor.DefaultHTTPAddr, Usage: "where the web UI listens"},
 					&ucli.StringFlag{Name: "dmsg-discovery", Usage: "dmsg discovery `URL` (overrides -t/--svc)"},
+					&ucli.StringFlag{Name: "link-addr", Usage: "also take direct visor links (TCP + Noise XK) on this `host:port`, for a LAN without dmsg"},
 				),
 				Action: func(c *ucli.Context) error {
 					return genConfig(c, e, func(sk cipher.SecKey, host string) (checkable, error) {
@@ -49,6 +50,7 @@ func hypervisorApp(e env) *ucli.App {
 							cfg.UseServices(host)
 						}
 						cfg.HTTPAddr = c.String("http-addr")
+						cfg.LinkAddr = c.String("link-addr")
 						if c.IsSet("dmsg-discovery") {
 							cfg.Dmsg.Discovery = c.String("dmsg-discovery")
 						}

@@ -1,9 +1,11 @@
 // Package hypervisor is the web UI and REST API that manages many visors. It
 // reaches each visor's admin API (package admin) over dmsg.
 //
-// So far this package holds the hypervisor's config file and the links
-// visors open to it (link.go); the web server is built by a later issue
-// (see docs/roadmap.md).
+// Visors link to it (link.go): over dmsg, or directly (TCP + Noise XK)
+// on link_addr. It keeps a cache of every visor's state (state.go), serves
+// the REST API (api.go) with server-sent events (events.go) and the web UI
+// (ui.go, ui/), and keeps its password, sessions, labels and audit log in
+// a bbolt file (store.go, auth.go).
 package hypervisor
 
 import (
@@ -39,6 +41,10 @@ type Config struct {
 	Dmsg DmsgConfig `json:"dmsg"`
 	// DmsgPort is the dmsg port visors connect to (46).
 	DmsgPort uint16 `json:"dmsg_port"`
+	// LinkAddr is a TCP "host:port" where visors that list this
+	// hypervisor with an address link directly (TCP + Noise XK: a LAN
+	// without a dmsg server). "" takes links over dmsg only.
+	LinkAddr string `json:"link_addr"`
 	// HTTPAddr is where the web UI and REST API listen. Required.
 	HTTPAddr string `json:"http_addr"`
 	// DBPath is the user database file. "" means "./hypervisor.db".
@@ -116,6 +122,9 @@ func (c *Config) Validate() error {
 		p.Add("http_addr", nil, "missing: e.g. %q", DefaultHTTPAddr)
 	} else {
 		p.HostPort("http_addr", c.HTTPAddr, true)
+	}
+	if c.LinkAddr != "" {
+		p.HostPort("link_addr", c.LinkAddr, true)
 	}
 	if c.EnableTLS && (c.TLSCertFile == "" || c.TLSKeyFile == "") {
 		p.Add("enable_tls", true, "needs tls_cert_file and tls_key_file")

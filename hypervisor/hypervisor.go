@@ -18,6 +18,7 @@ import (
 	"github.com/skyfleet/skywire/cipher"
 	"github.com/skyfleet/skywire/dmsg"
 	"github.com/skyfleet/skywire/internal/acceptor"
+	"github.com/skyfleet/skywire/internal/hvlink"
 )
 
 // Options are what a hypervisor is made with besides its config.
@@ -56,12 +57,14 @@ type Hypervisor struct {
 	tls   bool
 
 	ln       net.Listener
+	linkLn   net.Listener // link_addr's (nil if none)
 	mux      *http.ServeMux
 	patterns []string // every route, for tests and docs
 
-	runCtx  context.Context // the watchers' context, once Run began
-	runOnce sync.Once
-	ready   chan struct{} // closed when Run has begun
+	runCtx    context.Context // the watchers' context, once Run began
+	runOnce   sync.Once
+	closeOnce sync.Once
+	ready     chan struct{} // closed when Run has begun
 }
 
 // ResolvePath resolves p against dir unless it is absolute.
@@ -120,6 +123,13 @@ func New(cfg *Config, opts Options) (*Hypervisor, error) {
 		return nil, fmt.Errorf("http_addr %s: %w (is another hypervisor running? change http_addr in the config)", cfg.HTTPAddr, err)
 	}
 	h.ln = acceptor.Listener(ln, acceptor.Limits{PerSource: 256, Total: 4096})
+	if cfg.LinkAddr != "" {
+		if h.linkLn, err = net.Listen("tcp", cfg.LinkAddr); err != nil {
+			ln.Close()
+			h.store.Close()
+			return nil, fmt.Errorf("link_addr %s: %w", cfg.LinkAddr, err)
+		}
+	}
 	if tlsCfg != nil {
 		h.ln = tls.NewListener(h.ln, tlsCfg)
 	}
@@ -145,6 +155,14 @@ func (h *Hypervisor) URL() string {
 	return "http://" + h.Addr()
 }
 
+// LinkAddr is where direct links arrive ("" if link_addr is not set).
+func (h *Hypervisor) LinkAddr() string {
+	if h.linkLn == nil {
+		return ""
+	}
+	return h.linkLn.Addr().String()
+}
+
 // PK is the key visors list in their hypervisors.
 func (h *Hypervisor) PK() cipher.PubKey { return h.cfg.PK }
 
@@ -165,9 +183,21 @@ func (h *Hypervisor) onLink(lk *Link) {
 	h.cache.watch(h.runCtx, lk, h.opts.Local != nil && lk.PK == h.opts.Local.PK)
 }
 
+// Close releases what New took (Run does it when it returns).
+func (h *Hypervisor) Close() error {
+	h.closeOnce.Do(func() {
+		h.ln.Close()
+		if h.linkLn != nil {
+			h.linkLn.Close()
+		}
+		h.store.Close()
+	})
+	return nil
+}
+
 // Run serves until ctx ends, then closes everything.
 func (h *Hypervisor) Run(ctx context.Context) error {
-	defer h.store.Close()
+	defer h.Close()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	h.runCtx = ctx
@@ -202,6 +232,11 @@ func (h *Hypervisor) Run(ctx context.Context) error {
 			h.log.Info("accepting visors on dmsg", zap.Uint16("port", h.cfg.DmsgPort))
 			return h.links.Serve(ctx, ln)
 		})
+	}
+	if h.linkLn != nil {
+		ln := hvlink.Listen(h.linkLn, h.cfg.SK)
+		h.log.Info("accepting direct visor links", zap.String("addr", ln.Addr().String()))
+		spawn(func() error { return h.links.Serve(ctx, ln) })
 	}
 	if l := h.opts.Local; l != nil {
 		h.links.AddLocal(ctx, l.PK, l.Client)

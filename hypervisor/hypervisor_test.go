@@ -68,7 +68,13 @@ func startHV(t *testing.T, n *testnet.Network, dir string, hsk cipher.SecKey) *h
 	if n != nil {
 		cfg.Dmsg.Discovery = n.Suite.URL(suite.DmsgDiscovery)
 	}
-	h, err := hypervisor.New(&cfg, hypervisor.Options{})
+	return runHV(t, &cfg)
+}
+
+// runHV runs a hypervisor of config cfg until the test ends.
+func runHV(t *testing.T, cfg *hypervisor.Config) *hv {
+	t.Helper()
+	h, err := hypervisor.New(cfg, hypervisor.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,4 +215,33 @@ func TestManagesVisors(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.waitState(c, hypervisor.StateOnline)
+}
+
+// Without dmsg, a visor that lists the hypervisor with an address links
+// directly (TCP + Noise XK) and is managed as over dmsg; one that lists the
+// address with another key fails the handshake and never links.
+func TestDirectLink(t *testing.T) {
+	hpk, hsk := cipher.GenerateKeyPair()
+	dir := shortDir(t)
+	n := startNet(t, dir, 2, hpk, func(int) bool { return false }, true)
+	cfg := hypervisor.DefaultConfig(hsk)
+	cfg.HTTPAddr, cfg.LinkAddr, cfg.DBPath = "127.0.0.1:0", "127.0.0.1:0", filepath.Join(dir, "hv.db")
+	h := runHV(t, &cfg)
+	h.setup()
+	other, _ := cipher.GenerateKeyPair()
+	for i, key := range []cipher.PubKey{hpk, other} {
+		if err := n.SetHypervisors(i, testnet.Hypervisor{PK: key, Address: h.LinkAddr()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pk := n.Nodes[0].PK()
+	h.waitState(pk, hypervisor.StateOnline)
+	var info admin.Info
+	h.must("GET", "/api/visors/"+pk.Hex()+"/v1/info", nil, &info)
+	if info.PK != pk {
+		t.Fatalf("info over the direct link: %+v", info)
+	}
+	if _, ok := h.visors()[n.Nodes[1].PK()]; ok {
+		t.Fatal("a visor that named another key at the address linked")
+	}
 }

@@ -2,7 +2,6 @@ package hypervisor
 
 import (
 	"context"
-	"io"
 	"net"
 	"sort"
 	"sync"
@@ -14,6 +13,7 @@ import (
 	"github.com/skyfleet/skywire/admin"
 	"github.com/skyfleet/skywire/cipher"
 	"github.com/skyfleet/skywire/dmsg"
+	"github.com/skyfleet/skywire/internal/hvlink"
 )
 
 // Links accepts the visors that dial this hypervisor (dmsg port 46, see
@@ -95,7 +95,8 @@ func (l *Links) remove(lk *Link) {
 	l.log.Info("visor link down", zap.String("pk", lk.PK.Hex()))
 }
 
-// Serve accepts visors' links on ln (a dmsg listener on port 46) until ctx
+// Serve accepts visors' links on ln (a dmsg listener on port 46, or an
+// hvlink.Listener for direct links) until ctx
 // ends or ln fails; then it closes every link.
 func (l *Links) Serve(ctx context.Context, ln net.Listener) error {
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
@@ -119,21 +120,18 @@ func (l *Links) Serve(ctx context.Context, ln net.Listener) error {
 			}
 			return err
 		}
-		addr, ok := c.RemoteAddr().(dmsg.Addr)
+		pk, ok := visorKey(c.RemoteAddr())
 		if !ok {
 			c.Close()
 			continue
 		}
-		cfg := yamux.DefaultConfig()
-		cfg.KeepAliveInterval = 5 * time.Second
-		cfg.LogOutput, cfg.Logger = io.Discard, nil
-		sess, err := yamux.Client(c, cfg)
+		sess, err := yamux.Client(c, hvlink.Yamux())
 		if err != nil {
 			c.Close()
 			continue
 		}
-		lk := &Link{PK: addr.PK, sess: sess, Since: time.Now(), done: make(chan struct{}),
-			Client: admin.NewClientFunc(addr.PK.Short(), func(context.Context) (net.Conn, error) { return sess.Open() }, "")}
+		lk := &Link{PK: pk, sess: sess, Since: time.Now(), done: make(chan struct{}),
+			Client: admin.NewClientFunc(pk.Short(), func(context.Context) (net.Conn, error) { return sess.Open() }, "")}
 		l.add(lk)
 		wg.Add(1)
 		go func() {
@@ -142,6 +140,18 @@ func (l *Links) Serve(ctx context.Context, ln net.Listener) error {
 			l.remove(lk)
 		}()
 	}
+}
+
+// visorKey is the key a link's remote address names: a dmsg stream's
+// source, or a direct link's proven key.
+func visorKey(a net.Addr) (cipher.PubKey, bool) {
+	switch a := a.(type) {
+	case dmsg.Addr:
+		return a.PK, true
+	case hvlink.Addr:
+		return a.PK, true
+	}
+	return cipher.PubKey{}, false
 }
 
 // Client is the admin client of the linked visor pk (nil if not linked).

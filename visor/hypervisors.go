@@ -2,7 +2,6 @@ package visor
 
 import (
 	"context"
-	"io"
 	"net"
 	"slices"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/skyfleet/skywire/admin"
 	"github.com/skyfleet/skywire/cipher"
 	"github.com/skyfleet/skywire/dmsg"
+	"github.com/skyfleet/skywire/internal/hvlink"
 )
 
 // The hypervisor link (docs/protocol.md, "Hypervisor link"): the visor
@@ -28,10 +28,16 @@ const (
 	linkMaxBackoff = 30 * time.Second
 )
 
-// hypervisorKey is the key a link's remote address names.
+// hypervisorKey is the key a link's remote address names: the dmsg
+// stream's peer, or the key a direct link's handshake proved.
 func hypervisorKey(a net.Addr) (cipher.PubKey, bool) {
-	d, ok := a.(dmsg.Addr)
-	return d.PK, ok
+	switch a := a.(type) {
+	case dmsg.Addr:
+		return a.PK, true
+	case hvlink.Addr:
+		return a.PK, true
+	}
+	return cipher.PubKey{}, false
 }
 
 // isHypervisor reports whether pk is in the config's hypervisors list.
@@ -44,17 +50,17 @@ func (v *Visor) linkHypervisors(ctx context.Context) error {
 	if len(v.cfg.Hypervisors) == 0 {
 		return nil
 	}
-	if v.dmsg == nil {
-		v.log.Warn("hypervisors are configured, but dmsg is off (dmsg.discovery): no hypervisor can reach this visor")
-		<-ctx.Done()
-		return nil
-	}
 	auth := admin.RemoteKey(hypervisorKey, v.isHypervisor)
 	done := make(chan struct{}, len(v.cfg.Hypervisors))
 	for _, h := range v.cfg.Hypervisors {
 		go func() {
 			defer func() { done <- struct{}{} }()
-			v.linkHypervisor(ctx, h.PublicKey, auth)
+			if h.Address == "" && v.dmsg == nil {
+				v.log.Warn("dmsg is off (dmsg.discovery) and the hypervisor has no address: it cannot reach this visor", zap.String("hypervisor", h.PublicKey.Hex()))
+				<-ctx.Done()
+				return
+			}
+			v.linkHypervisor(ctx, h, auth)
 		}()
 	}
 	for range v.cfg.Hypervisors {
@@ -63,13 +69,16 @@ func (v *Visor) linkHypervisors(ctx context.Context) error {
 	return nil
 }
 
-// linkHypervisor dials hypervisor pk and serves it, again and again.
-func (v *Visor) linkHypervisor(ctx context.Context, pk cipher.PubKey, auth admin.Authorizer) {
-	log := v.log.With(zap.String("hypervisor", pk.Hex()))
+// linkHypervisor dials hypervisor h and serves it, again and again.
+func (v *Visor) linkHypervisor(ctx context.Context, h HypervisorConfig, auth admin.Authorizer) {
+	log := v.log.With(zap.String("hypervisor", h.PublicKey.Hex()))
+	if h.Address != "" {
+		log = log.With(zap.String("remote", h.Address))
+	}
 	backoff := linkMinBackoff
 	for ctx.Err() == nil {
 		began := time.Now()
-		err := v.serveLink(ctx, pk, auth, log)
+		err := v.serveLink(ctx, h, auth, log)
 		if ctx.Err() != nil {
 			return
 		}
@@ -86,18 +95,22 @@ func (v *Visor) linkHypervisor(ctx context.Context, pk cipher.PubKey, auth admin
 	}
 }
 
-// serveLink is one link: dial, then serve until it breaks or ctx ends.
-func (v *Visor) serveLink(ctx context.Context, pk cipher.PubKey, auth admin.Authorizer, log *zap.Logger) error {
-	dctx, cancel := context.WithTimeout(ctx, dmsg.HandshakeTimeout)
-	st, err := v.dmsg.Dial(dctx, pk, dmsg.PortHypervisor)
-	cancel()
+// serveLink is one link: dial (directly when h has an address, else over
+// dmsg), then serve until it breaks or ctx ends.
+func (v *Visor) serveLink(ctx context.Context, h HypervisorConfig, auth admin.Authorizer, log *zap.Logger) error {
+	var st net.Conn
+	var err error
+	if h.Address != "" {
+		st, err = hvlink.Dial(ctx, h.Address, v.cfg.SK, h.PublicKey)
+	} else {
+		dctx, cancel := context.WithTimeout(ctx, dmsg.HandshakeTimeout)
+		st, err = v.dmsg.Dial(dctx, h.PublicKey, dmsg.PortHypervisor)
+		cancel()
+	}
 	if err != nil {
 		return err
 	}
-	cfg := yamux.DefaultConfig()
-	cfg.KeepAliveInterval = 5 * time.Second // a dead hypervisor is noticed in seconds
-	cfg.LogOutput, cfg.Logger = io.Discard, nil
-	sess, err := yamux.Server(st, cfg)
+	sess, err := yamux.Server(st, hvlink.Yamux())
 	if err != nil {
 		st.Close()
 		return err

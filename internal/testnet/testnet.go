@@ -232,6 +232,29 @@ func (n *Network) Restart(i int) error {
 	return nil
 }
 
+// Hypervisor is one entry of a visor's hypervisors list.
+type Hypervisor struct {
+	PK      cipher.PubKey
+	Address string // a direct link's host:port ("": over dmsg)
+}
+
+// SetHypervisors restarts visor i with hs as its hypervisors.
+func (n *Network) SetHypervisors(i int, hs ...Hypervisor) error {
+	n.Stop(i)
+	c, err := visor.LoadConfig(n.Nodes[i].ConfigPath)
+	if err != nil {
+		return err
+	}
+	c.Hypervisors = []visor.HypervisorConfig{}
+	for _, h := range hs {
+		c.Hypervisors = append(c.Hypervisors, visor.HypervisorConfig{PublicKey: h.PK, Address: h.Address})
+	}
+	if err := c.Save(n.Nodes[i].ConfigPath); err != nil {
+		return err
+	}
+	return n.Restart(i)
+}
+
 // Client is an admin API client of node i.
 func (n *Network) Client(i int) (*admin.Client, error) {
 	return admin.NewClient(n.Nodes[i].CLIAddr(), "")
