@@ -1,6 +1,8 @@
 package admin
 
 import (
+	"time"
+
 	"github.com/skyfleet/skywire/cipher"
 )
 
@@ -47,4 +49,5 @@ type TransportInfo struct {
 	Received   uint64        `json:"received"` // bytes
 	RTTMS      float64       `json:"rtt_ms"`   // last measured round trip; 0 before the first
 	AgeSeconds float64       `json:"age_seconds"`
+	Created    time.Time     `json:"created"` // when it came up (age_seconds ago when read)
 }

@@ -146,5 +146,6 @@ func (v *Visor) transportInfo(tp *transport.Transport) admin.TransportInfo {
 		Received:   tp.Received(),
 		RTTMS:      float64(tp.RTT().Microseconds()) / 1000,
 		AgeSeconds: time.Since(tp.Created()).Seconds(),
+		Created:    tp.Created().UTC(),
 	}
 }

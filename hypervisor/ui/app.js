@@ -487,7 +487,7 @@ function offlineNote(v) {
 function overviewTab(pk) {
   $('#tab').innerHTML = `<div id="overview-note"></div><div class="cards" id="overview-cards"></div>
     <div class="panel"><h2>Info</h2><dl class="info" id="overview-info"></dl></div>
-    <div class="panel"><div class="row spread"><h2>Traffic</h2><span class="muted">bytes/s per transport, last 5 minutes</span></div>
+    <div class="panel"><div class="row spread"><h2>Traffic</h2><span class="muted">bytes/s per transport, up to the last 5 minutes</span></div>
       <canvas class="chart" id="chart"></canvas><div class="legend" id="legend"></div></div>`;
   api('GET', `/api/visors/${pk}/traffic`).then(t => {
     const m = new Map();
@@ -510,7 +510,8 @@ function renderOverview(pk, v) {
     <div class="card"><b>${v.routes}</b><span>routing rules</span></div>
     <div class="card"><b>${v.apps.filter(a => a.state === 'running').length}/${v.apps.length}</b><span>apps running</span></div>
     <div class="card"><b>${v.state === 'online' ? fmtMS(v.latency_ms) : '—'}</b><span>latency to the hypervisor</span></div>
-    <div class="card"><b>${fmtBytes(up)} / ${fmtBytes(down)}</b><span>sent / received</span></div>`;
+    <div class="card"><b>${fmtBytes(up)}</b><span>sent over its transports</span></div>
+    <div class="card"><b>${fmtBytes(down)}</b><span>received</span></div>`;
   const listening = Object.entries(i.listening || {}).map(([t, a]) => `${esc(t)} ${esc(a)}`).join('<br>') || '—';
   $('#overview-info').innerHTML = `
     <dt>Public key</dt><dd><span class="pk">${pk}</span><button class="copy" data-copy="${pk}" title="copy">${copyIcon}</button></dd>
@@ -558,7 +559,11 @@ function drawChart(pk) {
   g.scale(dpr, dpr);
   const css = getComputedStyle(document.documentElement);
   const ink = css.getPropertyValue('--muted'), line = css.getPropertyValue('--line');
-  const now = Date.now(), span = 5 * 60 * 1000, left = 70, bottom = 20;
+  // The window grows with the history, from one minute to five.
+  let first = Infinity;
+  for (const s of m.values()) if (s.length) first = Math.min(first, s[0].t);
+  const now = Date.now(), left = 74, bottom = 20;
+  const span = Math.min(5 * 60e3, Math.max(60e3, now - first));
   const series = [];
   let peak = 1;
   const live = new Set((v ? v.transports : []).map(t => t.id));
@@ -582,8 +587,8 @@ function drawChart(pk) {
     g.fillText(fmtRate(peak * (4 - k) / 4), 4, y + 4);
   }
   for (let k = 0; k <= 5; k++) {
-    const x = left + (w - left) * k / 5;
-    g.fillText(k === 5 ? 'now' : `-${5 - k}m`, x - (k === 5 ? 20 : 10), h - 4);
+    const x = left + (w - left) * k / 5, ago = span * (5 - k) / 5 / 1000;
+    g.fillText(k === 5 ? 'now' : ago >= 120 ? `-${Math.round(ago / 60)}m` : `-${Math.round(ago)}s`, x - (k === 5 ? 20 : 10), h - 4);
   }
   const X = t => left + (w - left) * (1 - (now - t) / span), Y = r => 6 + (h - bottom - 6) * (1 - r / peak);
   for (const s of series) {
@@ -638,6 +643,8 @@ function transportsTab(pk) {
     btn.disabled = false;
     btn.textContent = 'Add';
   };
+  const tick = setInterval(() => { const v = S.visors.get(pk); if (v) renderTransports(pk, v); }, 5000); // ages move on
+  S.cleanup.push(() => clearInterval(tick));
   $('#transports').addEventListener('click', async ev => {
     const b = ev.target.closest('[data-rm]');
     if (!b) return;
@@ -656,7 +663,7 @@ function renderTransports(pk, v) {
     <td><span class="pk" title="${t.remote_pk}">${short(t.remote_pk)}</span>${labelOf(t.remote_pk) ? ' ' + esc(labelOf(t.remote_pk)) : ''}</td>
     <td>${t.dialer ? 'outgoing' : 'incoming'}</td>
     <td class="num">${fmtBytes(t.sent)}</td><td class="num">${fmtBytes(t.received)}</td>
-    <td class="num">${fmtMS(t.rtt_ms)}</td><td class="num">${fmtDur(t.age_seconds)}</td>
+    <td class="num">${fmtMS(t.rtt_ms)}</td><td class="num">${fmtDur(t.created ? (Date.now() - Date.parse(t.created)) / 1000 : t.age_seconds)}</td>
     <td>${t.persistent ? 'yes' : 'no'}</td>
     <td class="mono muted">${t.id.slice(0, 8)}</td>
     <td><button class="danger small" data-rm="${t.id}" data-persistent="${t.persistent}" ${v.state === 'online' ? '' : 'disabled'}>Remove</button></td>`);

@@ -260,7 +260,7 @@ func (b *browser) until(what, expr string) {
 
 func (b *browser) eval(expr string) string {
 	b.t.Helper()
-	s, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](expr))
+	s, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](expr, chromedp.EvalAwaitPromise))
 	if err != nil {
 		b.t.Fatalf("%s: %v", expr, err)
 	}
@@ -339,14 +339,25 @@ func TestHypervisorInBrowser(t *testing.T) {
 	br.until("its log shows", `document.querySelector('#app-log').textContent.length > 20`)
 	br.screenshot("apps-and-log")
 
-	// The overview, a ping over two hops, the audit log and the settings.
+	// Labels (what the UI's label editor calls), a ping over two hops, and
+	// the overview with its traffic chart while a bench runs a → c.
+	for pk, label := range map[string]string{a.pk: "alpha (home PC)", b.pk: "bravo (Raspberry Pi)", c.pk: "charlie (router)"} {
+		br.eval(fmt.Sprintf(`api('PUT', '/api/labels/%s', {label: %q}).then(() => 'ok')`, pk, label))
+	}
+	br.until("labels shown", fmt.Sprintf(`(S.labels[%q] || '') !== ''`, c.pk))
+	br.do("ping c from a", chromedp.Navigate(h.url+"/#/visor/"+a.pk+"/ping"), chromedp.WaitVisible(`#ping-form`),
+		chromedp.SendKeys(`#ping-pk`, c.pk), chromedp.SetValue(`#ping-hops`, "2"), chromedp.Click(`#ping-go`))
+	br.until("the ping's two-hop path", `document.querySelectorAll('#ping-result .hop').length === 3`)
+	br.screenshot("ping")
+	benched := make(chan result, 1)
+	go func() { benched <- sw(t, "skywire", "cli", "visor", "bench", c.pk, "--bytes", "1073741824", "--hops", "2", "--rpc", a.sock) }()
 	br.do("open a's overview", chromedp.Navigate(h.url+"/#/visor/"+a.pk), chromedp.WaitVisible(`#overview-info`))
 	br.until("a's info", fmt.Sprintf(`document.querySelector('#overview-info').innerText.includes(%q)`, a.cfg))
+	br.until("traffic in the chart", fmt.Sprintf(`[...(S.traffic.get(%q) || new Map()).values()].some(s => s.length >= 4 && s[s.length - 1].sent > s[0].sent + 1e6)`, a.pk))
 	br.screenshot("visor-overview")
-	br.do("ping c from a", chromedp.Navigate(h.url+"/#/visor/"+a.pk+"/ping"), chromedp.WaitVisible(`#ping-form`),
-		chromedp.SendKeys(`#ping-pk`, c.pk), chromedp.Click(`#ping-go`))
-	br.until("the ping's path", `document.querySelectorAll('#ping-result .hop').length >= 2`)
-	br.screenshot("ping")
+	if r := <-benched; r.code != 0 {
+		t.Fatalf("bench: %s", r.stderr)
+	}
 	br.do("open the audit log", chromedp.Navigate(h.url+"/#/audit"), chromedp.WaitVisible(`#audit`))
 	br.until("the audit log names the transport added", `document.querySelector('#audit').innerText.includes('POST /v1/transports')`)
 	br.screenshot("audit")
