@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/skyfleet/skywire/cipher"
+	"github.com/skyfleet/skywire/internal/changes"
 	"github.com/skyfleet/skywire/svc/tpdisc"
 )
 
@@ -83,7 +84,8 @@ type Manager struct {
 	accepting  int           // accepted but not yet installed (counted against MaxTransports)
 	closed     bool
 
-	changed chan struct{} // a transport closed or the persistent set changed
+	changed chan struct{}  // a transport closed or the persistent set changed
+	updates changes.Signal // a transport came up or went down (Changed)
 	wg      sync.WaitGroup
 }
 
@@ -437,6 +439,7 @@ func (m *Manager) install(c Conn, typ Type, se tpdisc.SignedEntry, dialer bool) 
 	m.installed = make(chan struct{})
 	m.wg.Add(3)
 	m.mu.Unlock()
+	m.updates.Notify()
 	if old != nil {
 		old.close(errReplaced)
 	}
@@ -533,6 +536,7 @@ func (m *Manager) watch(tp *Transport) {
 	}
 	m.mu.Unlock()
 	m.notify()
+	m.updates.Notify()
 	m.mu.Lock()
 	onClose := m.cfg.OnClose
 	m.mu.Unlock()
@@ -541,6 +545,10 @@ func (m *Manager) watch(tp *Transport) {
 	}
 	tp.log.Info("transport down", zap.NamedError("err", tp.Err()))
 }
+
+// Changed returns a channel that closes when a transport next comes up or
+// goes down (take it before listing Transports).
+func (m *Manager) Changed() <-chan struct{} { return m.updates.Wait() }
 
 // Find returns the open transport of type typ to pk, or nil.
 func (m *Manager) Find(pk cipher.PubKey, typ Type) *Transport {

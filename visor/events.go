@@ -9,7 +9,8 @@ import (
 )
 
 // eventInterval is how often a follower of the event stream samples the
-// visor's state for changes.
+// visor's state for changes in bytes, RTT and routes; transports coming up
+// or going down and apps changing are sent at once.
 const eventInterval = time.Second
 
 // visorLogLines is how much of its own log a visor keeps in memory.
@@ -39,8 +40,9 @@ func (v *Visor) registerEventAPI() {
 	})
 }
 
-// followEvents sends the visor's state, then its changes, sampled every
-// eventInterval, until ctx ends.
+// followEvents sends the visor's state, then its changes, until ctx ends:
+// at once when a transport comes or goes or an app changes, and sampled
+// every eventInterval for the rest.
 func (v *Visor) followEvents(ctx context.Context, send func(admin.Event) error) error {
 	tps := map[string]admin.TransportInfo{}
 	apps := map[string]admin.AppInfo{}
@@ -48,6 +50,7 @@ func (v *Visor) followEvents(ctx context.Context, send func(admin.Event) error) 
 	tick := time.NewTicker(eventInterval)
 	defer tick.Stop()
 	for {
+		tpsChanged, appsChanged := v.tpm.Changed(), v.apps.Changed() // before reading: no change is missed
 		now := time.Now()
 		seen := map[string]bool{}
 		for _, tp := range v.tpm.Transports() {
@@ -94,6 +97,8 @@ func (v *Visor) followEvents(ctx context.Context, send func(admin.Event) error) 
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
+		case <-tpsChanged:
+		case <-appsChanged:
 		}
 	}
 }

@@ -350,7 +350,9 @@ func TestHypervisorInBrowser(t *testing.T) {
 	br.until("the ping's two-hop path", `document.querySelectorAll('#ping-result .hop').length === 3`)
 	br.screenshot("ping")
 	benched := make(chan result, 1)
-	go func() { benched <- sw(t, "skywire", "cli", "visor", "bench", c.pk, "--bytes", "1073741824", "--hops", "2", "--rpc", a.sock) }()
+	go func() {
+		benched <- sw(t, "skywire", "cli", "visor", "bench", c.pk, "--bytes", "1073741824", "--hops", "2", "--rpc", a.sock)
+	}()
 	br.do("open a's overview", chromedp.Navigate(h.url+"/#/visor/"+a.pk), chromedp.WaitVisible(`#overview-info`))
 	br.until("a's info", fmt.Sprintf(`document.querySelector('#overview-info').innerText.includes(%q)`, a.cfg))
 	br.until("traffic in the chart", fmt.Sprintf(`[...(S.traffic.get(%q) || new Map()).values()].some(s => s.length >= 4 && s[s.length - 1].sent > s[0].sent + 1e6)`, a.pk))

@@ -29,6 +29,7 @@ import (
 	"github.com/skyfleet/skywire/cipher"
 	"github.com/skyfleet/skywire/internal/acceptor"
 	"github.com/skyfleet/skywire/internal/appproto"
+	"github.com/skyfleet/skywire/internal/changes"
 	"github.com/skyfleet/skywire/internal/logring"
 	"github.com/skyfleet/skywire/router"
 )
@@ -67,6 +68,8 @@ type Server struct {
 	join net.Listener
 
 	unauth unauthSet // control and data connections not yet authenticated
+
+	updates changes.Signal // an app's state, status, error or config changed (Changed)
 
 	mu     sync.Mutex // guards apps, byKey, closed
 	apps   map[string]*app

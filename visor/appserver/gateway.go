@@ -184,8 +184,9 @@ func (g gateway) SetStatus(args appproto.StatusArgs, _ *appproto.Empty) error {
 	s := g.ss.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if a := g.ss.app; a.sess == g.ss {
+	if a := g.ss.app; a.sess == g.ss && a.status != st {
 		a.status = st
+		s.updates.Notify()
 	}
 	return nil
 }

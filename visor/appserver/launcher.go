@@ -111,8 +111,13 @@ func (s *Server) SetConfig(cfg AppConfig) error {
 		return fmt.Errorf("%w %q", ErrUnknownApp, cfg.Name)
 	}
 	a.cfg = cfg
+	s.updates.Notify()
 	return nil
 }
+
+// Changed returns a channel that closes when an app's state, status,
+// error or config next changes (take it before reading List).
+func (s *Server) Changed() <-chan struct{} { return s.updates.Wait() }
 
 // Logs returns up to n of the app's last output lines.
 func (s *Server) Logs(name string, n int) ([]string, error) {
@@ -200,6 +205,7 @@ func (s *Server) Start(name string, args []string) error {
 	s.byKey[sess.key] = sess
 	a.state, a.cmd, a.sess, a.started, a.exitErr, a.runArgs, a.stopping, a.status = StateRunning, cmd, sess, time.Now(), "", args, false, ""
 	a.exited = make(chan struct{})
+	s.updates.Notify()
 	log := s.log.With(zap.String("app", name), zap.Int("pid", cmd.Process.Pid))
 	log.Info("app started", zap.Strings("args", args))
 	s.wg.Add(1)
@@ -238,6 +244,7 @@ func (s *Server) exited(a *app, sess *session, err error, log *zap.Logger) {
 		}
 	}
 	close(a.exited)
+	s.updates.Notify()
 	state, exitErr := a.state, a.exitErr // a Start may follow at once
 	s.mu.Unlock()
 	if state == StateErrored {
