@@ -2,6 +2,7 @@ package visor
 
 import (
 	"context"
+	"math/rand/v2"
 	"net"
 	"slices"
 	"time"
@@ -25,8 +26,14 @@ import (
 // Backoff between hypervisor dials.
 const (
 	linkMinBackoff = time.Second
-	linkMaxBackoff = 30 * time.Second
+	linkMaxBackoff = 10 * time.Second // a restarted hypervisor has every visor back within it
 )
+
+// jitter spreads d by ±20%, so that visors that lost one hypervisor
+// together do not all dial it again in the same instant.
+func jitter(d time.Duration) time.Duration {
+	return d*4/5 + rand.N(d*2/5+1)
+}
 
 // hypervisorKey is the key a link's remote address names: the dmsg
 // stream's peer, or the key a direct link's handshake proved.
@@ -89,7 +96,7 @@ func (v *Visor) linkHypervisor(ctx context.Context, h HypervisorConfig, auth adm
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(backoff):
+		case <-time.After(jitter(backoff)):
 		}
 		backoff = min(2*backoff, linkMaxBackoff)
 	}

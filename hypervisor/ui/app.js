@@ -128,7 +128,19 @@ function follow(pk, op, body, fn, onEnd) {
 
 async function boot() {
   $('#logout').onclick = logout;
+  // A page left behind must give its streams back at once: a browser holds
+  // only six HTTP/1.1 connections per host (HTTPS with HTTP/2 shares one).
+  window.addEventListener('pagehide', () => { runCleanup(); if (S.es) { S.es.close(); S.es = null; } });
+  window.addEventListener('pageshow', ev => { if (ev.persisted && S.csrf) connect(); });
   window.addEventListener('hashchange', render);
+  // Logged in already? Then no ping: straight to the data.
+  try {
+    const s = await fetch('/api/session', { credentials: 'same-origin' });
+    if (s.ok) {
+      S.csrf = (await s.json()).csrf_token;
+      return start();
+    }
+  } catch { /* the ping below says what is wrong */ }
   let ping;
   try {
     ping = await api('GET', '/api/ping');
@@ -137,13 +149,7 @@ async function boot() {
     return;
   }
   if (!ping.password_set) return setupView();
-  try {
-    const s = await api('GET', '/api/session');
-    S.csrf = s.csrf_token;
-    start();
-  } catch {
-    loginView();
-  }
+  loginView();
 }
 
 function loggedOut() {
@@ -218,8 +224,8 @@ function setupView() {
 // start connects the event stream and shows the page the URL names.
 async function start() {
   $('#top').hidden = false;
-  try { S.labels = await api('GET', '/api/labels'); } catch { S.labels = {}; }
-  connect();
+  connect(); // the labels come while the stream connects
+  try { Object.assign(S.labels, await api('GET', '/api/labels')); } catch { /* shown without labels */ }
   if (!location.hash || location.hash === '#/' || location.hash.startsWith('#/login')) location.hash = '#/visors';
   else render();
 }

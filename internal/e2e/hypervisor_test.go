@@ -31,12 +31,28 @@ type hypervisorNode struct {
 // reading its URL and setup code from what it prints.
 func startHypervisor(t testing.TB, dir string, n *network) *hypervisorNode {
 	t.Helper()
+	h := newHypervisor(t, dir, n.dmsgDisc)
+	h.start(t)
+	return h
+}
+
+// newHypervisor generates a hypervisor config on the dmsg of discovery
+// dmsgDisc, on a free port.
+func newHypervisor(t testing.TB, dir, dmsgDisc string) *hypervisorNode {
+	t.Helper()
 	h := &hypervisorNode{cfg: filepath.Join(dir, "hypervisor-config.json")}
 	addr := fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)[0])
-	if r := sw(t, "skywire", "hypervisor", "gen-config", "-o", h.cfg, "--http-addr", addr, "--dmsg-discovery", n.dmsgDisc); r.code != 0 {
+	if r := sw(t, "skywire", "hypervisor", "gen-config", "-o", h.cfg, "--http-addr", addr, "--dmsg-discovery", dmsgDisc); r.code != 0 {
 		t.Fatalf("hypervisor gen-config: %s", r.stderr)
 	}
 	h.pk = configPK(t, h.cfg)
+	h.url = "http://" + addr
+	return h
+}
+
+// start runs the hypervisor and reads its setup code.
+func (h *hypervisorNode) start(t testing.TB) {
+	t.Helper()
 	h.proc = start(t, "skywire", "hypervisor", "run", "-c", h.cfg)
 	codeRE := regexp.MustCompile(`setup code\s+([A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4})`)
 	until(t, "the hypervisor prints its setup code", func() bool {
@@ -46,9 +62,7 @@ func startHypervisor(t testing.TB, dir string, n *network) *hypervisorNode {
 		}
 		return m != nil
 	})
-	h.url = "http://" + addr
 	waitHTTP(t, h.proc, h.url+"/api/ping")
-	return h
 }
 
 // trusting lists the hypervisor's key in a visor config.
@@ -191,7 +205,7 @@ func TestVisorAsHypervisor(t *testing.T) {
 
 // browser is a headless Chromium tab.
 type browser struct {
-	t    *testing.T
+	t    testing.TB
 	ctx  context.Context
 	dir  string // screenshots
 	shot int
@@ -211,7 +225,7 @@ func needChromium(t testing.TB) string {
 	return ""
 }
 
-func newBrowser(t *testing.T) *browser {
+func newBrowser(t testing.TB) *browser {
 	t.Helper()
 	exe := needChromium(t)
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.WindowSize(1440, 960),

@@ -21,6 +21,7 @@ import (
 
 	"github.com/skyfleet/skywire/admin"
 	"github.com/skyfleet/skywire/cipher"
+	"github.com/skyfleet/skywire/svc/httpauth"
 	"github.com/skyfleet/skywire/svc/suite"
 	"github.com/skyfleet/skywire/visor"
 )
@@ -101,7 +102,11 @@ func Start(ctx context.Context, cfg Config) (_ *Network, err error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	s, err := suite.New(suite.Config{Host: "127.0.0.1", Log: log.Named("svc")})
+	// Every visor comes from 127.0.0.1: the per-address limits that keep
+	// one host from taking a public service must fit the whole network.
+	per := 16 * (cfg.Visors + 4)
+	s, err := suite.New(suite.Config{Host: "127.0.0.1", Log: log.Named("svc"),
+		DmsgSessionsPerAddr: 2 * (cfg.Visors + 4), Limits: httpauth.ServerLimits{PerClient: max(per, httpauth.DefaultPerClient)}})
 	if err != nil {
 		return nil, err
 	}

@@ -76,6 +76,10 @@ type Config struct {
 	// Limits bound what one client can hold of the HTTP services (zero:
 	// httpauth's defaults).
 	Limits httpauth.ServerLimits
+	// DmsgSessionsPerAddr bounds the dmsg server's sessions from one
+	// address (zero: dmsg's default, 32). A network of many visors on one
+	// host (a test, the demo) needs more.
+	DmsgSessionsPerAddr int
 	Log    *zap.Logger
 }
 
@@ -157,7 +161,7 @@ func New(cfg Config) (s *Suite, err error) {
 			_, cfg.SK = cipher.GenerateKeyPair()
 			s.cfg.SK = cfg.SK
 		}
-		s.dmsg, err = dmsg.NewServer(dmsg.ServerConfig{SK: cfg.SK, Discovery: disc, PublicAddr: s.URL(DmsgServer), Log: cfg.Log.Named(string(DmsgServer))})
+		s.dmsg, err = dmsg.NewServer(dmsg.ServerConfig{SK: cfg.SK, Discovery: disc, PublicAddr: s.URL(DmsgServer), MaxSessionsPerAddr: cfg.DmsgSessionsPerAddr, Log: cfg.Log.Named(string(DmsgServer))})
 		if err != nil {
 			return nil, err
 		}
