@@ -80,7 +80,7 @@ type Config struct {
 	// address (zero: dmsg's default, 32). A network of many visors on one
 	// host (a test, the demo) needs more.
 	DmsgSessionsPerAddr int
-	Log    *zap.Logger
+	Log                 *zap.Logger
 }
 
 // Suite is a set of bound services.
