@@ -1,15 +1,18 @@
 package hypervisor_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -243,5 +246,98 @@ func TestDirectLink(t *testing.T) {
 	}
 	if _, ok := h.visors()[n.Nodes[1].PK()]; ok {
 		t.Fatal("a visor that named another key at the address linked")
+	}
+}
+
+// What many users do at once: logins, event streams and calls through to
+// the visors, all at the same time; each gets its answer, and a change
+// reaches every stream.
+func TestConcurrentUse(t *testing.T) {
+	hpk, hsk := cipher.GenerateKeyPair()
+	dir := shortDir(t)
+	n := startNet(t, dir, 3, hpk, func(int) bool { return true }, false)
+	h := startHV(t, n, dir, hsk)
+	h.setup()
+	for i := range 3 {
+		h.waitState(n.Nodes[i].PK(), hypervisor.StateOnline)
+	}
+	const users = 12
+	var wg sync.WaitGroup
+	errs := make(chan error, users*8)
+	streams := make(chan *bufio.Reader, users)
+	for u := range users {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			jar, _ := cookiejar.New(nil)
+			c := &hv{t: t, url: h.url, hc: &http.Client{Jar: jar, Timeout: 60 * time.Second}}
+			body, _ := json.Marshal(map[string]string{"password": testPassword})
+			resp, err := c.hc.Post(h.url+"/api/login", "application/json", bytes.NewReader(body))
+			if err != nil || resp.StatusCode != 200 {
+				errs <- fmt.Errorf("user %d: login: %v %v", u, err, resp)
+				return
+			}
+			resp.Body.Close()
+			ev, err := c.hc.Get(h.url + "/api/events")
+			if err != nil || ev.StatusCode != 200 {
+				errs <- fmt.Errorf("user %d: events: %v", u, err)
+				return
+			}
+			t.Cleanup(func() { ev.Body.Close() })
+			streams <- bufio.NewReader(ev.Body)
+			for i := range 3 {
+				pk := n.Nodes[(u+i)%3].PK()
+				resp, err := c.hc.Get(h.url + "/api/visors/" + pk.Hex() + "/v1/transports")
+				if err != nil {
+					errs <- fmt.Errorf("user %d: transports of %s: %v", u, pk.Short(), err)
+					continue
+				}
+				var tps []admin.TransportInfo
+				if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&tps) != nil || len(tps) == 0 {
+					errs <- fmt.Errorf("user %d: transports of %s: %d %v", u, pk.Short(), resp.StatusCode, tps)
+				}
+				resp.Body.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if t.Failed() {
+		return
+	}
+	close(streams)
+	h.must("PUT", "/api/labels/"+n.Nodes[1].PK().Hex(), map[string]string{"label": "seen by all"}, nil)
+	for r := range streams {
+		waitLine(t, r, `"label":"seen by all"`)
+	}
+}
+
+// waitLine reads an event stream until a line holds want.
+func waitLine(t *testing.T, r *bufio.Reader, want string) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				done <- err
+				return
+			}
+			if strings.Contains(line, want) {
+				done <- nil
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("the event stream ended before %s: %v", want, err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("no event with %s", want)
 	}
 }
