@@ -114,7 +114,7 @@ func New(cfg *Config, opts Options) (*Hypervisor, error) {
 			h.store.Close()
 			return nil, fmt.Errorf("enable_tls: %w (make a pair with `openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 825 -subj /CN=localhost -keyout %s -out %s`)", err, cfg.TLSKeyFile, cfg.TLSCertFile)
 		}
-		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
 		h.tls = true
 	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)

@@ -154,6 +154,7 @@ async function boot() {
 
 function loggedOut() {
   if (S.es) { S.es.close(); S.es = null; }
+  if (!S.csrf && $('#login-form')) return; // already there: keep what the user is typing
   S.csrf = '';
   $('#top').hidden = true;
   loginView('Your session ended: log in again.');

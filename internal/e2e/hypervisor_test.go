@@ -395,8 +395,71 @@ func TestHypervisorInBrowser(t *testing.T) {
 		t.Fatal("the page reloaded")
 	}
 
+	br.do("change the password", chromedp.Navigate(h.url+"/#/settings"), chromedp.WaitVisible(`#pw-form`),
+		chromedp.SendKeys(`#pw-old`, "a fine long password"), chromedp.SendKeys(`#pw-new`, "a finer longer password"),
+		chromedp.SendKeys(`#pw-new2`, "a finer longer password"), chromedp.Click(`#pw-form button[type=submit]`))
+	br.until("the password changed", `[...document.querySelectorAll('.toast')].some(t => t.textContent.includes('Password changed'))`)
 	br.do("log out", chromedp.Click(`#logout`), chromedp.WaitVisible(`#login-form`))
+	br.do("a wrong password", chromedp.SendKeys(`#password`, "a fine long password"), chromedp.Click(`#login-button`))
+	br.until("the wrong password refused", `document.querySelector('#login-error').textContent.includes('wrong password')`)
 	br.screenshot("login")
-	br.do("log in", chromedp.SendKeys(`#password`, "a fine long password"), chromedp.Click(`#login-button`), chromedp.WaitVisible(`#visors`))
+	br.eval(`document.querySelector('#password').value = '', 'cleared'`)
+	br.do("log in", chromedp.SendKeys(`#password`, "a finer longer password"), chromedp.Click(`#login-button`), chromedp.WaitVisible(`#pw-form`)) // back where it was
+	br.do("the visor list", chromedp.Navigate(h.url+"/#/visors"), chromedp.WaitVisible(`#visors`))
 	br.until("three visors online after login", `document.querySelectorAll('#visors tbody .dot.online').length === 3`)
+}
+
+// Processes: three visors list the hypervisor and one does not; the one
+// that does not is not reachable through it; a visor killed shows offline
+// and, started again, comes back by itself. `hypervisor passwd` (from
+// stdin) sets the password while the hypervisor is stopped, and the
+// hypervisor restarted keeps it and every visor it saw.
+func TestHypervisorProcesses(t *testing.T) {
+	n := startNetwork(t)
+	dir := shortDir(t)
+	h := startHypervisor(t, dir, n)
+	vs := startLineWith(t, n, []string{"stcp", "stcp", "stcp"}, func(int, int, []string) []any { return []any{} }, func(i int, cfg map[string]any) {
+		if i < 3 {
+			h.trusting(i, cfg)
+		}
+	})
+	c := newAPIClient(t, h.url)
+	c.setup(h.code, "a fine long password")
+	c.untilOnline(3)
+	unlisted := vs[3].pk
+	if err := c.call("GET", "/api/visors/"+unlisted+"/v1/info", nil, nil); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Fatalf("the visor that does not list the hypervisor: %v", err)
+	}
+	b := vs[1]
+	b.proc.cmd.Process.Kill()
+	<-b.proc.done
+	state := func(pk string) string {
+		for _, v := range c.visors() {
+			if v.PK == pk {
+				return v.State
+			}
+		}
+		return "absent"
+	}
+	until(t, "b offline after a kill", func() bool { return state(b.pk) == "offline" })
+	b.start(t)
+	until(t, "b online again", func() bool { return state(b.pk) == "online" })
+
+	h.proc.stop(t)
+	cmd := exec.Command(filepath.Join(binDir, "skywire"), "hypervisor", "passwd", "-c", h.cfg)
+	cmd.Stdin = strings.NewReader("another fine password\n")
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "password set") {
+		t.Fatalf("hypervisor passwd: %v\n%s", err, out)
+	}
+	h.proc = start(t, "skywire", "hypervisor", "run", "-c", h.cfg)
+	waitHTTP(t, h.proc, h.url+"/api/ping")
+	if strings.Contains(h.proc.stderr.String(), "setup code") {
+		t.Fatal("a setup code although a password is set")
+	}
+	c = newAPIClient(t, h.url)
+	if err := c.call("POST", "/api/login", map[string]string{"password": "a fine long password"}, nil); err == nil {
+		t.Fatal("the old password still works")
+	}
+	c.login("another fine password")
+	c.untilOnline(3)
 }
