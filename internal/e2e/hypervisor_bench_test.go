@@ -4,10 +4,10 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -15,7 +15,6 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/skyfleet/skywire/admin"
 	"github.com/skyfleet/skywire/cipher"
 	"github.com/skyfleet/skywire/internal/testnet"
 	"github.com/skyfleet/skywire/svc/suite"
@@ -128,9 +127,6 @@ func BenchmarkHypervisor(b *testing.B) {
 			br.do("the visor list", chromedp.Navigate(h.url+"/#/visors"), chromedp.WaitReady(`#main`))
 			br.until("every visor listed", rows)
 			total += br.evalFloat(`performance.now()`)
-			if os.Getenv("DEBUG_PAINT") != "" {
-				b.Log(br.eval(`JSON.stringify(performance.getEntriesByType('resource').map(e => [e.name.slice(-30), Math.round(e.startTime), Math.round(e.responseStart), Math.round(e.duration)]))`))
-			}
 		}
 		b.ReportMetric(total/float64(b.N), "ms/paint")
 	})
@@ -145,22 +141,18 @@ func BenchmarkHypervisor(b *testing.B) {
 		for b.Loop() {
 			from, to := i%benchVisors, (i+1)%benchVisors
 			i++
-			cl, err := n.Client(from)
-			if err != nil {
-				b.Fatal(err)
+			r := sw(b, "skywire", "cli", "add-tp", n.Nodes[to].PK().Hex(), "--type", "dmsg", "--rpc", n.Nodes[from].CLIAddr(), "--json")
+			var tp struct {
+				ID      string    `json:"id"`
+				Created time.Time `json:"created"`
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			tp, err := admin.Call(ctx, cl, admin.AddTransport, admin.AddTransportRequest{PK: n.Nodes[to].PK(), Type: "dmsg"})
-			if err != nil {
-				cancel()
-				b.Fatalf("add-tp %d → %d: %v", from, to, err)
+			if r.code != 0 || json.Unmarshal([]byte(r.stdout), &tp) != nil {
+				b.Fatalf("add-tp %d → %d: %s", from, to, r.stderr)
 			}
 			br.until("the transport's event", fmt.Sprintf(`__seen.has(%q)`, tp.ID))
 			seen := br.evalFloat(fmt.Sprintf(`__seen.get(%q)`, tp.ID))
 			lat = append(lat, seen-float64(tp.Created.UnixNano())/1e6)
-			admin.Call(ctx, cl, admin.RemoveTransport, admin.RemoveTransportRequest{ID: tp.ID})
-			cancel()
-			cl.Close()
+			sw(b, "skywire", "cli", "rm-tp", tp.ID, "--rpc", n.Nodes[from].CLIAddr())
 		}
 		slices.Sort(lat)
 		b.ReportMetric(lat[len(lat)/2], "ms-median")
