@@ -110,6 +110,9 @@ func startCmd(t testing.TB, name string, args ...string) *process {
 	t.Cleanup(func() {
 		select {
 		case <-p.done:
+			if t.Failed() { // it ended early: what it said may be why
+				t.Logf("%s (exited: %v) output:\n%s", prog, p.err, p.stderr.String())
+			}
 		default:
 			cmd.Process.Kill() // only our own child, by its PID
 			<-p.done
