@@ -288,6 +288,13 @@ func (r *Router) linkFor(tp *transport.Transport) *link {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	l := r.links[tp]
+	if l == nil && r.closed {
+		// Shutting down: no new writer may join the wait group Wait is
+		// on. A closed link refuses what is queued on it.
+		l = newLink(tp, r.cfg.Window)
+		l.close()
+		return l
+	}
 	if l == nil {
 		l = newLink(tp, r.cfg.Window)
 		r.links[tp] = l
