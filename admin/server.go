@@ -63,8 +63,11 @@ func RemoteKey(keyOf func(net.Addr) (cipher.PubKey, bool), allowed func(cipher.P
 	}
 }
 
-// NewServer returns a server with no operations yet.
+// NewServer returns a server with no operations yet (nil log: no logs).
 func NewServer(log *zap.Logger) *Server {
+	if log == nil {
+		log = zap.NewNop()
+	}
 	s := &Server{mux: http.NewServeMux(), log: log}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, Errorf(CodeNotFound, "no operation %s %s (is the visor older than this CLI?)", r.Method, r.URL.Path))

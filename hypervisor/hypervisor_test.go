@@ -77,7 +77,13 @@ func startHV(t *testing.T, n *testnet.Network, dir string, hsk cipher.SecKey) *h
 // runHV runs a hypervisor of config cfg until the test ends.
 func runHV(t *testing.T, cfg *hypervisor.Config) *hv {
 	t.Helper()
-	h, err := hypervisor.New(cfg, hypervisor.Options{})
+	return runHVWith(t, cfg, hypervisor.Options{})
+}
+
+// runHVWith is runHV with options.
+func runHVWith(t *testing.T, cfg *hypervisor.Config, opts hypervisor.Options) *hv {
+	t.Helper()
+	h, err := hypervisor.New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -339,5 +345,40 @@ func waitLine(t *testing.T, r *bufio.Reader, want string) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatalf("no event with %s", want)
+	}
+}
+
+// A visor whose event stream ends cleanly (as when its link is replaced)
+// is read again; the hypervisor goes on (a nil error once took it down).
+func TestStreamEndsCleanly(t *testing.T) {
+	pk, _ := cipher.GenerateKeyPair()
+	srv := admin.NewServer(nil)
+	admin.Handle(srv, admin.GetInfo, func(context.Context, admin.Empty) (admin.Info, error) { return admin.Info{PK: pk, Version: "test"}, nil })
+	ends := make(chan struct{}, 100)
+	admin.HandleStream(srv, admin.Events, func(context.Context, admin.Empty, func(admin.Event) error) error {
+		ends <- struct{}{}
+		return nil
+	})
+	pipe := admin.NewPipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, pipe, admin.Open, time.Second) }()
+	defer func() { cancel(); <-served }()
+
+	_, hsk := cipher.GenerateKeyPair()
+	cfg := hypervisor.DefaultConfig(hsk)
+	cfg.HTTPAddr, cfg.DBPath = "127.0.0.1:0", filepath.Join(t.TempDir(), "hv.db")
+	h := runHVWith(t, &cfg, hypervisor.Options{Local: &hypervisor.LocalVisor{PK: pk, Client: admin.NewClientFunc("test", pipe.Dial, "")}})
+	h.setup()
+	for range 2 {
+		select {
+		case <-ends:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the stream was not followed again")
+		}
+	}
+	st := h.visors()[pk]
+	if !st.Local || !strings.Contains(st.Error, "ended its event stream") {
+		t.Fatalf("state: %+v", st)
 	}
 }

@@ -340,6 +340,9 @@ func (c *cache) watch(ctx context.Context, lk *Link, local bool) {
 		if ctx.Err() != nil {
 			break
 		}
+		if err == nil { // the stream ended without a word: the link is going, or the visor stopping
+			err = errors.New("the visor ended its event stream")
+		}
 		c.log.Debug("reading a visor failed; again soon", zap.String("pk", lk.PK.Hex()), zap.Error(err))
 		c.update(lk.PK, func(e *entry) {
 			e.st.Error = err.Error()
