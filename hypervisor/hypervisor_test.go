@@ -353,7 +353,9 @@ func waitLine(t *testing.T, r *bufio.Reader, want string) {
 func TestStreamEndsCleanly(t *testing.T) {
 	pk, _ := cipher.GenerateKeyPair()
 	srv := admin.NewServer(nil)
-	admin.Handle(srv, admin.GetInfo, func(context.Context, admin.Empty) (admin.Info, error) { return admin.Info{PK: pk, Version: "test"}, nil })
+	admin.Handle(srv, admin.GetInfo, func(context.Context, admin.Empty) (admin.Info, error) {
+		return admin.Info{PK: pk, Version: "test"}, nil
+	})
 	ends := make(chan struct{}, 100)
 	admin.HandleStream(srv, admin.Events, func(context.Context, admin.Empty, func(admin.Event) error) error {
 		ends <- struct{}{}
