@@ -104,16 +104,9 @@ func loadHypervisorConfig(path string) (*hypervisor.Config, error) {
 }
 
 func runHypervisor(c *ucli.Context, e env) error {
-	path := c.String("config")
-	switch c.NArg() {
-	case 0:
-	case 1:
-		if c.IsSet("config") && c.String("config") != c.Args().First() {
-			return usagef("two config files given: -c %s and %s", c.String("config"), c.Args().First())
-		}
-		path = c.Args().First()
-	default:
-		return usagef("one config file, please; got %d arguments", c.NArg())
+	path, err := configArg(c)
+	if err != nil {
+		return err
 	}
 	cfg, err := loadHypervisorConfig(path)
 	if err != nil {

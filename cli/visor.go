@@ -43,17 +43,27 @@ func runFlags() []ucli.Flag {
 	}, logFlags()...)
 }
 
-func runVisor(c *ucli.Context, e env) error {
+// configArg is the config file of a run command: -c FILE or the one
+// argument (not both, unless they agree).
+func configArg(c *ucli.Context) (string, error) {
 	path := c.String("config")
 	switch c.NArg() {
 	case 0:
 	case 1:
 		if c.IsSet("config") && c.String("config") != c.Args().First() {
-			return usagef("two config files given: -c %s and %s", c.String("config"), c.Args().First())
+			return "", usagef("two config files given: -c %s and %s", c.String("config"), c.Args().First())
 		}
 		path = c.Args().First()
 	default:
-		return usagef("one config file, please; got %d arguments", c.NArg())
+		return "", usagef("one config file, please; got %d arguments", c.NArg())
+	}
+	return path, nil
+}
+
+func runVisor(c *ucli.Context, e env) error {
+	path, err := configArg(c)
+	if err != nil {
+		return err
 	}
 	cfg, err := visor.LoadConfig(path)
 	if errors.Is(err, fs.ErrNotExist) {

@@ -254,12 +254,18 @@ func (h *Hypervisor) login(w http.ResponseWriter, r *http.Request, who *caller) 
 		return
 	}
 	h.thr.succeed(who.addr)
+	h.answerSession(w, who, "login")
+}
+
+// answerSession logs the caller in and answers the session, writing
+// action to the audit log.
+func (h *Hypervisor) answerSession(w http.ResponseWriter, who *caller, action string) {
 	info, err := h.newSession(w, who)
 	if err != nil {
 		writeError(w, admin.Errorf(admin.CodeInternal, "saving the session: %v", err))
 		return
 	}
-	h.audit(who, "", "login", "", http.StatusOK, "")
+	h.audit(who, "", action, "", http.StatusOK, "")
 	writeJSON(w, info)
 }
 
@@ -292,13 +298,7 @@ func (h *Hypervisor) setupPassword(w http.ResponseWriter, r *http.Request, who *
 		return
 	}
 	h.thr.succeed(who.addr)
-	info, err := h.newSession(w, who)
-	if err != nil {
-		writeError(w, admin.Errorf(admin.CodeInternal, "saving the session: %v", err))
-		return
-	}
-	h.audit(who, "", "setup: first password set", "", http.StatusOK, "")
-	writeJSON(w, info)
+	h.answerSession(w, who, "setup: first password set")
 }
 
 func (h *Hypervisor) logout(w http.ResponseWriter, r *http.Request, who *caller) {
@@ -338,13 +338,7 @@ func (h *Hypervisor) changePassword(w http.ResponseWriter, r *http.Request, who 
 		writeError(w, admin.Errorf(admin.CodeInternal, "saving the password: %v", err))
 		return
 	}
-	info, err := h.newSession(w, who)
-	if err != nil {
-		writeError(w, admin.Errorf(admin.CodeInternal, "saving the session: %v", err))
-		return
-	}
-	h.audit(who, "", "change password (every other session ended)", "", http.StatusOK, "")
-	writeJSON(w, info)
+	h.answerSession(w, who, "change password (every other session ended)")
 }
 
 func (h *Hypervisor) listVisors(w http.ResponseWriter, _ *http.Request, _ *caller) {

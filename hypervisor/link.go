@@ -12,7 +12,6 @@ import (
 
 	"github.com/skyfleet/skywire/admin"
 	"github.com/skyfleet/skywire/cipher"
-	"github.com/skyfleet/skywire/dmsg"
 	"github.com/skyfleet/skywire/internal/hvlink"
 )
 
@@ -120,7 +119,7 @@ func (l *Links) Serve(ctx context.Context, ln net.Listener) error {
 			}
 			return err
 		}
-		pk, ok := visorKey(c.RemoteAddr())
+		pk, ok := hvlink.RemoteKey(c.RemoteAddr())
 		if !ok {
 			c.Close()
 			continue
@@ -140,18 +139,6 @@ func (l *Links) Serve(ctx context.Context, ln net.Listener) error {
 			l.remove(lk)
 		}()
 	}
-}
-
-// visorKey is the key a link's remote address names: a dmsg stream's
-// source, or a direct link's proven key.
-func visorKey(a net.Addr) (cipher.PubKey, bool) {
-	switch a := a.(type) {
-	case dmsg.Addr:
-		return a.PK, true
-	case hvlink.Addr:
-		return a.PK, true
-	}
-	return cipher.PubKey{}, false
 }
 
 // Client is the admin client of the linked visor pk (nil if not linked).

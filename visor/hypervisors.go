@@ -35,18 +35,6 @@ func jitter(d time.Duration) time.Duration {
 	return d*4/5 + rand.N(d*2/5+1)
 }
 
-// hypervisorKey is the key a link's remote address names: the dmsg
-// stream's peer, or the key a direct link's handshake proved.
-func hypervisorKey(a net.Addr) (cipher.PubKey, bool) {
-	switch a := a.(type) {
-	case dmsg.Addr:
-		return a.PK, true
-	case hvlink.Addr:
-		return a.PK, true
-	}
-	return cipher.PubKey{}, false
-}
-
 // isHypervisor reports whether pk is in the config's hypervisors list.
 func (v *Visor) isHypervisor(pk cipher.PubKey) bool {
 	return slices.ContainsFunc(v.cfg.Hypervisors, func(h HypervisorConfig) bool { return h.PublicKey == pk })
@@ -57,7 +45,7 @@ func (v *Visor) linkHypervisors(ctx context.Context) error {
 	if len(v.cfg.Hypervisors) == 0 {
 		return nil
 	}
-	auth := admin.RemoteKey(hypervisorKey, v.isHypervisor)
+	auth := admin.RemoteKey(hvlink.RemoteKey, v.isHypervisor)
 	done := make(chan struct{}, len(v.cfg.Hypervisors))
 	for _, h := range v.cfg.Hypervisors {
 		go func() {

@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/yamux"
 
 	"github.com/skyfleet/skywire/cipher"
+	"github.com/skyfleet/skywire/dmsg"
 	"github.com/skyfleet/skywire/internal/acceptor"
 	"github.com/skyfleet/skywire/noise"
 )
@@ -46,6 +47,18 @@ type Addr struct {
 
 func (a Addr) Network() string { return "hvlink" }
 func (a Addr) String() string  { return a.PK.Hex() + "@" + a.Addr.String() }
+
+// RemoteKey is the key a link's remote address names: a dmsg stream's
+// peer, or the key a direct link's handshake proved. Both ends use it.
+func RemoteKey(a net.Addr) (cipher.PubKey, bool) {
+	switch a := a.(type) {
+	case dmsg.Addr:
+		return a.PK, true
+	case Addr:
+		return a.PK, true
+	}
+	return cipher.PubKey{}, false
+}
 
 // conn is an authenticated direct link.
 type conn struct {

@@ -37,7 +37,7 @@ var rules = map[string][]string{
 	"apps":                {"apps", "cipher"},
 	"visor":               {"visor", "admin", "cipher", "noise", "dmsg", "transport", "router", "svc", "internal/hvlink"},
 	"hypervisor":          {"hypervisor", "admin", "dmsg", "cipher", "internal/hvlink"},
-	"internal/hvlink":     {"noise", "cipher"},
+	"internal/hvlink":     {"dmsg", "noise", "cipher"},
 	"internal/configfile": {},
 	"internal/buildinfo":  {},
 	"internal/race":       {},
