@@ -49,13 +49,14 @@ var rules = map[string][]string{
 	"internal/acceptor":   {},
 	"internal/logring":    {},
 	"internal/changes":    {},
+	"internal/hostcfg":    {},
 	"internal/testnet":    {"visor", "admin", "cipher", "noise", "dmsg", "transport", "router", "svc"},
 	"internal/e2e":        {},
 	"internal/repoguard":  {},
 }
 
 // leaves import nothing of ours and may be imported by every package.
-var leaves = []string{"internal/configfile", "internal/buildinfo", "internal/race", "internal/replay", "internal/appproto", "internal/loopback", "internal/backlog", "internal/ports", "internal/acceptor", "internal/logring", "internal/changes"}
+var leaves = []string{"internal/configfile", "internal/buildinfo", "internal/race", "internal/replay", "internal/appproto", "internal/loopback", "internal/backlog", "internal/ports", "internal/acceptor", "internal/logring", "internal/changes", "internal/hostcfg"}
 
 // testOnly may be imported only by test files (and by the demo in cli).
 var testOnly = []string{"internal/testnet"}

@@ -1,0 +1,129 @@
+// Package vpn is vpn-server and vpn-client: IP packets between a TUN device
+// on each end, carried on one route connection (docs/protocol.md, "VPN").
+//
+// The connection begins with a handshake — the client's Hello, the
+// server's Welcome, each a frame of JSON — then carries frames:
+//
+//	u16 length (big endian) | u8 kind | body (length-1 bytes)
+//
+// kind 0 is an IP packet, 1 a probe and 2 its answer (the body echoed): the
+// client's liveness and latency measure, which needs no address inside the
+// tunnel.
+package vpn
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+)
+
+// Frame kinds.
+const (
+	KindPacket byte = 0
+	KindProbe  byte = 1
+	KindAnswer byte = 2
+	KindHello  byte = 3 // the handshake's JSON
+)
+
+// Ports of the apps, as in Skywire.
+const (
+	ServerPort = 44
+	ClientPort = 43
+)
+
+// MaxFrame bounds a frame's body (an IP packet of the TUN's MTU and more).
+const MaxFrame = 65535 - 1
+
+// MTU is the tunnel's: large, so that TCP inside it moves in large segments
+// and per-packet costs stay small. Traffic beyond the server is clamped to
+// its interfaces' path MTU (TCP MSS clamping).
+const MTU = 16384
+
+// Hello is the client's first frame.
+type Hello struct {
+	Version  int    `json:"version"`
+	Passcode string `json:"passcode,omitempty"`
+	// InUse are the prefixes the client's host already routes: the tunnel's
+	// subnet must not overlap any of them.
+	InUse []netip.Prefix `json:"in_use"`
+}
+
+// Welcome statuses.
+const (
+	StatusOK         = "ok"
+	StatusForbidden  = "forbidden"   // wrong passcode
+	StatusNoSubnets  = "no_subnets"  // none free
+	StatusBadRequest = "bad_request" // a malformed hello
+	StatusInternal   = "internal"
+)
+
+// Welcome is the server's answer.
+type Welcome struct {
+	Status  string `json:"status"`
+	Message string `json:"message,omitempty"`
+	// Client and Server are the tunnel's two addresses (a /30 between them).
+	Client netip.Prefix `json:"client,omitzero"`
+	Server netip.Addr   `json:"server,omitzero"`
+	MTU    int          `json:"mtu,omitempty"`
+}
+
+// ProtocolVersion is Hello.Version.
+const ProtocolVersion = 1
+
+// writeFrame writes one frame.
+func writeFrame(w io.Writer, kind byte, body []byte) error {
+	if len(body) > MaxFrame {
+		return fmt.Errorf("vpn: a frame of %d bytes: at most %d", len(body), MaxFrame)
+	}
+	hdr := [3]byte{0, 0, kind}
+	binary.BigEndian.PutUint16(hdr[:2], uint16(len(body)+1))
+	if _, err := w.Write(hdr[:]); err != nil {
+		return err
+	}
+	_, err := w.Write(body)
+	return err
+}
+
+// readFrame reads one frame into buf (which must hold MaxFrame bytes) and
+// returns its kind and body.
+func readFrame(r *bufio.Reader, buf []byte) (byte, []byte, error) {
+	var hdr [3]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return 0, nil, err
+	}
+	n := int(binary.BigEndian.Uint16(hdr[:2]))
+	if n == 0 {
+		return 0, nil, errors.New("vpn: a frame of length 0")
+	}
+	body := buf[:n-1]
+	if _, err := io.ReadFull(r, body); err != nil {
+		return 0, nil, err
+	}
+	return hdr[2], body, nil
+}
+
+// writeJSON writes v as a hello frame.
+func writeJSON(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return writeFrame(w, KindHello, b)
+}
+
+// readJSON reads a hello frame into v.
+func readJSON(r *bufio.Reader, v any) error {
+	buf := make([]byte, MaxFrame)
+	kind, body, err := readFrame(r, buf)
+	if err != nil {
+		return err
+	}
+	if kind != KindHello {
+		return fmt.Errorf("vpn: expected the handshake, got a frame of kind %d", kind)
+	}
+	return json.Unmarshal(body, v)
+}

@@ -1,0 +1,79 @@
+package vpn
+
+import (
+	"bufio"
+	"bytes"
+	"net/netip"
+	"sync"
+	"testing"
+)
+
+// Frames go through as written, of every size up to the largest.
+func TestFrames(t *testing.T) {
+	var b bytes.Buffer
+	sizes := []int{1, 20, 1500, MTU, MaxFrame}
+	for i, n := range sizes {
+		if err := writeFrame(&b, KindPacket+byte(i%3), bytes.Repeat([]byte{byte(n)}, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := writeFrame(&b, KindPacket, make([]byte, MaxFrame+1)); err == nil {
+		t.Fatal("an oversized frame was written")
+	}
+	r := bufio.NewReader(&b)
+	buf := make([]byte, MaxFrame)
+	for i, n := range sizes {
+		kind, body, err := readFrame(r, buf)
+		if err != nil || kind != KindPacket+byte(i%3) || len(body) != n || body[n-1] != byte(n) {
+			t.Fatalf("frame %d: kind %d, %d bytes, %v", i, kind, len(body), err)
+		}
+	}
+}
+
+// Subnets skip what either end uses, are never handed out twice (many
+// clients at once), and come back when released.
+func TestSubnets(t *testing.T) {
+	s, err := newSubnets(netip.MustParsePrefix("10.9.0.0/28"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, ok := s.take([]netip.Prefix{netip.MustParsePrefix("10.9.0.1/32"), netip.MustParsePrefix("192.168.1.0/24")})
+	if !ok || p != netip.MustParsePrefix("10.9.0.4/30") {
+		t.Fatalf("first: %v %v", p, ok)
+	}
+	srv, cl := ends(p)
+	if srv != netip.MustParseAddr("10.9.0.5") || cl != netip.MustParseAddr("10.9.0.6") {
+		t.Fatalf("ends: %v %v", srv, cl)
+	}
+	var mu sync.Mutex
+	got := map[netip.Prefix]bool{}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if q, ok := s.take(nil); ok {
+				mu.Lock()
+				if got[q] {
+					t.Errorf("%v handed out twice", q)
+				}
+				got[q] = true
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(got) != 3 { // 10.9.0.0, .8, .12; .4 is taken
+		t.Fatalf("handed out %v", got)
+	}
+	if _, ok := s.take(nil); ok {
+		t.Fatal("a subnet from a full pool")
+	}
+	s.release(p)
+	if q, ok := s.take(nil); !ok || q != p {
+		t.Fatalf("after release: %v %v", q, ok)
+	}
+	if _, err := newSubnets(netip.MustParsePrefix("fd00::/64")); err == nil {
+		t.Fatal("an IPv6 pool")
+	}
+}
