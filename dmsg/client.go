@@ -102,6 +102,19 @@ func (c *Client) PK() cipher.PubKey { return c.pk }
 // Ready is closed once the client has a session and is published.
 func (c *Client) Ready() <-chan struct{} { return c.ready }
 
+// ServerAddrs lists the network addresses ("host:port") of the servers
+// the client has sessions with.
+func (c *Client) ServerAddrs() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]string, 0, len(c.sessions))
+	for _, s := range c.sessions {
+		out = append(out, s.addr)
+	}
+	sort.Strings(out)
+	return out
+}
+
 // Servers lists the servers the client has sessions with.
 func (c *Client) Servers() []cipher.PubKey {
 	c.mu.Lock()

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -85,6 +86,9 @@ func (t *Transport) Type() Type { return t.typ }
 
 // Remote is the peer's key.
 func (t *Transport) Remote() cipher.PubKey { return t.remote }
+
+// RemoteAddr is where the peer is (a dmsg.Addr for a dmsg transport).
+func (t *Transport) RemoteAddr() net.Addr { return t.conn.RemoteAddr() }
 
 // Dialer reports whether this visor dialled it.
 func (t *Transport) Dialer() bool { return t.dialer }

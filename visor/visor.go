@@ -166,7 +166,7 @@ func New(cfg *Config, opts Options) (*Visor, error) {
 	v.apps, err = appserver.New(appserver.Config{
 		Addr: cfg.AppServerAddr, Router: v.router, PK: cfg.PK, Executable: exe,
 		AppsPath: ResolvePath(dir, defaultString(cfg.AppsPath, "./apps")), LocalPath: v.localPath,
-		Apps: appConfigs(cfg.Apps), Log: v.log.Named("apps"),
+		Apps: appConfigs(cfg.Apps), Log: v.log.Named("apps"), Bypass: v.bypass,
 	})
 	if err != nil {
 		v.Close()

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"net/rpc"
 	"net/rpc/jsonrpc"
 	"os"
@@ -92,6 +93,22 @@ func (c *Client) call(method string, args, reply any) error {
 // SetStatus tells the visor the app's state in words (shown by `app ls`).
 func (c *Client) SetStatus(status string) error {
 	return c.call("SetStatus", appproto.StatusArgs{Status: status}, &appproto.Empty{})
+}
+
+// Bypass lists the IP addresses the visor itself talks to (transport
+// peers, dmsg servers, services): a VPN must keep them outside its tunnel.
+func (c *Client) Bypass() ([]netip.Addr, error) {
+	var r appproto.BypassReply
+	if err := c.call("Bypass", appproto.Empty{}, &r); err != nil {
+		return nil, err
+	}
+	out := make([]netip.Addr, 0, len(r.Addrs))
+	for _, s := range r.Addrs {
+		if a, err := netip.ParseAddr(s); err == nil {
+			out = append(out, a)
+		}
+	}
+	return out, nil
 }
 
 // Addr is an app address: a visor key and a port.

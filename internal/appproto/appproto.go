@@ -46,6 +46,8 @@
 //	CloseListener {"listener"}                         → {}
 //	SetDeadline   {"conn", "kind": read|write|both, "deadline": RFC 3339 or zero time} → {}
 //	SetStatus     {"status"}                           → {}  (a line the visor shows with the app)
+//	Bypass        {}                                   → {"addrs": ["192.0.2.7", …]} (the IP addresses the
+//	              visor itself talks to: transport peers, dmsg servers, services; a VPN keeps them outside)
 //
 // Addresses are "pk:port" (66 hex characters, a colon, a decimal port).
 package appproto
@@ -141,6 +143,10 @@ type (
 	// StatusArgs: the app's state in words, shown by `app ls`.
 	StatusArgs struct {
 		Status string `json:"status"`
+	}
+	// BypassReply: the addresses the visor's own traffic goes to.
+	BypassReply struct {
+		Addrs []string `json:"addrs"`
 	}
 	// Empty is an empty reply.
 	Empty struct{}

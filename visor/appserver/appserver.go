@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"net/rpc"
 	"net/rpc/jsonrpc"
 	"slices"
@@ -55,7 +56,10 @@ type Config struct {
 	// LocalPath is the visor's state directory (apps work in apps/<name>).
 	LocalPath string
 	Apps      []AppConfig
-	Log       *zap.Logger
+	// Bypass lists the IP addresses the visor itself talks to (nil: none),
+	// for the gateway's Bypass.
+	Bypass func() []netip.Addr
+	Log    *zap.Logger
 }
 
 // Server launches and serves apps.

@@ -191,6 +191,20 @@ func (g gateway) SetStatus(args appproto.StatusArgs, _ *appproto.Empty) error {
 	return nil
 }
 
+// Bypass lists the addresses the visor's own traffic goes to.
+func (g gateway) Bypass(_ appproto.Empty, reply *appproto.BypassReply) error {
+	if err := g.check(); err != nil {
+		return err
+	}
+	reply.Addrs = []string{}
+	if f := g.ss.s.cfg.Bypass; f != nil {
+		for _, a := range f() {
+			reply.Addrs = append(reply.Addrs, a.String())
+		}
+	}
+	return nil
+}
+
 // SetDeadline sets a connection's read, write or both deadlines.
 func (g gateway) SetDeadline(args appproto.DeadlineArgs, _ *appproto.Empty) error {
 	ac, err := g.ss.conn(args.Conn)

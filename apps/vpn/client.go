@@ -1,0 +1,336 @@
+package vpn
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/skyfleet/skywire/internal/hostcfg"
+)
+
+// ClientConfig configures vpn-client.
+type ClientConfig struct {
+	Passcode string
+	// DNS, if set, are the resolvers used while connected (reached through
+	// the tunnel).
+	DNS []netip.Addr
+	// Killswitch lets nothing out but through the tunnel and to the bypass
+	// addresses, while connected and while reconnecting.
+	Killswitch bool
+	// StatePath is the state file of the host changes (hostcfg).
+	StatePath string
+	// Dial connects to the server (vpn-server's port on its visor).
+	Dial func(ctx context.Context) (net.Conn, error)
+	// Bypass lists the addresses that must stay outside the tunnel (the
+	// visor's own peers and services).
+	Bypass func() ([]netip.Addr, error)
+	// Status receives the client's state in words.
+	Status func(string)
+	// ResolvConf is the resolver file DNS replaces when systemd-resolved is
+	// not running (zero: /etc/resolv.conf).
+	ResolvConf string
+	Log        *zap.Logger
+}
+
+// Intervals of the client.
+const (
+	probeEvery   = 2 * time.Second
+	probeTimeout = 8 * time.Second // no answer this long: the route is gone
+	minBackoff   = time.Second
+	maxBackoff   = 20 * time.Second
+	tunName      = "swvpn0"
+)
+
+// Client is vpn-client.
+type Client struct {
+	cfg     ClientConfig
+	log     *zap.Logger
+	journal *hostcfg.Journal
+
+	dev      tun
+	addr     netip.Prefix        // the tunnel address now set
+	bypassed map[netip.Addr]bool // host routes added
+	n        counters
+}
+
+// NewClient checks cfg and undoes what a crashed client left on the host.
+func NewClient(cfg ClientConfig) (*Client, error) {
+	if cfg.Log == nil {
+		cfg.Log = zap.NewNop()
+	}
+	if cfg.Status == nil {
+		cfg.Status = func(string) {}
+	}
+	if cfg.ResolvConf == "" {
+		cfg.ResolvConf = "/etc/resolv.conf"
+	}
+	j, err := Restore(cfg.StatePath, cfg.Log)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{cfg: cfg, log: cfg.Log, journal: j, bypassed: map[netip.Addr]bool{}}, nil
+}
+
+// Restore undoes the host changes recorded in statePath (a killed client's
+// or server's) and returns the now empty journal.
+func Restore(statePath string, log *zap.Logger) (*hostcfg.Journal, error) {
+	j, err := hostcfg.Open(statePath, nil)
+	if err != nil {
+		return nil, err
+	}
+	if j.Pending() {
+		if log != nil {
+			log.Warn("restoring the host changes a previous run left", zap.String("state", statePath))
+		}
+		if err := j.Restore(); err != nil {
+			return nil, fmt.Errorf("restoring what a previous run left: %w", err)
+		}
+	}
+	return j, nil
+}
+
+// Run connects and keeps the tunnel up until ctx ends, reconnecting with
+// backoff; then it restores the host exactly.
+func (c *Client) Run(ctx context.Context) (err error) {
+	defer func() {
+		if c.dev != nil {
+			c.dev.Close()
+		}
+		if rerr := c.journal.Restore(); rerr != nil {
+			c.log.Error("restoring the host", zap.Error(rerr))
+			if err == nil {
+				err = rerr
+			}
+		}
+		c.cfg.Status("stopped")
+	}()
+	backoff := minBackoff
+	for ctx.Err() == nil {
+		began := time.Now()
+		err := c.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(began) > time.Minute {
+			backoff = minBackoff
+		}
+		c.log.Warn("tunnel down; reconnecting", zap.Error(err), zap.Duration("retry_in", backoff))
+		c.cfg.Status(fmt.Sprintf("reconnecting in %s: %v", backoff, err))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, maxBackoff)
+	}
+	return nil
+}
+
+// session is one connection: handshake, host set-up (once), packets.
+func (c *Client) session(ctx context.Context) error {
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	conn, err := c.cfg.Dial(dctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("dialling the server: %w", err)
+	}
+	defer conn.Close()
+	r := bufio.NewReaderSize(conn, 64<<10)
+	conn.SetDeadline(time.Now().Add(handshakeTimeout))
+	if err := writeJSON(conn, Hello{Version: ProtocolVersion, Passcode: c.cfg.Passcode, InUse: localPrefixes()}); err != nil {
+		return fmt.Errorf("handshake: %w", err)
+	}
+	var w Welcome
+	if err := readJSON(r, &w); err != nil {
+		return fmt.Errorf("handshake: %w", err)
+	}
+	if w.Status != StatusOK {
+		return fmt.Errorf("the server refused: %s: %s", w.Status, w.Message)
+	}
+	conn.SetDeadline(time.Time{})
+	if err := c.setUp(w); err != nil {
+		return err
+	}
+	fw := &frameWriter{w: conn}
+	var mu sync.Mutex
+	last, rtt := time.Now(), time.Duration(0)
+	onAnswer := func(b []byte) {
+		if len(b) != 8 {
+			return
+		}
+		sent := time.Unix(0, int64(binary.BigEndian.Uint64(b)))
+		mu.Lock()
+		last, rtt = time.Now(), time.Since(sent)
+		mu.Unlock()
+	}
+	pctx, pcancel := context.WithCancel(ctx)
+	defer pcancel()
+	go func() { // probes: liveness and latency, and the status line
+		t := time.NewTicker(probeEvery)
+		defer t.Stop()
+		for {
+			var b [8]byte
+			binary.BigEndian.PutUint64(b[:], uint64(time.Now().UnixNano()))
+			fw.write(KindProbe, b[:])
+			mu.Lock()
+			l, d := last, rtt
+			mu.Unlock()
+			if time.Since(l) > probeTimeout {
+				c.log.Warn("no answer over the tunnel", zap.Duration("for", time.Since(l)))
+				conn.Close()
+				return
+			}
+			c.cfg.Status(fmt.Sprintf("connected as %s, rtt %.1f ms, up %d B, down %d B", w.Client.Addr(), float64(d.Microseconds())/1000, c.n.up.Load(), c.n.down.Load()))
+			select {
+			case <-pctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	c.log.Info("tunnel up", zap.String("addr", w.Client.String()), zap.String("server", w.Server.String()))
+	return pump(pctx, conn, r, c.dev, onAnswer, fw, &c.n)
+}
+
+// setUp makes the TUN and routes on the first session, and readdresses the
+// TUN if a later one gets another address.
+func (c *Client) setUp(w Welcome) error {
+	j := c.journal
+	first := c.dev == nil
+	if first {
+		dev, err := openTUN(tunName)
+		if err != nil {
+			return fmt.Errorf("making the tunnel device: %w", err)
+		}
+		c.dev = dev
+	}
+	if c.addr != w.Client {
+		if c.addr.IsValid() {
+			hostcfg.Run([]string{"ip", "addr", "del", c.addr.String(), "dev", c.dev.Name()})
+		}
+		if err := configureTUN(c.dev.Name(), w.Client); err != nil {
+			return err
+		}
+		c.addr = w.Client
+	}
+	// Bypass routes: every address the visor talks to keeps its way out.
+	bypass, err := c.cfg.Bypass()
+	if err != nil {
+		return fmt.Errorf("asking the visor what to keep outside the tunnel: %w", err)
+	}
+	for _, a := range bypass {
+		if !a.Is4() || c.bypassed[a] {
+			continue
+		}
+		rt, err := routeGet(a)
+		if err != nil || rt.Dev == c.dev.Name() {
+			continue
+		}
+		add := []string{"ip", "route", "add", a.String() + "/32", "dev", rt.Dev}
+		if rt.Gateway != "" {
+			add = []string{"ip", "route", "add", a.String() + "/32", "via", rt.Gateway, "dev", rt.Dev}
+		}
+		del := append([]string{"ip", "route", "del"}, add[3:]...)
+		if err := j.Do("bypass route "+a.String(), add, del); err != nil {
+			c.log.Debug("bypass route", zap.Error(err))
+			continue
+		}
+		c.bypassed[a] = true
+	}
+	if !first {
+		return nil
+	}
+	// The full tunnel. These routes need no record: they go with the
+	// device, which goes with the process however it ends.
+	dev := c.dev.Name()
+	for _, p := range []string{"0.0.0.0/1", "128.0.0.0/1"} {
+		if err := hostcfg.Run([]string{"ip", "route", "add", p, "dev", dev}); err != nil {
+			return err
+		}
+	}
+	// IPv6 is not carried: while connected none leaves (no IPv6 leak).
+	for _, p := range []string{"::/1", "8000::/1"} {
+		if err := j.Do("block IPv6 "+p, []string{"ip", "-6", "route", "add", "unreachable", p}, []string{"ip", "-6", "route", "del", "unreachable", p}); err != nil {
+			c.log.Debug("no IPv6 here", zap.Error(err))
+		}
+	}
+	if len(c.cfg.DNS) > 0 {
+		if err := c.setDNS(); err != nil {
+			return err
+		}
+	}
+	if c.cfg.Killswitch {
+		if err := c.killswitch(bypass); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// setDNS points the host's resolver at the tunnel's DNS: on the tunnel's
+// link through systemd-resolved when it runs, else by replacing the
+// resolver file (the old one kept in the journal).
+func (c *Client) setDNS() error {
+	var ns []string
+	for _, a := range c.cfg.DNS {
+		ns = append(ns, a.String())
+	}
+	if _, err := os.Stat("/run/systemd/resolve/io.systemd.Resolve"); err == nil {
+		if _, err := exec.LookPath("resolvectl"); err == nil {
+			dev := c.dev.Name()
+			if err := c.journal.Do("DNS on "+dev, append([]string{"resolvectl", "dns", dev}, ns...), []string{"resolvectl", "revert", dev}); err != nil {
+				return err
+			}
+			return c.journal.Do("all names through "+dev, []string{"resolvectl", "domain", dev, "~."}, []string{"true"})
+		}
+	}
+	var b strings.Builder
+	b.WriteString("# written by skywire vpn-client while connected; the original comes back when it stops\n")
+	for _, s := range ns {
+		b.WriteString("nameserver " + s + "\n")
+	}
+	return c.journal.WriteFile("DNS", c.cfg.ResolvConf, []byte(b.String()), 0o644)
+}
+
+// killswitchChain holds the kill switch's rules.
+const killswitchChain = "SKYWIRE-VPN-KS"
+
+// killswitch lets out only loopback, the tunnel and the bypass addresses.
+func (c *Client) killswitch(bypass []netip.Addr) error {
+	j := c.journal
+	ch := killswitchChain
+	if err := j.Do("kill switch chain", []string{"iptables", "-w", "-N", ch}, []string{"iptables", "-w", "-X", ch}); err != nil {
+		return err
+	}
+	rules := [][]string{{"-o", "lo", "-j", "ACCEPT"}, {"-o", c.dev.Name(), "-j", "ACCEPT"}}
+	for _, a := range bypass {
+		if a.Is4() {
+			rules = append(rules, []string{"-d", a.String() + "/32", "-j", "ACCEPT"})
+		}
+	}
+	rules = append(rules, []string{"-j", "DROP"})
+	for _, r := range rules {
+		if err := iptables(j, "iptables", "filter", append([]string{"-A", ch}, r...)...); err != nil {
+			return err
+		}
+	}
+	if err := iptables(j, "iptables", "filter", "-I", "OUTPUT", "-j", ch); err != nil {
+		return err
+	}
+	if _, err := exec.LookPath("ip6tables"); err == nil {
+		if err := iptables(j, "ip6tables", "filter", "-I", "OUTPUT", "!", "-o", "lo", "-j", "DROP"); err != nil {
+			c.log.Debug("no IPv6 firewall", zap.Error(err))
+		}
+	}
+	return nil
+}

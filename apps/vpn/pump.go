@@ -1,0 +1,108 @@
+package vpn
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+)
+
+// frameWriter writes whole frames to a connection from several
+// goroutines.
+type frameWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (fw *frameWriter) write(kind byte, body []byte) error {
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	return writeFrame(fw.w, kind, body)
+}
+
+// writePacket sends buf[3:3+n] as a packet, with its header written into
+// buf[:3] so that the frame goes in one write.
+func (fw *frameWriter) writePacket(buf []byte, n int) error {
+	binary.BigEndian.PutUint16(buf[:2], uint16(n+1))
+	buf[2] = KindPacket
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	_, err := fw.w.Write(buf[:3+n])
+	return err
+}
+
+// counters are a tunnel's bytes each way.
+type counters struct {
+	up, down atomic.Uint64 // from the TUN to the connection, and back
+}
+
+// pump moves packets between the connection and the TUN until either
+// fails or ctx ends. Probes are answered; answers go to onAnswer. It
+// closes neither.
+func pump(ctx context.Context, c net.Conn, r *bufio.Reader, dev tun, onAnswer func([]byte), fw *frameWriter, n *counters) error {
+	if fw == nil {
+		fw = &frameWriter{w: c}
+	}
+	if n == nil {
+		n = &counters{}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	errc := make(chan error, 2)
+	go func() { // TUN → connection: one packet per read, its frame in one write
+		buf := make([]byte, 3+MaxFrame)
+		for {
+			k, err := dev.Read(buf[3:])
+			if err != nil {
+				errc <- err
+				return
+			}
+			if k == 0 {
+				continue
+			}
+			if err := fw.writePacket(buf, k); err != nil {
+				errc <- err
+				return
+			}
+			n.up.Add(uint64(k))
+		}
+	}()
+	go func() { // connection → TUN
+		buf := make([]byte, MaxFrame)
+		for {
+			kind, body, err := readFrame(r, buf)
+			if err != nil {
+				errc <- err
+				return
+			}
+			switch kind {
+			case KindPacket: // a malformed packet (EINVAL) is dropped, not fatal
+				if _, err := dev.Write(body); err != nil && !errors.Is(err, syscall.EINVAL) {
+					errc <- err
+					return
+				}
+				n.down.Add(uint64(len(body)))
+			case KindProbe:
+				if err := fw.write(KindAnswer, body); err != nil {
+					errc <- err
+					return
+				}
+			case KindAnswer:
+				if onAnswer != nil {
+					onAnswer(body)
+				}
+			}
+		}
+	}()
+	err := <-errc
+	cancel()
+	c.Close() // ends the reader; the TUN reader ends when the device closes
+	return err
+}

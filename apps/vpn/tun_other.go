@@ -1,0 +1,14 @@
+//go:build !linux
+
+package vpn
+
+import (
+	"fmt"
+	"runtime"
+)
+
+// openTUN is not built for this system yet (docs/roadmap.md): macOS
+// (water's utun) and Windows (wintun) come with their host set-up.
+func openTUN(string) (tun, error) {
+	return nil, fmt.Errorf("vpn: the tunnel is not built for %s yet (Linux only in this build)", runtime.GOOS)
+}

@@ -1,0 +1,87 @@
+package cli
+
+import (
+	"context"
+	"net"
+	"net/netip"
+
+	ucli "github.com/urfave/cli/v2"
+	"go.uber.org/zap"
+
+	"github.com/skyfleet/skywire/apps/sdk"
+	"github.com/skyfleet/skywire/apps/vpn"
+	"github.com/skyfleet/skywire/cipher"
+)
+
+// vpnServerApp is the vpn-server role (port 44).
+func vpnServerApp(e env) *ucli.App {
+	return &ucli.App{
+		Flags: append([]ucli.Flag{
+			&ucli.StringFlag{Name: "passcode", Usage: "require this passcode of clients"},
+			&ucli.StringFlag{Name: "netifc", Usage: "the interface clients' traffic leaves by (default: the default route's)"},
+			&ucli.BoolFlag{Name: "secure", Value: true, Usage: "keep clients out of this host and its networks"},
+			&ucli.StringFlag{Name: "pool", Value: vpn.DefaultPool.String(), Usage: "the IPv4 block clients' /30s come from"},
+			&ucli.StringFlag{Name: "state", Value: "vpn-server-state.json", Usage: "where the host changes are recorded (restored at stop, or at the next start after a crash)"},
+		}, logFlags()...),
+		Action: func(c *ucli.Context) error {
+			pool, err := netip.ParsePrefix(c.String("pool"))
+			if err != nil {
+				return usagef("--pool: %v", err)
+			}
+			return runApp(c, e, "vpn-server", func(ctx context.Context, client *sdk.Client, log *zap.Logger) error {
+				srv, err := vpn.NewServer(vpn.ServerConfig{Pool: pool, Passcode: c.String("passcode"), Netifc: c.String("netifc"),
+					Secure: c.Bool("secure"), StatePath: c.String("state"), Log: log})
+				if err != nil {
+					return err
+				}
+				l, err := client.Listen(client.Port())
+				if err != nil {
+					return err
+				}
+				defer l.Close()
+				client.SetStatus("serving VPN clients at " + l.Addr().String())
+				return srv.Serve(ctx, l)
+			})
+		},
+	}
+}
+
+// vpnClientApp is the vpn-client role (port 43).
+func vpnClientApp(e env) *ucli.App {
+	return &ucli.App{
+		Flags: append([]ucli.Flag{
+			&ucli.StringFlag{Name: "srv", Usage: "the vpn-server's visor `public key`"},
+			&ucli.StringFlag{Name: "passcode", Usage: "the server's passcode, if it has one"},
+			&ucli.BoolFlag{Name: "killswitch", Usage: "let nothing out but through the tunnel, also while reconnecting"},
+			&ucli.StringSliceFlag{Name: "dns", Usage: "resolvers to use while connected, reached through the tunnel (comma-separated)"},
+			&ucli.StringFlag{Name: "state", Value: "vpn-client-state.json", Usage: "where the host changes are recorded (restored at stop, or at the next start after a crash)"},
+		}, logFlags()...),
+		Action: func(c *ucli.Context) error {
+			srv, err := cipher.ParsePubKey(c.String("srv"))
+			if err != nil {
+				return usagef("--srv: %v (the vpn-server's visor key)", err)
+			}
+			var dns []netip.Addr
+			for _, s := range c.StringSlice("dns") {
+				a, err := netip.ParseAddr(s)
+				if err != nil {
+					return usagef("--dns: %v", err)
+				}
+				dns = append(dns, a)
+			}
+			return runApp(c, e, "vpn-client", func(ctx context.Context, client *sdk.Client, log *zap.Logger) error {
+				cl, err := vpn.NewClient(vpn.ClientConfig{
+					Passcode: c.String("passcode"), DNS: dns, Killswitch: c.Bool("killswitch"), StatePath: c.String("state"),
+					Dial:   func(ctx context.Context) (net.Conn, error) { return client.Dial(ctx, srv, vpn.ServerPort) },
+					Bypass: client.Bypass,
+					Status: func(s string) { client.SetStatus(s) },
+					Log:    log,
+				})
+				if err != nil {
+					return err
+				}
+				return cl.Run(ctx)
+			})
+		},
+	}
+}
