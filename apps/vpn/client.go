@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -147,7 +148,10 @@ func (c *Client) session(ctx context.Context) error {
 	defer conn.Close()
 	r := bufio.NewReaderSize(conn, 64<<10)
 	conn.SetDeadline(time.Now().Add(handshakeTimeout))
-	if err := writeJSON(conn, Hello{Version: ProtocolVersion, Passcode: c.cfg.Passcode, InUse: localPrefixes()}); err != nil {
+	// The tunnel's own subnet is not in use by the host: the server may
+	// give it again.
+	inUse := slices.DeleteFunc(localPrefixes(), func(p netip.Prefix) bool { return c.addr.IsValid() && p == c.addr.Masked() })
+	if err := writeJSON(conn, Hello{Version: ProtocolVersion, Passcode: c.cfg.Passcode, InUse: inUse, Previous: c.addr}); err != nil {
 		return fmt.Errorf("handshake: %w", err)
 	}
 	var w Welcome
@@ -215,11 +219,13 @@ func (c *Client) setUp(w Welcome) error {
 		c.dev = dev
 	}
 	if c.addr != w.Client {
-		if c.addr.IsValid() {
-			hostcfg.Run([]string{"ip", "addr", "del", c.addr.String(), "dev", c.dev.Name()})
-		}
+		// The new address first: a device left with no address loses its
+		// routes, the full tunnel with them.
 		if err := configureTUN(c.dev.Name(), w.Client); err != nil {
 			return err
+		}
+		if c.addr.IsValid() {
+			hostcfg.Run([]string{"ip", "addr", "del", c.addr.String(), "dev", c.dev.Name()})
 		}
 		c.addr = w.Client
 	}

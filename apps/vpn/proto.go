@@ -50,6 +50,10 @@ type Hello struct {
 	// InUse are the prefixes the client's host already routes: the tunnel's
 	// subnet must not overlap any of them.
 	InUse []netip.Prefix `json:"in_use"`
+	// Previous is the tunnel address of the client's last session (when it
+	// reconnects): the server gives it again if it is free, so that
+	// connections inside the tunnel survive a reconnection.
+	Previous netip.Prefix `json:"previous,omitzero"`
 }
 
 // Welcome statuses.

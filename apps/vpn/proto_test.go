@@ -37,7 +37,7 @@ func TestSubnets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, ok := s.take([]netip.Prefix{netip.MustParsePrefix("10.9.0.1/32"), netip.MustParsePrefix("192.168.1.0/24")})
+	p, ok := s.take(netip.Prefix{}, []netip.Prefix{netip.MustParsePrefix("10.9.0.1/32"), netip.MustParsePrefix("192.168.1.0/24")})
 	if !ok || p != netip.MustParsePrefix("10.9.0.4/30") {
 		t.Fatalf("first: %v %v", p, ok)
 	}
@@ -52,7 +52,7 @@ func TestSubnets(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if q, ok := s.take(nil); ok {
+			if q, ok := s.take(netip.Prefix{}, nil); ok {
 				mu.Lock()
 				if got[q] {
 					t.Errorf("%v handed out twice", q)
@@ -66,12 +66,17 @@ func TestSubnets(t *testing.T) {
 	if len(got) != 3 { // 10.9.0.0, .8, .12; .4 is taken
 		t.Fatalf("handed out %v", got)
 	}
-	if _, ok := s.take(nil); ok {
+	if _, ok := s.take(netip.Prefix{}, nil); ok {
 		t.Fatal("a subnet from a full pool")
 	}
 	s.release(p)
-	if q, ok := s.take(nil); !ok || q != p {
-		t.Fatalf("after release: %v %v", q, ok)
+	s.release(netip.MustParsePrefix("10.9.0.8/30"))
+	// A reconnecting client gets its previous subnet back when it is free.
+	if q, ok := s.take(netip.MustParsePrefix("10.9.0.9/30"), nil); !ok || q != netip.MustParsePrefix("10.9.0.8/30") {
+		t.Fatalf("the previous subnet: %v %v", q, ok)
+	}
+	if q, ok := s.take(netip.MustParsePrefix("10.9.0.9/30"), nil); !ok || q != p {
+		t.Fatalf("a previous subnet taken meanwhile: %v %v", q, ok)
 	}
 	if _, err := newSubnets(netip.MustParsePrefix("fd00::/64")); err == nil {
 		t.Fatal("an IPv6 pool")

@@ -196,7 +196,7 @@ func (s *Server) serveClient(ctx context.Context, c net.Conn) error {
 		writeJSON(c, Welcome{Status: StatusForbidden, Message: "wrong passcode"})
 		return fmt.Errorf("wrong passcode")
 	}
-	sub, ok := s.subnets.take(append(localPrefixes(), hello.InUse...))
+	sub, ok := s.subnets.take(hello.Previous, append(localPrefixes(), hello.InUse...))
 	if !ok {
 		writeJSON(c, Welcome{Status: StatusNoSubnets, Message: "no free subnet in " + s.cfg.Pool.String()})
 		return fmt.Errorf("no free subnet")

@@ -26,11 +26,17 @@ func newSubnets(pool netip.Prefix) (*subnets, error) {
 	return &subnets{pool: pool, used: map[netip.Prefix]bool{}}, nil
 }
 
-// take returns a free /30 that overlaps none of avoid; release gives it
-// back.
-func (s *subnets) take(avoid []netip.Prefix) (netip.Prefix, bool) {
+// take returns a free /30 that overlaps none of avoid — want, if it is
+// one — and release gives it back.
+func (s *subnets) take(want netip.Prefix, avoid []netip.Prefix) (netip.Prefix, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if want.IsValid() {
+		if w := want.Masked(); w.Bits() == 30 && s.pool.Contains(w.Addr()) && !s.used[w] && !overlapsAny(w, avoid) {
+			s.used[w] = true
+			return w, true
+		}
+	}
 	for a := s.pool.Addr(); s.pool.Contains(a); {
 		p := netip.PrefixFrom(a, 30)
 		if !s.used[p] && !overlapsAny(p, avoid) {
