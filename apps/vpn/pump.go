@@ -36,6 +36,12 @@ func (fw *frameWriter) writePacket(buf []byte, n int) error {
 	return err
 }
 
+// Batching of the TUN → connection direction.
+const (
+	batchFrames = 64        // packets read ahead of the writer
+	batchBytes  = 256 << 10 // at most this much in one write
+)
+
 // counters are a tunnel's bytes each way.
 type counters struct {
 	up, down atomic.Uint64 // from the TUN to the connection, and back
@@ -55,23 +61,63 @@ func pump(ctx context.Context, c net.Conn, r *bufio.Reader, dev tun, onAnswer fu
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
-	errc := make(chan error, 2)
-	go func() { // TUN → connection: one packet per read, its frame in one write
-		buf := make([]byte, 3+MaxFrame)
+	errc := make(chan error, 3)
+	// TUN → connection: a reader takes packets off the device into
+	// buffers; the writer sends every frame queued by then in one write, so
+	// a stream of small packets costs one write per batch, not per packet.
+	bufs := make(chan []byte, batchFrames)
+	free := make(chan []byte, batchFrames)
+	for range batchFrames {
+		free <- make([]byte, 3+MaxFrame)
+	}
+	go func() {
+		defer close(bufs)
 		for {
+			var buf []byte
+			select {
+			case buf = <-free:
+			case <-ctx.Done():
+				return
+			}
 			k, err := dev.Read(buf[3:])
 			if err != nil {
 				errc <- err
 				return
 			}
-			if k == 0 {
-				continue
+			binary.BigEndian.PutUint16(buf[:2], uint16(k+1))
+			buf[2] = KindPacket
+			bufs <- buf[:3+k]
+		}
+	}()
+	go func() {
+		batch := make([]byte, 0, batchBytes)
+		for buf := range bufs {
+			batch = append(batch[:0], buf...)
+			n.up.Add(uint64(len(buf) - 3))
+			free <- buf[:cap(buf)]
+		more:
+			for len(batch) < batchBytes-3-MTU {
+				select {
+				case buf, ok := <-bufs:
+					if !ok {
+						break more
+					}
+					batch = append(batch, buf...)
+					n.up.Add(uint64(len(buf) - 3))
+					free <- buf[:cap(buf)]
+				default:
+					break more
+				}
 			}
-			if err := fw.writePacket(buf, k); err != nil {
+			fw.mu.Lock()
+			_, err := fw.w.Write(batch)
+			fw.mu.Unlock()
+			if err != nil {
 				errc <- err
+				for range bufs { // let the reader end
+				}
 				return
 			}
-			n.up.Add(uint64(k))
 		}
 	}()
 	go func() { // connection → TUN

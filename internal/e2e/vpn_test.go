@@ -27,7 +27,7 @@ import (
 // does the relay visor of the two-hop tests. Each client namespace has its
 // own resolv.conf (ip netns exec binds /etc/netns/NS/resolv.conf).
 type vpnNet struct {
-	t       *testing.T
+	t       testing.TB
 	id      string
 	clients []string
 	server  string
@@ -42,7 +42,7 @@ type nsVisor struct {
 	proc              *process
 }
 
-func newVPNNet(t *testing.T, clients int) *vpnNet {
+func newVPNNet(t testing.TB, clients int) *vpnNet {
 	t.Helper()
 	needNetns(t)
 	needCurl(t)
@@ -136,32 +136,35 @@ func (n *vpnNet) visor(name, ns string, apps []any) *nsVisor {
 	return v
 }
 
-func (v *nsVisor) start(t *testing.T) {
+func (v *nsVisor) start(t testing.TB) {
 	t.Helper()
 	v.proc = startCmd(t, "ip", "netns", "exec", v.ns, filepath.Join(binDir, "skywire"), "visor", "run", "-c", v.cfg, "--log-level", "debug")
 	waitInfo(t, v.proc, "--rpc", v.sock)
 }
 
-func (v *nsVisor) cli(t *testing.T, args ...string) result {
+func (v *nsVisor) cli(t testing.TB, args ...string) result {
 	t.Helper()
 	return sw(t, "skywire", append(append([]string{"cli"}, args...), "--rpc", v.sock)...)
 }
 
 // addTP adds a dmsg transport from v to pk, retrying while pk publishes
 // itself.
-func (v *nsVisor) addTP(t *testing.T, pk string) {
+func (v *nsVisor) addTP(t testing.TB, pk string) { v.addTPType(t, pk, "dmsg") }
+
+// addTPType adds a persistent transport of type typ from v to pk.
+func (v *nsVisor) addTPType(t testing.TB, pk, typ string) {
 	t.Helper()
-	until(t, "a transport to "+pk[:8], func() bool { return v.cli(t, "add-tp", pk, "--type", "dmsg", "--persistent").code == 0 })
+	until(t, "a transport to "+pk[:8], func() bool { return v.cli(t, "add-tp", pk, "--type", typ, "--persistent").code == 0 })
 }
 
-func (v *nsVisor) app(t *testing.T, verb, name string) {
+func (v *nsVisor) app(t testing.TB, verb, name string) {
 	t.Helper()
 	if r := v.cli(t, "visor", "app", verb, name); r.code != 0 {
 		t.Fatalf("app %s %s: %s", verb, name, r.stderr)
 	}
 }
 
-func (v *nsVisor) appPID(t *testing.T, name string) int {
+func (v *nsVisor) appPID(t testing.TB, name string) int {
 	t.Helper()
 	var apps []appJSON
 	json.Unmarshal([]byte(v.cli(t, "visor", "app", "ls", "--json").stdout), &apps)
@@ -212,7 +215,7 @@ func (n *vpnNet) untilThrough(ns string, within time.Duration) {
 }
 
 // hostState is what the VPN may change: it must come back byte for byte.
-func hostState(t *testing.T, ns string) string {
+func hostState(t testing.TB, ns string) string {
 	t.Helper()
 	var b strings.Builder
 	// (iptables -S per table: iptables-save also lists the tables a rule
@@ -227,7 +230,7 @@ func hostState(t *testing.T, ns string) string {
 	return b.String()
 }
 
-func in(t *testing.T, ns string, args ...string) string {
+func in(t testing.TB, ns string, args ...string) string {
 	t.Helper()
 	out, err := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...).CombinedOutput()
 	if err != nil {
