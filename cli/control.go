@@ -41,6 +41,7 @@ func controlApp(e env) *ucli.App {
 				},
 			},
 			proxyCommand(e),
+			vpnCommand(e),
 			// Shortcuts for the common verbs.
 			addTPCommand(e),
 			lsTPCommand(e),

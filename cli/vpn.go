@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
+	"os"
 	"net"
 	"net/netip"
 
@@ -11,7 +13,21 @@ import (
 	"github.com/skyfleet/skywire/apps/sdk"
 	"github.com/skyfleet/skywire/apps/vpn"
 	"github.com/skyfleet/skywire/cipher"
+	"github.com/skyfleet/skywire/internal/appproto"
 )
+
+// writeReport replaces the status file (through a temporary file, so a
+// reader never sees half of one).
+func writeReport(path string, r vpn.Report) {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return
+	}
+	tmp := path + ".tmp"
+	if os.WriteFile(tmp, b, 0o600) == nil {
+		os.Rename(tmp, path)
+	}
+}
 
 // vpnServerApp is the vpn-server role (port 44).
 func vpnServerApp(e env) *ucli.App {
@@ -54,9 +70,19 @@ func vpnClientApp(e env) *ucli.App {
 			&ucli.StringFlag{Name: "passcode", Usage: "the server's passcode, if it has one"},
 			&ucli.BoolFlag{Name: "killswitch", Usage: "let nothing out but through the tunnel, also while reconnecting"},
 			&ucli.StringSliceFlag{Name: "dns", Usage: "resolvers to use while connected, reached through the tunnel (comma-separated)"},
-			&ucli.StringFlag{Name: "state", Value: "vpn-client-state.json", Usage: "where the host changes are recorded (restored at stop, or at the next start after a crash)"},
+			&ucli.StringFlag{Name: "state", Value: appproto.VPNClientState, Usage: "where the host changes are recorded (restored at stop, or at the next start after a crash)"},
+			&ucli.BoolFlag{Name: "restore", Usage: "only restore what a killed client left on the host (from --state), then exit"},
 		}, logFlags()...),
 		Action: func(c *ucli.Context) error {
+			if c.Bool("restore") {
+				log, done, err := serviceLogger(c, e)
+				if err != nil {
+					return err
+				}
+				defer done()
+				_, err = vpn.Restore(c.String("state"), log)
+				return err
+			}
 			srv, err := cipher.ParsePubKey(c.String("srv"))
 			if err != nil {
 				return usagef("--srv: %v (the vpn-server's visor key)", err)
@@ -75,6 +101,8 @@ func vpnClientApp(e env) *ucli.App {
 					Dial:   func(ctx context.Context) (net.Conn, error) { return client.Dial(ctx, srv, vpn.ServerPort) },
 					Bypass: client.Bypass,
 					Status: func(s string) { client.SetStatus(s) },
+					Server: srv.Hex(),
+					Report: func(r vpn.Report) { writeReport(appproto.VPNClientStatus, r) },
 					Log:    log,
 				})
 				if err != nil {

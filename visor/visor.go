@@ -84,6 +84,7 @@ type Visor struct {
 	router     *router.Router
 	rf         *rf.Client // nil without routing.route_finder
 	apps       *appserver.Server
+	exe        string // runs the built-in apps
 	networks   []io.Closer // released by Close if Run never served them
 	persistent map[transport.Persistent]bool
 
@@ -163,6 +164,7 @@ func New(cfg *Config, opts Options) (*Visor, error) {
 			return nil, fmt.Errorf("finding this program for the built-in apps: %w", err)
 		}
 	}
+	v.exe = exe
 	v.apps, err = appserver.New(appserver.Config{
 		Addr: cfg.AppServerAddr, Router: v.router, PK: cfg.PK, Executable: exe,
 		AppsPath: ResolvePath(dir, defaultString(cfg.AppsPath, "./apps")), LocalPath: v.localPath,
@@ -375,6 +377,7 @@ func (v *Visor) registerAPI() {
 	v.registerRouteAPI()
 	v.registerAppAPI()
 	v.registerEventAPI()
+	v.registerVPNAPI()
 	admin.Handle(v.api, admin.GetInfo, func(context.Context, admin.Empty) (admin.Info, error) {
 		bi := buildinfo.Get()
 		return admin.Info{

@@ -37,6 +37,11 @@ type ClientConfig struct {
 	Bypass func() ([]netip.Addr, error)
 	// Status receives the client's state in words.
 	Status func(string)
+	// Report, if set, receives the tunnel's state at every probe and
+	// change (the visor reads it from a file for `cli vpn status`).
+	Report func(Report)
+	// Server names the server in reports.
+	Server string
 	// ResolvConf is the resolver file DNS replaces when systemd-resolved is
 	// not running (zero: /etc/resolv.conf).
 	ResolvConf string
@@ -51,6 +56,22 @@ const (
 	maxBackoff   = 20 * time.Second
 	tunName      = "swvpn0"
 )
+
+// Report is the tunnel's state.
+type Report struct {
+	Server     string    `json:"server,omitempty"`
+	Connected  bool      `json:"connected"`
+	Address    string    `json:"address,omitempty"`
+	Since      time.Time `json:"since,omitzero"`
+	Up         uint64    `json:"up"`
+	Down       uint64    `json:"down"`
+	UpRate     float64   `json:"up_rate"`
+	DownRate   float64   `json:"down_rate"`
+	LatencyMS  float64   `json:"latency_ms"`
+	Killswitch bool      `json:"killswitch"`
+	LastError  string    `json:"last_error,omitempty"`
+	Updated    time.Time `json:"updated"`
+}
 
 // Client is vpn-client.
 type Client struct {
@@ -71,6 +92,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	if cfg.Status == nil {
 		cfg.Status = func(string) {}
+	}
+	if cfg.Report == nil {
+		cfg.Report = func(Report) {}
 	}
 	if cfg.ResolvConf == "" {
 		cfg.ResolvConf = "/etc/resolv.conf"
@@ -127,6 +151,7 @@ func (c *Client) Run(ctx context.Context) (err error) {
 		}
 		c.log.Warn("tunnel down; reconnecting", zap.Error(err), zap.Duration("retry_in", backoff))
 		c.cfg.Status(fmt.Sprintf("reconnecting in %s: %v", backoff, err))
+		c.cfg.Report(Report{Server: c.cfg.Server, Killswitch: c.cfg.Killswitch, Up: c.n.up.Load(), Down: c.n.down.Load(), LastError: err.Error(), Updated: time.Now().UTC()})
 		select {
 		case <-ctx.Done():
 			return nil
@@ -179,9 +204,11 @@ func (c *Client) session(ctx context.Context) error {
 	}
 	pctx, pcancel := context.WithCancel(ctx)
 	defer pcancel()
+	since := time.Now().UTC()
 	go func() { // probes: liveness and latency, and the status line
 		t := time.NewTicker(probeEvery)
 		defer t.Stop()
+		prevAt, prevUp, prevDown := time.Now(), c.n.up.Load(), c.n.down.Load()
 		for {
 			var b [8]byte
 			binary.BigEndian.PutUint64(b[:], uint64(time.Now().UnixNano()))
@@ -194,7 +221,16 @@ func (c *Client) session(ctx context.Context) error {
 				conn.Close()
 				return
 			}
-			c.cfg.Status(fmt.Sprintf("connected as %s, rtt %.1f ms, up %d B, down %d B", w.Client.Addr(), float64(d.Microseconds())/1000, c.n.up.Load(), c.n.down.Load()))
+			up, down, now := c.n.up.Load(), c.n.down.Load(), time.Now()
+			secs := now.Sub(prevAt).Seconds()
+			rep := Report{Server: c.cfg.Server, Connected: true, Address: w.Client.Addr().String(), Since: since, Up: up, Down: down,
+				LatencyMS: float64(d.Microseconds()) / 1000, Killswitch: c.cfg.Killswitch, Updated: now.UTC()}
+			if secs > 0 {
+				rep.UpRate, rep.DownRate = float64(up-prevUp)/secs, float64(down-prevDown)/secs
+			}
+			prevAt, prevUp, prevDown = now, up, down
+			c.cfg.Report(rep)
+			c.cfg.Status(fmt.Sprintf("connected as %s, rtt %.1f ms, up %d B, down %d B", w.Client.Addr(), rep.LatencyMS, up, down))
 			select {
 			case <-pctx.Done():
 				return

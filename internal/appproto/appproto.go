@@ -78,6 +78,14 @@ const MaxRead = 1 << 20
 // request passes it.
 const MaxRequest = 4 << 20
 
+// vpn-client's files in its working directory: the record of its host
+// changes (restored by `vpn-client --restore`, which the visor runs after a
+// killed client) and its report, read for `cli vpn status`.
+const (
+	VPNClientState  = "vpn-client-state.json"
+	VPNClientStatus = "vpn-client-status.json"
+)
+
 // MaxStatus bounds a status line (a longer one is refused).
 const MaxStatus = 512
 

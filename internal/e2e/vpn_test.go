@@ -261,12 +261,30 @@ func TestVPNThroughServer(t *testing.T) {
 	if out, err := n.curl(c); err == nil {
 		t.Fatalf("the client reached the internet host without the VPN: %s", out)
 	}
-	cl.app(t, "start", "vpn-client")
+	if r := cl.cli(t, "vpn", "start", srv.pk); r.code != 0 {
+		t.Fatalf("vpn start: %s", r.stderr)
+	}
 	n.untilThrough(c, time.Minute)
 	if routes := in(t, c, "ip", "route"); !strings.Contains(routes, "0.0.0.0/1 dev swvpn0") || !strings.Contains(routes, "10.50.2.1 via 10.50.10.1") {
 		t.Fatalf("client routes while connected (the full tunnel, the services kept outside):\n%s", routes)
 	}
+	var st struct {
+		Connected bool    `json:"connected"`
+		Server    string  `json:"server"`
+		Address   string  `json:"address"`
+		Down      uint64  `json:"down"`
+		Latency   float64 `json:"latency_ms"`
+		Restored  bool    `json:"restored"`
+	}
+	until(t, "vpn status: connected", func() bool {
+		json.Unmarshal([]byte(cl.cli(t, "vpn", "status", "--json").stdout), &st)
+		return st.Connected && st.Server == srv.pk && strings.HasPrefix(st.Address, "10.211.") && st.Down > 0 && st.Latency > 0
+	})
+	if r := cl.cli(t, "vpn", "status"); r.code != 0 || !strings.Contains(r.stdout, "connected") {
+		t.Fatalf("vpn status: %s %s", r.stdout, r.stderr)
+	}
 
+	// SIGKILL vpn-client, then `vpn stop`: everything as it was.
 	pid := cl.appPID(t, "vpn-client")
 	if pid == 0 {
 		t.Fatal("no vpn-client pid")
@@ -276,9 +294,21 @@ func TestVPNThroughServer(t *testing.T) {
 	if hostState(t, c) == clientBefore {
 		t.Fatal("the killed client left nothing to restore: the test proves nothing")
 	}
-	cl.app(t, "start", "vpn-client") // restores what the killed one left, then connects
+	r := cl.cli(t, "vpn", "stop", "--json")
+	if json.Unmarshal([]byte(r.stdout), &st); r.code != 0 || !st.Restored {
+		t.Fatalf("vpn stop after a kill: %s %s", r.stdout, r.stderr)
+	}
+	if after := hostState(t, c); after != clientBefore {
+		t.Fatalf("after vpn stop, the client's host is not as it was:\nbefore:\n%s\nafter:\n%s", clientBefore, after)
+	}
+	// Killed again; this time the next start restores, and a stop after it.
+	cl.cli(t, "vpn", "start", srv.pk)
 	n.untilThrough(c, time.Minute)
-	cl.app(t, "stop", "vpn-client")
+	run(t, "kill", "-KILL", strconv.Itoa(cl.appPID(t, "vpn-client")))
+	until(t, "vpn-client gone", func() bool { return cl.appPID(t, "vpn-client") == 0 })
+	cl.app(t, "start", "vpn-client")
+	n.untilThrough(c, time.Minute)
+	cl.cli(t, "vpn", "stop")
 	if after := hostState(t, c); after != clientBefore {
 		t.Fatalf("the client's host is not as it was:\nbefore:\n%s\nafter:\n%s", clientBefore, after)
 	}

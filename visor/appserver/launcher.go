@@ -65,6 +65,9 @@ type Info struct {
 // ErrUnknownApp: no app of that name is configured.
 var ErrUnknownApp = errors.New("no such app")
 
+// ErrNotRunning is returned by Stop for an app that does not run.
+var ErrNotRunning = errors.New("is not running")
+
 // List describes every app, by name.
 func (s *Server) List() []Info {
 	s.mu.Lock()
@@ -264,7 +267,7 @@ func (s *Server) Stop(name string) error {
 		return fmt.Errorf("%w %q", ErrUnknownApp, name)
 	}
 	if !s.stop(a) {
-		return fmt.Errorf("%s is not running", name)
+		return fmt.Errorf("%s %w", name, ErrNotRunning)
 	}
 	return nil
 }
