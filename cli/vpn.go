@@ -3,9 +3,9 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"os"
 	"net"
 	"net/netip"
+	"os"
 
 	ucli "github.com/urfave/cli/v2"
 	"go.uber.org/zap"

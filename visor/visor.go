@@ -84,7 +84,7 @@ type Visor struct {
 	router     *router.Router
 	rf         *rf.Client // nil without routing.route_finder
 	apps       *appserver.Server
-	exe        string // runs the built-in apps
+	exe        string      // runs the built-in apps
 	networks   []io.Closer // released by Close if Run never served them
 	persistent map[transport.Persistent]bool
 
