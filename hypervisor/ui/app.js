@@ -713,9 +713,11 @@ function routesTab(pk) {
 }
 
 function appsTab(pk) {
+  vpnKey = '';
   $('#tab').innerHTML = `<div id="apps-note"></div>
     <div class="panel"><h2>Apps</h2><div class="scroll"><table id="apps"><thead><tr><th>Name</th><th>State</th><th class="num">Port</th><th>Auto start</th><th>Status / last error</th><th></th></tr></thead><tbody></tbody></table></div>
     <p class="empty" id="no-apps" hidden>No apps are configured.</p></div>
+    <div class="panel" id="vpn-panel" hidden></div>
     <div class="panel" id="app-settings" hidden></div>
     <div class="panel" id="app-log-panel" hidden><div class="row spread"><h2 id="app-log-title">Log</h2><button class="ghost" id="app-log-close">Close</button></div><pre class="log" id="app-log"></pre></div>`;
   $('#apps').addEventListener('click', async ev => {
@@ -764,6 +766,45 @@ function renderApps(pk, v) {
       ${appSettings[a.name] ? `<button class="ghost small" data-act="settings" data-app="${esc(a.name)}" ${on ? '' : 'disabled'}>Settings</button>` : ''}
     </div></td>`, (tr, a) => { tr.dataset.app = a.name; });
   $('#no-apps').hidden = v.apps.length > 0;
+  const vc = v.apps.find(a => a.name === 'vpn-client');
+  const key = vc ? vc.state + '|' + (vc.status || '') + '|' + (vc.error || '') : '';
+  if (vc && key !== vpnKey) { vpnKey = key; renderVPN(pk, on); }
+  $('#vpn-panel').hidden = !vc;
+}
+
+// The VPN panel: vpn-client's state (GET /v1/vpn, read again whenever the
+// app's reported status changes), start and stop.
+let vpnKey = '';
+async function renderVPN(pk, on) {
+  const panel = $('#vpn-panel');
+  let st;
+  try { st = await visorAPI(pk, 'GET', 'vpn'); } catch (e) { panel.innerHTML = `<p class="error">VPN status: ${esc(e.message)}</p>`; return; }
+  const state = st.connected ? 'connected' : st.app.state === 'running' ? 'connecting' : 'not connected';
+  const rows = [['State', `<span class="badge ${st.connected ? 'running' : ''}">${state}</span>`], ['Server', st.server ? `<span class="pk">${esc(labelOf(st.server) || short(st.server))}</span>` : '—']];
+  if (st.connected) {
+    rows.push(['Tunnel address', esc(st.address)], ['Since', fmtTime(st.since)], ['Up / down', `${fmtBytes(st.up)} / ${fmtBytes(st.down)}`],
+      ['Rate', `${fmtRate(st.up_rate)} up, ${fmtRate(st.down_rate)} down`], ['Latency', fmtMS(st.latency_ms)]);
+  }
+  rows.push(['Kill switch', st.killswitch ? 'on' : 'off']);
+  if (st.last_error) rows.push(['Last error', `<span class="error">${esc(st.last_error)}</span>`]);
+  panel.innerHTML = `<div class="row spread"><h2>VPN</h2>${st.app.state === 'running' ? `<button class="danger" id="vpn-stop" ${on ? '' : 'disabled'}>Stop the VPN</button>` : ''}</div>
+    <dl class="info">${rows.map(([k, v]) => `<dt>${k}</dt><dd>${v}</dd>`).join('')}</dl>
+    <form id="vpn-form" class="row toolbar"><input name="server" class="grow mono" placeholder="vpn-server's visor key" value="${esc(st.server || '')}" required pattern="[0-9a-fA-F]{66}">
+      <input name="passcode" type="password" placeholder="passcode (if any)" autocomplete="off">
+      <input name="dns" placeholder="DNS, e.g. 1.1.1.1">
+      <label class="inline"><input type="checkbox" name="killswitch" ${st.killswitch ? 'checked' : ''}> kill switch</label>
+      <button type="submit" ${on ? '' : 'disabled'}>${st.app.state === 'running' ? 'Reconnect' : 'Start the VPN'}</button></form>`;
+  const stop = $('#vpn-stop');
+  if (stop) stop.onclick = async () => {
+    try { const r = await visorAPI(pk, 'POST', 'vpn/stop'); toast(r.restored ? 'VPN stopped; the host restored.' : 'VPN stopped.'); } catch (e) { toast(`Stopping the VPN: ${e.message}`, true); }
+  };
+  $('#vpn-form').onsubmit = async ev => {
+    ev.preventDefault();
+    const f = new FormData(ev.target);
+    const req = { server: f.get('server').trim().toLowerCase(), passcode: f.get('passcode'), killswitch: f.get('killswitch') === 'on',
+      dns: f.get('dns').split(',').map(x => x.trim()).filter(Boolean) };
+    try { await visorAPI(pk, 'POST', 'vpn/start', req); toast('VPN starting.'); } catch (e) { toast(`Starting the VPN: ${e.message}`, true); }
+  };
 }
 
 let closeLog = () => {};

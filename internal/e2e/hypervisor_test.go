@@ -305,7 +305,12 @@ func TestHypervisorInBrowser(t *testing.T) {
 	n := startNetwork(t)
 	dir := shortDir(t)
 	h := startHypervisor(t, dir, n)
-	vs := startLineWith(t, n, []string{"stcp", "stcp"}, proxyApps, h.trusting)
+	vs := startLineWith(t, n, []string{"stcp", "stcp"}, proxyApps, func(i int, cfg map[string]any) {
+		h.trusting(i, cfg)
+		if i == 0 { // a has vpn-client too (never started here: it would take this host's routes)
+			cfg["apps"] = append(cfg["apps"].([]any), map[string]any{"app": "vpn-client", "port": 43, "auto_start": false, "args": []string{}})
+		}
+	})
 	a, b, c := vs[0], vs[1], vs[2]
 
 	br.do("open the UI", chromedp.Navigate(h.url), chromedp.WaitVisible(`#setup-form`))
@@ -338,6 +343,11 @@ func TestHypervisorInBrowser(t *testing.T) {
 	if !found {
 		t.Fatalf("the transport added in the UI is not in `cli ls-tp`: %+v", a.lsTP(t))
 	}
+
+	// a's VPN panel: vpn-client's state, and the form to start it.
+	br.do("open a's apps", chromedp.Navigate(h.url+"/#/visor/"+a.pk+"/apps"), chromedp.WaitVisible(`#apps`))
+	br.until("the VPN panel", `!$('#vpn-panel').hidden && $('#vpn-panel').innerText.includes('not connected') && !!$('#vpn-form')`)
+	br.screenshot("vpn-panel")
 
 	// Stop and start skysocks on c, then read its log.
 	br.do("open c's apps", chromedp.Navigate(h.url+"/#/visor/"+c.pk+"/apps"), chromedp.WaitVisible(`#apps`))
