@@ -37,6 +37,23 @@ type PasscodeRequest struct {
 	Passcode string `json:"passcode"`
 }
 
+// AttachApp registers a process this visor did not start (an app run by
+// hand, such as `vpn-client` on a router) as its running app Name: the
+// answer is the environment and working directory it runs with.
+var AttachApp = define(Op[AttachRequest, AttachReply]{Method: "POST", Path: "/v1/apps/attach"})
+
+// AttachRequest is AttachApp's request.
+type AttachRequest struct {
+	Name string `json:"name"`
+	PID  int    `json:"pid"` // the process, signalled to stop it
+}
+
+// AttachReply is AttachApp's answer.
+type AttachReply struct {
+	Env map[string]string `json:"env"`
+	Dir string            `json:"dir"`
+}
+
 // AppInfo describes an app.
 type AppInfo struct {
 	Name      string    `json:"name"`

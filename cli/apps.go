@@ -4,13 +4,18 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"strings"
+	"time"
 
 	ucli "github.com/urfave/cli/v2"
 	"go.uber.org/zap"
 
+	"github.com/skyfleet/skywire/admin"
 	"github.com/skyfleet/skywire/apps/sdk"
 	"github.com/skyfleet/skywire/apps/skysocks"
 	"github.com/skyfleet/skywire/cipher"
+	"github.com/skyfleet/skywire/internal/appproto"
 )
 
 // runApp runs a built-in app: its logger (the visor collects its output),
@@ -25,6 +30,12 @@ func runApp(c *ucli.Context, e env, name string, run func(ctx context.Context, c
 		return err
 	}
 	defer done()
+	if os.Getenv(appproto.EnvKey) == "" {
+		// Run by hand (a symlink on a router): attach to the local visor.
+		if err := attachToVisor(c.Context, name, log); err != nil {
+			return err
+		}
+	}
 	client, err := sdk.FromEnv()
 	if err != nil {
 		return err
@@ -33,6 +44,43 @@ func runApp(c *ucli.Context, e env, name string, run func(ctx context.Context, c
 	ctx, stop := signalContext(c.Context, log)
 	defer stop()
 	return run(ctx, client, log.Named(name))
+}
+
+// attachToVisor registers this process with the visor at SKYWIRE_CLI_ADDR
+// (default: the admin socket) as its app name, and takes on the
+// environment and working directory the visor gives.
+func attachToVisor(ctx context.Context, name string, log *zap.Logger) error {
+	addr := os.Getenv("SKYWIRE_CLI_ADDR")
+	if addr == "" {
+		addr = admin.DefaultAddr()
+	}
+	token := ""
+	if f := os.Getenv("SKYWIRE_CLI_TOKEN_FILE"); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	ac, err := admin.NewClient(addr, token)
+	if err != nil {
+		return err
+	}
+	defer ac.Close()
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	r, err := admin.Call(cctx, ac, admin.AttachApp, admin.AttachRequest{Name: name, PID: os.Getpid()})
+	if err != nil {
+		return fmt.Errorf("%s was not started by a visor (no %s), and attaching to the visor at %s failed: %w (set SKYWIRE_CLI_ADDR to its cli_addr)", name, appproto.EnvKey, addr, err)
+	}
+	for k, v := range r.Env {
+		os.Setenv(k, v)
+	}
+	if err := os.Chdir(r.Dir); err != nil {
+		return err
+	}
+	log.Info("attached to the local visor", zap.String("visor", addr), zap.String("dir", r.Dir))
+	return nil
 }
 
 // rpcListener accepts connections without data sockets, so a proxy can

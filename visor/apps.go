@@ -98,6 +98,13 @@ func (v *Visor) registerAppAPI() {
 		}
 		return lines, nil
 	})
+	admin.Handle(v.api, admin.AttachApp, func(_ context.Context, req admin.AttachRequest) (admin.AttachReply, error) {
+		env, dir, err := v.apps.Attach(req.Name, req.PID)
+		if err != nil {
+			return admin.AttachReply{}, appError(err)
+		}
+		return admin.AttachReply{Env: env, Dir: dir}, nil
+	})
 	admin.Handle(v.api, admin.SetPasscode, func(_ context.Context, req admin.PasscodeRequest) (admin.AppInfo, error) {
 		if req.Name != ProxyServerApp {
 			return admin.AppInfo{}, admin.Errorf(admin.CodeBadRequest, "only %s takes a passcode this way (skysocks-client's is set with `proxy start`)", ProxyServerApp)

@@ -508,3 +508,31 @@ func patternDigest(n int) [32]byte {
 	copy(d[:], h.Sum(nil))
 	return d
 }
+
+// vpn-client run by hand (a link named vpn-client, as on a router) attaches
+// itself to the local visor: it shows as the visor's running app, works,
+// and leaves the host as it was when it gets SIGTERM.
+func TestVPNClientByHand(t *testing.T) {
+	n := newVPNNet(t, 1)
+	c := n.clients[0]
+	before := hostState(t, c)
+	srv := n.visor("s", n.server, vpnServerApp())
+	cl := n.visor("c", c, vpnClientApp(srv.pk))
+	cl.addTP(t, srv.pk)
+	link := filepath.Join(n.dir, "vpn-client")
+	if err := os.Symlink(filepath.Join(binDir, "skywire"), link); err != nil {
+		t.Fatal(err)
+	}
+	p := startCmd(t, "ip", "netns", "exec", c, "env", "SKYWIRE_CLI_ADDR="+cl.sock, link, "--srv", srv.pk)
+	n.untilThrough(c, time.Minute)
+	if pid := cl.appPID(t, "vpn-client"); pid != p.cmd.Process.Pid {
+		t.Fatalf("the visor lists vpn-client with pid %d, the process is %d", pid, p.cmd.Process.Pid)
+	}
+	if code := p.stop(t); code != 0 {
+		t.Fatalf("vpn-client exited %d:\n%s", code, p.stderr.String())
+	}
+	until(t, "the visor sees it gone", func() bool { return cl.appPID(t, "vpn-client") == 0 })
+	if after := hostState(t, c); after != before {
+		t.Fatalf("the host is not as it was:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}

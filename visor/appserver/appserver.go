@@ -233,11 +233,13 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	// Each control connection has its own RPC server holding the gateways
 	// of the keys it has used: a stopped app's gateway goes with it.
 	srv := rpc.NewServer()
-	srv.ServeCodec(&keyCodec{ServerCodec: jsonrpc.NewServerCodec(struct {
+	kc := &keyCodec{ServerCodec: jsonrpc.NewServerCodec(struct {
 		io.Reader
 		io.Writer
 		io.Closer
-	}{br, c, c}), s: s, srv: srv, known: map[string]bool{}, c: c, lr: lr})
+	}{br, c, c}), s: s, srv: srv, known: map[string]bool{}, c: c, lr: lr}
+	srv.ServeCodec(kc)
+	s.detach(kc.known) // an attached app's run ends with its control connection
 }
 
 // requestReader bounds what one request may read: a request longer than

@@ -47,6 +47,15 @@ type app struct {
 	logs     *logring.Ring
 	exited   chan struct{} // closed when the current run's process is reaped
 	stopping bool
+	extPID   int // an attached process (Attach): not started by the visor, cmd nil
+}
+
+// pid is the running app's process id.
+func (a *app) pid() int {
+	if a.cmd != nil {
+		return a.cmd.Process.Pid
+	}
+	return a.extPID
 }
 
 // Info describes an app.
@@ -88,7 +97,7 @@ func (s *Server) List() []Info {
 func (s *Server) infoLocked(a *app) Info {
 	i := Info{Name: a.cfg.Name, Port: a.cfg.Port, AutoStart: a.cfg.AutoStart, Args: a.cfg.Args, State: a.state, Error: a.exitErr}
 	if a.state == StateRunning {
-		i.PID, i.Started, i.Args, i.Status = a.cmd.Process.Pid, a.started, a.runArgs, a.status
+		i.PID, i.Started, i.Args, i.Status = a.pid(), a.started, a.runArgs, a.status
 	}
 	return i
 }
@@ -162,7 +171,7 @@ func (s *Server) Start(name string, args []string) error {
 	case s.closed:
 		return errors.New("the visor is stopping")
 	case a.state == StateRunning:
-		return fmt.Errorf("%s is already running (pid %d)", name, a.cmd.Process.Pid)
+		return fmt.Errorf("%s is already running (pid %d)", name, a.pid())
 	}
 	if args == nil {
 		args = a.cfg.Args
@@ -279,14 +288,83 @@ func (s *Server) stop(a *app) bool {
 		return false
 	}
 	a.stopping = true
-	cmd, exited := a.cmd, a.exited
+	cmd, exited, pid := a.cmd, a.exited, a.extPID
 	s.mu.Unlock()
-	terminate(cmd.Process)
+	proc := (*os.Process)(nil)
+	if cmd != nil {
+		proc = cmd.Process
+	} else if p, err := os.FindProcess(pid); err == nil {
+		proc = p // an attached process ends its run by closing its control connection
+	}
+	if proc != nil {
+		terminate(proc)
+	}
 	select {
 	case <-exited:
 	case <-time.After(stopGrace):
-		cmd.Process.Kill()
+		if proc != nil {
+			proc.Kill()
+		}
 		<-exited
 	}
 	return true
+}
+
+// Attach registers a process the visor did not start — `vpn-client` run by
+// hand — as the running app name, and returns the environment it runs with
+// (appproto's variables) and its working directory. The run ends when the
+// process's control connections close, or Stop signals pid.
+func (s *Server) Attach(name string, pid int) (env map[string]string, dir string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.apps[name]
+	switch {
+	case a == nil:
+		return nil, "", fmt.Errorf("%w %q (an app runs only if the config lists it: see app ls)", ErrUnknownApp, name)
+	case s.closed:
+		return nil, "", errors.New("the visor is stopping")
+	case a.state == StateRunning:
+		return nil, "", fmt.Errorf("%s is already running (pid %d)", name, a.pid())
+	case pid <= 0:
+		return nil, "", fmt.Errorf("attaching %s: no process id", name)
+	}
+	dir = filepath.Join(s.cfg.LocalPath, "apps", name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, "", err
+	}
+	sess := &session{s: s, app: a, key: newKey(), conns: map[uint32]*appConn{}, listeners: map[uint32]*router.Listener{}}
+	s.byKey[sess.key] = sess
+	a.state, a.cmd, a.sess, a.started, a.exitErr, a.runArgs, a.stopping, a.status, a.extPID = StateRunning, nil, sess, time.Now(), "", nil, false, "", pid
+	a.exited = make(chan struct{})
+	s.updates.Notify()
+	s.log.Info("app attached", zap.String("app", name), zap.Int("pid", pid))
+	env = map[string]string{
+		appproto.EnvKey:    sess.key,
+		appproto.EnvServer: s.Addr(),
+		appproto.EnvVisor:  s.cfg.PK.Hex(),
+		appproto.EnvPort:   strconv.Itoa(int(a.cfg.Port)),
+	}
+	if j := s.joinAddr(); j != "" {
+		env[appproto.EnvJoin] = j
+	}
+	return env, dir, nil
+}
+
+// detach ends the runs of attached apps whose control connection closed.
+func (s *Server) detach(keys map[string]bool) {
+	for key := range keys {
+		s.mu.Lock()
+		sess := s.byKey[key]
+		s.mu.Unlock()
+		if sess == nil {
+			continue
+		}
+		a := sess.app
+		s.mu.Lock()
+		attached := a.sess == sess && a.cmd == nil && a.state == StateRunning
+		s.mu.Unlock()
+		if attached {
+			s.exited(a, sess, nil, s.log.With(zap.String("app", a.cfg.Name), zap.Int("pid", a.extPID)))
+		}
+	}
 }
