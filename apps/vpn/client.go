@@ -42,6 +42,8 @@ type ClientConfig struct {
 	Report func(Report)
 	// Server names the server in reports.
 	Server string
+	// NoOffload keeps packets plain (no virtio-net headers).
+	NoOffload bool
 	// ResolvConf is the resolver file DNS replaces when systemd-resolved is
 	// not running (zero: /etc/resolv.conf).
 	ResolvConf string
@@ -80,6 +82,7 @@ type Client struct {
 	journal *hostcfg.Journal
 
 	dev      tun
+	offload  bool                // dev carries virtio-net headers
 	addr     netip.Prefix        // the tunnel address now set
 	bypassed map[netip.Addr]bool // host routes added
 	n        counters
@@ -176,7 +179,8 @@ func (c *Client) session(ctx context.Context) error {
 	// The tunnel's own subnet is not in use by the host: the server may
 	// give it again.
 	inUse := slices.DeleteFunc(localPrefixes(), func(p netip.Prefix) bool { return c.addr.IsValid() && p == c.addr.Masked() })
-	if err := writeJSON(conn, Hello{Version: ProtocolVersion, Passcode: c.cfg.Passcode, InUse: inUse, Previous: c.addr}); err != nil {
+	offer := canOffload && !c.cfg.NoOffload && (c.dev == nil || c.offload)
+	if err := writeJSON(conn, Hello{Version: ProtocolVersion, Passcode: c.cfg.Passcode, InUse: inUse, Previous: c.addr, Offload: offer}); err != nil {
 		return fmt.Errorf("handshake: %w", err)
 	}
 	var w Welcome
@@ -248,11 +252,13 @@ func (c *Client) setUp(w Welcome) error {
 	j := c.journal
 	first := c.dev == nil
 	if first {
-		dev, err := openTUN(tunName)
+		dev, err := openTUN(tunName, w.Offload)
 		if err != nil {
 			return fmt.Errorf("making the tunnel device: %w", err)
 		}
-		c.dev = dev
+		c.dev, c.offload = dev, w.Offload
+	} else if w.Offload != c.offload {
+		return fmt.Errorf("the server answered offload %v, the tunnel device has %v", w.Offload, c.offload)
 	}
 	if c.addr != w.Client {
 		// The new address first: a device left with no address loses its

@@ -4,7 +4,7 @@
 // The connection begins with a handshake — the client's Hello, the
 // server's Welcome, each a frame of JSON — then carries frames:
 //
-//	u16 length (big endian) | u8 kind | body (length-1 bytes)
+//	u32 length (big endian) | u8 kind | body (length-1 bytes)
 //
 // kind 0 is an IP packet, 1 a probe and 2 its answer (the body echoed): the
 // client's liveness and latency measure, which needs no address inside the
@@ -15,7 +15,6 @@ import (
 	"bufio"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -35,8 +34,12 @@ const (
 	ClientPort = 43
 )
 
-// MaxFrame bounds a frame's body (an IP packet of the TUN's MTU and more).
-const MaxFrame = 65535 - 1
+// MaxFrame bounds a frame's body: an IP packet of up to 64 KiB (a
+// segmentation-offload packet) and its virtio-net header.
+const MaxFrame = 1 << 17
+
+// headerLen is a frame's header: u32 length, u8 kind.
+const headerLen = 5
 
 // MTU is the tunnel's: large, so that TCP inside it moves in large segments
 // and per-packet costs stay small. Traffic beyond the server is clamped to
@@ -50,6 +53,10 @@ type Hello struct {
 	// InUse are the prefixes the client's host already routes: the tunnel's
 	// subnet must not overlap any of them.
 	InUse []netip.Prefix `json:"in_use"`
+	// Offload says the client carries packets with their virtio-net
+	// header (Linux TUN segmentation offload): 64 KiB segments cross the
+	// tunnel whole and the far kernel cuts them.
+	Offload bool `json:"offload,omitempty"`
 	// Previous is the tunnel address of the client's last session (when it
 	// reconnects): the server gives it again if it is free, so that
 	// connections inside the tunnel survive a reconnection.
@@ -73,6 +80,9 @@ type Welcome struct {
 	Client netip.Prefix `json:"client,omitzero"`
 	Server netip.Addr   `json:"server,omitzero"`
 	MTU    int          `json:"mtu,omitempty"`
+	// Offload: both ends carry virtio-net headers (the client offered it
+	// and the server can).
+	Offload bool `json:"offload,omitempty"`
 }
 
 // ProtocolVersion is Hello.Version.
@@ -83,8 +93,9 @@ func writeFrame(w io.Writer, kind byte, body []byte) error {
 	if len(body) > MaxFrame {
 		return fmt.Errorf("vpn: a frame of %d bytes: at most %d", len(body), MaxFrame)
 	}
-	hdr := [3]byte{0, 0, kind}
-	binary.BigEndian.PutUint16(hdr[:2], uint16(len(body)+1))
+	var hdr [headerLen]byte
+	binary.BigEndian.PutUint32(hdr[:4], uint32(len(body)+1))
+	hdr[4] = kind
 	if _, err := w.Write(hdr[:]); err != nil {
 		return err
 	}
@@ -95,19 +106,19 @@ func writeFrame(w io.Writer, kind byte, body []byte) error {
 // readFrame reads one frame into buf (which must hold MaxFrame bytes) and
 // returns its kind and body.
 func readFrame(r *bufio.Reader, buf []byte) (byte, []byte, error) {
-	var hdr [3]byte
+	var hdr [headerLen]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return 0, nil, err
 	}
-	n := int(binary.BigEndian.Uint16(hdr[:2]))
-	if n == 0 {
-		return 0, nil, errors.New("vpn: a frame of length 0")
+	n := int(binary.BigEndian.Uint32(hdr[:4]))
+	if n == 0 || n-1 > MaxFrame {
+		return 0, nil, fmt.Errorf("vpn: a frame of length %d", n)
 	}
 	body := buf[:n-1]
 	if _, err := io.ReadFull(r, body); err != nil {
 		return 0, nil, err
 	}
-	return hdr[2], body, nil
+	return hdr[4], body, nil
 }
 
 // writeJSON writes v as a hello frame.

@@ -25,21 +25,10 @@ func (fw *frameWriter) write(kind byte, body []byte) error {
 	return writeFrame(fw.w, kind, body)
 }
 
-// writePacket sends buf[3:3+n] as a packet, with its header written into
-// buf[:3] so that the frame goes in one write.
-func (fw *frameWriter) writePacket(buf []byte, n int) error {
-	binary.BigEndian.PutUint16(buf[:2], uint16(n+1))
-	buf[2] = KindPacket
-	fw.mu.Lock()
-	defer fw.mu.Unlock()
-	_, err := fw.w.Write(buf[:3+n])
-	return err
-}
-
 // Batching of the TUN → connection direction.
 const (
 	batchFrames = 64        // packets read ahead of the writer
-	batchBytes  = 256 << 10 // at most this much in one write
+	batchBytes  = 512 << 10 // at most this much in one write
 )
 
 // counters are a tunnel's bytes each way.
@@ -68,7 +57,7 @@ func pump(ctx context.Context, c net.Conn, r *bufio.Reader, dev tun, onAnswer fu
 	bufs := make(chan []byte, batchFrames)
 	free := make(chan []byte, batchFrames)
 	for range batchFrames {
-		free <- make([]byte, 3+MaxFrame)
+		free <- make([]byte, headerLen+MaxFrame)
 	}
 	go func() {
 		defer close(bufs)
@@ -79,31 +68,31 @@ func pump(ctx context.Context, c net.Conn, r *bufio.Reader, dev tun, onAnswer fu
 			case <-ctx.Done():
 				return
 			}
-			k, err := dev.Read(buf[3:])
+			k, err := dev.Read(buf[headerLen:])
 			if err != nil {
 				errc <- err
 				return
 			}
-			binary.BigEndian.PutUint16(buf[:2], uint16(k+1))
-			buf[2] = KindPacket
-			bufs <- buf[:3+k]
+			binary.BigEndian.PutUint32(buf[:4], uint32(k+1))
+			buf[4] = KindPacket
+			bufs <- buf[:headerLen+k]
 		}
 	}()
 	go func() {
 		batch := make([]byte, 0, batchBytes)
 		for buf := range bufs {
 			batch = append(batch[:0], buf...)
-			n.up.Add(uint64(len(buf) - 3))
+			n.up.Add(uint64(len(buf) - headerLen))
 			free <- buf[:cap(buf)]
 		more:
-			for len(batch) < batchBytes-3-MTU {
+			for len(batch) < batchBytes-headerLen-MaxFrame {
 				select {
 				case buf, ok := <-bufs:
 					if !ok {
 						break more
 					}
 					batch = append(batch, buf...)
-					n.up.Add(uint64(len(buf) - 3))
+					n.up.Add(uint64(len(buf) - headerLen))
 					free <- buf[:cap(buf)]
 				default:
 					break more

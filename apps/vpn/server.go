@@ -203,7 +203,8 @@ func (s *Server) serveClient(ctx context.Context, c net.Conn) error {
 	}
 	defer s.subnets.release(sub)
 	srvIP, clIP := ends(sub)
-	dev, err := openTUN("swvpns" + strconv.Itoa(int(s.seq.Add(1))))
+	offload := hello.Offload && canOffload
+	dev, err := openTUN("swvpns"+strconv.Itoa(int(s.seq.Add(1))), offload)
 	if err != nil {
 		writeJSON(c, Welcome{Status: StatusInternal, Message: "the server cannot make a tunnel: " + err.Error()})
 		return err
@@ -213,11 +214,11 @@ func (s *Server) serveClient(ctx context.Context, c net.Conn) error {
 		writeJSON(c, Welcome{Status: StatusInternal, Message: err.Error()})
 		return err
 	}
-	if err := writeJSON(c, Welcome{Status: StatusOK, Client: netip.PrefixFrom(clIP, 30), Server: srvIP, MTU: MTU}); err != nil {
+	if err := writeJSON(c, Welcome{Status: StatusOK, Client: netip.PrefixFrom(clIP, 30), Server: srvIP, MTU: MTU, Offload: offload}); err != nil {
 		return err
 	}
 	c.SetDeadline(time.Time{})
-	s.log.Info("client connected", zap.String("remote", c.RemoteAddr().String()), zap.String("tunnel", clIP.String()), zap.String("dev", dev.Name()))
+	s.log.Info("client connected", zap.String("remote", c.RemoteAddr().String()), zap.String("tunnel", clIP.String()), zap.String("dev", dev.Name()), zap.Bool("offload", offload))
 	return pump(ctx, c, r, dev, nil, nil, nil)
 }
 
