@@ -72,6 +72,7 @@ func vpnClientApp(e env) *ucli.App {
 			&ucli.StringSliceFlag{Name: "dns", Usage: "resolvers to use while connected, reached through the tunnel (comma-separated)"},
 			&ucli.StringFlag{Name: "state", Value: appproto.VPNClientState, Usage: "where the host changes are recorded (restored at stop, or at the next start after a crash)"},
 			&ucli.BoolFlag{Name: "restore", Usage: "only restore what a killed client left on the host (from --state), then exit"},
+			&ucli.BoolFlag{Name: "no-offload", Usage: "carry plain packets (no TUN segmentation offload)"},
 		}, logFlags()...),
 		Action: func(c *ucli.Context) error {
 			if c.Bool("restore") {
@@ -97,7 +98,7 @@ func vpnClientApp(e env) *ucli.App {
 			}
 			return runApp(c, e, "vpn-client", func(ctx context.Context, client *sdk.Client, log *zap.Logger) error {
 				cl, err := vpn.NewClient(vpn.ClientConfig{
-					Passcode: c.String("passcode"), DNS: dns, Killswitch: c.Bool("killswitch"), StatePath: c.String("state"),
+					Passcode: c.String("passcode"), DNS: dns, Killswitch: c.Bool("killswitch"), StatePath: c.String("state"), NoOffload: c.Bool("no-offload"),
 					Dial:   func(ctx context.Context) (net.Conn, error) { return client.Dial(ctx, srv, vpn.ServerPort) },
 					Bypass: client.Bypass,
 					Status: func(s string) { client.SetStatus(s) },

@@ -447,13 +447,14 @@ func firstCount(listing string) int {
 }
 
 // Two clients on one server, both downloading at once, byte-exact, one
-// of them over two hops (client — relay — server).
+// of them over two hops (client — relay — server) and with plain packets
+// (no segmentation offload).
 func TestVPNTwoClientsAndTwoHops(t *testing.T) {
 	n := newVPNNet(t, 2)
 	srv := n.visor("s", n.server, vpnServerApp())
 	relay := n.visor("r", n.server, nil)
 	a := n.visor("a", n.clients[0], vpnClientApp(srv.pk))
-	b := n.visor("b", n.clients[1], vpnClientApp(srv.pk))
+	b := n.visor("b", n.clients[1], vpnClientApp(srv.pk, "--no-offload")) // plain packets beside a's offload
 	a.addTP(t, srv.pk)
 	b.addTP(t, relay.pk) // b's only way to the server is through the relay
 	relay.addTP(t, srv.pk)
