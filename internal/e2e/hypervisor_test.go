@@ -358,7 +358,9 @@ func TestHypervisorInBrowser(t *testing.T) {
 		t.Fatalf("skysocks stopped in the UI, but the CLI says: %s %s", r.stdout, r.stderr)
 	}
 	br.do("start skysocks", chromedp.Click(`#apps button[data-act=start][data-app=skysocks]`))
-	br.until("skysocks running again", `!!document.querySelector('#apps button[data-act=stop][data-app=skysocks]')`)
+	// Running again, and its status reported (the row is redrawn then: a
+	// click before it would land on the old row).
+	br.until("skysocks running again", `!!document.querySelector('#apps button[data-act=stop][data-app=skysocks]') && document.querySelector('#apps tr[data-app=skysocks]').innerText.includes('serving SOCKS5')`)
 	br.do("open its log", chromedp.Click(`#apps button[data-act=logs][data-app=skysocks]`))
 	br.until("its log shows", `document.querySelector('#app-log').textContent.length > 20`)
 	br.screenshot("apps-and-log")
