@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"strings"
 	"time"
 
 	"github.com/skyfleet/skywire/cipher"
@@ -65,6 +66,20 @@ type AppInfo struct {
 	Started   time.Time `json:"started,omitzero"`
 	Error     string    `json:"error,omitempty"`
 	Status    string    `json:"status,omitempty"` // the running app's own words
+}
+
+// ArgValue is flag's value in an app's args ("--flag value" or
+// "--flag=value"; "" if absent).
+func ArgValue(args []string, flag string) string {
+	for i, a := range args {
+		if a == flag && i+1 < len(args) {
+			return args[i+1]
+		}
+		if v, ok := strings.CutPrefix(a, flag+"="); ok {
+			return v
+		}
+	}
+	return ""
 }
 
 // AppRequest names an app.

@@ -253,14 +253,4 @@ func proxyCommand(e env) *ucli.Command {
 }
 
 // argValue is flag's value in args ("--flag value" or "--flag=value").
-func argValue(args []string, flag string) string {
-	for i, a := range args {
-		if a == flag && i+1 < len(args) {
-			return args[i+1]
-		}
-		if v, ok := strings.CutPrefix(a, flag+"="); ok {
-			return v
-		}
-	}
-	return ""
-}
+func argValue(args []string, flag string) string { return admin.ArgValue(args, flag) }

@@ -72,7 +72,7 @@ func (v *Visor) vpnStatus() (admin.VPNStatus, error) {
 		return admin.VPNStatus{}, appError(err)
 	}
 	st := admin.VPNStatus{App: appInfo(i)}
-	st.Server = argOf(i.Args, "--srv")
+	st.Server = admin.ArgValue(i.Args, "--srv")
 	st.Killswitch = hasFlag(i.Args, "--killswitch")
 	if i.State == appserver.StateRunning {
 		if b, err := os.ReadFile(filepath.Join(v.appDir(VPNClientApp), appproto.VPNClientStatus)); err == nil {
@@ -86,19 +86,6 @@ func (v *Visor) vpnStatus() (admin.VPNStatus, error) {
 		}
 	}
 	return st, nil
-}
-
-// argOf is flag's value in args.
-func argOf(args []string, flag string) string {
-	for i, a := range args {
-		if a == flag && i+1 < len(args) {
-			return args[i+1]
-		}
-		if v, ok := strings.CutPrefix(a, flag+"="); ok {
-			return v
-		}
-	}
-	return ""
 }
 
 func hasFlag(args []string, flag string) bool {

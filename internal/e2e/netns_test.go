@@ -49,6 +49,19 @@ func run(t testing.TB, args ...string) {
 	}
 }
 
+// vethLink joins ns1 and ns2 with a veth pair (interfaces if1+id and
+// if2+id) and gives each end its address.
+func vethLink(t testing.TB, id, ns1, if1, addr1, ns2, if2, addr2 string) {
+	t.Helper()
+	run(t, "ip", "link", "add", if1+id, "type", "veth", "peer", "name", if2+id)
+	run(t, "ip", "link", "set", if1+id, "netns", ns1)
+	run(t, "ip", "link", "set", if2+id, "netns", ns2)
+	run(t, "ip", "-n", ns1, "addr", "add", addr1, "dev", if1+id)
+	run(t, "ip", "-n", ns2, "addr", "add", addr2, "dev", if2+id)
+	run(t, "ip", "-n", ns1, "link", "set", if1+id, "up")
+	run(t, "ip", "-n", ns2, "link", "set", if2+id, "up")
+}
+
 func newNatNet(t testing.TB) *natNet {
 	t.Helper()
 	var r [3]byte
@@ -65,16 +78,7 @@ func newNatNet(t testing.TB) *natNet {
 		run(t, "ip", "netns", "add", ns)
 		run(t, "ip", "-n", ns, "link", "set", "lo", "up")
 	}
-	// link joins ns1 and ns2 with a veth pair and addresses.
-	link := func(ns1, if1, addr1, ns2, if2, addr2 string) {
-		run(t, "ip", "link", "add", if1+id, "type", "veth", "peer", "name", if2+id)
-		run(t, "ip", "link", "set", if1+id, "netns", ns1)
-		run(t, "ip", "link", "set", if2+id, "netns", ns2)
-		run(t, "ip", "-n", ns1, "addr", "add", addr1, "dev", if1+id)
-		run(t, "ip", "-n", ns2, "addr", "add", addr2, "dev", if2+id)
-		run(t, "ip", "-n", ns1, "link", "set", if1+id, "up")
-		run(t, "ip", "-n", ns2, "link", "set", if2+id, "up")
-	}
+	link := func(ns1, if1, addr1, ns2, if2, addr2 string) { vethLink(t, id, ns1, if1, addr1, ns2, if2, addr2) }
 	link(n.wan, "wa", "198.18.1.1/24", n.natA, "aw", "198.18.1.2/24")
 	link(n.wan, "wb", "198.18.2.1/24", n.natB, "bw", "198.18.2.2/24")
 	link(n.natA, "ah", "10.1.0.1/24", n.hostA, "ha", "10.1.0.2/24")

@@ -72,15 +72,7 @@ func newVPNNet(t testing.TB, clients int) *vpnNet {
 		os.MkdirAll(filepath.Join("/etc/netns", ns), 0o755)
 		os.WriteFile(filepath.Join("/etc/netns", ns, "resolv.conf"), []byte("nameserver 192.0.2.53\n"), 0o644)
 	}
-	link := func(ns1, if1, addr1, ns2, if2, addr2 string) {
-		run(t, "ip", "link", "add", if1+id, "type", "veth", "peer", "name", if2+id)
-		run(t, "ip", "link", "set", if1+id, "netns", ns1)
-		run(t, "ip", "link", "set", if2+id, "netns", ns2)
-		run(t, "ip", "-n", ns1, "addr", "add", addr1, "dev", if1+id)
-		run(t, "ip", "-n", ns2, "addr", "add", addr2, "dev", if2+id)
-		run(t, "ip", "-n", ns1, "link", "set", if1+id, "up")
-		run(t, "ip", "-n", ns2, "link", "set", if2+id, "up")
-	}
+	link := func(ns1, if1, addr1, ns2, if2, addr2 string) { vethLink(t, id, ns1, if1, addr1, ns2, if2, addr2) }
 	for i, c := range n.clients {
 		link(c, "c"+strconv.Itoa(i), fmt.Sprintf("10.50.%d.2/24", 10+i), n.server, "s"+strconv.Itoa(i), fmt.Sprintf("10.50.%d.1/24", 10+i))
 		run(t, "ip", "-n", c, "route", "add", "default", "via", fmt.Sprintf("10.50.%d.1", 10+i))
