@@ -26,10 +26,10 @@ function esc(v) {
 }
 const short = pk => pk ? pk.slice(0, 8) + '…' + pk.slice(-4) : '';
 function fmtBytes(n) {
-  if (!n) return '0 B';
+  if (!(n >= 1024)) return Math.round(n || 0) + ' B';
   const u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   const i = Math.min(u.length - 1, Math.floor(Math.log(n) / Math.log(1024)));
-  return (n / 1024 ** i).toFixed(i ? 1 : 0) + ' ' + u[i];
+  return (n / 1024 ** i).toFixed(1) + ' ' + u[i];
 }
 const fmtRate = n => fmtBytes(n) + '/s';
 function fmtDur(s) {
@@ -572,7 +572,7 @@ function drawChart(pk) {
   const now = Date.now(), left = 74, bottom = 20;
   const span = Math.min(5 * 60e3, Math.max(60e3, now - first));
   const series = [];
-  let peak = 1;
+  let peak = 1024; // the axis shows at least 1 KiB/s
   const live = new Set((v ? v.transports : []).map(t => t.id));
   [...m.keys()].forEach((id, idx) => {
     if (!live.has(id)) return;

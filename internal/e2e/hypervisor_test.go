@@ -323,6 +323,11 @@ func TestHypervisorInBrowser(t *testing.T) {
 		chromedp.WaitVisible(`#visors`))
 	br.until("three visors online", `document.querySelectorAll('#visors tbody .dot.online').length === 3`)
 	br.screenshot("visors")
+	br.do("a phone-sized window", chromedp.EmulateViewport(400, 860))
+	br.screenshot("visors-400px")
+	br.do("open a visor", chromedp.Navigate(h.url+"/#/visor/"+a.pk), chromedp.WaitVisible(`#overview-info`))
+	br.screenshot("visor-400px")
+	br.do("the usual window", chromedp.EmulateReset())
 
 	// Add a transport a → c over dmsg from the UI.
 	br.do("open a's transports", chromedp.Navigate(h.url+"/#/visor/"+a.pk+"/transports"), chromedp.WaitVisible(`#add-tp`))
