@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	ucli "github.com/urfave/cli/v2"
-	"go.uber.org/zap"
 	"golang.org/x/term"
 
 	"github.com/skyfleet/skywire/cipher"
@@ -112,12 +111,11 @@ func runHypervisor(c *ucli.Context, e env) error {
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(e.stderr, logLevel(c, cfg.LogLevel), c.String("log-format"))
+	log, done, err := runLogger(c, e, cfg.LogLevel)
 	if err != nil {
 		return err
 	}
-	defer log.Sync()
-	defer zap.RedirectStdLog(log.Named("lib"))()
+	defer done()
 	h, err := hypervisor.New(cfg, hypervisor.Options{ConfigPath: path, Log: log.Named("hypervisor")})
 	if err != nil {
 		return err

@@ -59,3 +59,15 @@ func logLevel(c *ucli.Context, fromConfig string) string {
 	}
 	return "info"
 }
+
+// runLogger is the logger of a long-running role (visor, hypervisor): to
+// stderr, at the flag's level or else the config's, with the standard
+// library's log sent to it too. done flushes it and undoes the redirect.
+func runLogger(c *ucli.Context, e env, configLevel string) (*zap.Logger, func(), error) {
+	log, err := newLogger(e.stderr, logLevel(c, configLevel), c.String("log-format"))
+	if err != nil {
+		return nil, nil, err
+	}
+	undo := zap.RedirectStdLog(log.Named("lib"))
+	return log, func() { undo(); log.Sync() }, nil
+}

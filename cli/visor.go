@@ -7,7 +7,6 @@ import (
 	"io/fs"
 
 	ucli "github.com/urfave/cli/v2"
-	"go.uber.org/zap"
 
 	"github.com/skyfleet/skywire/cipher"
 	"github.com/skyfleet/skywire/hypervisor"
@@ -72,12 +71,11 @@ func runVisor(c *ucli.Context, e env) error {
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(e.stderr, logLevel(c, cfg.LogLevel), c.String("log-format"))
+	log, done, err := runLogger(c, e, cfg.LogLevel)
 	if err != nil {
 		return err
 	}
-	defer log.Sync()
-	defer zap.RedirectStdLog(log.Named("lib"))()
+	defer done()
 	v, err := visor.New(cfg, visor.Options{ConfigPath: path, Log: log.Named("visor")})
 	if err != nil {
 		return err
