@@ -293,12 +293,20 @@ func (h *Hypervisor) setupPassword(w http.ResponseWriter, r *http.Request, who *
 		writeError(w, admin.Errorf(admin.CodeUnauthorized, "wrong setup code: use the one the hypervisor printed when it started"))
 		return
 	}
-	if err := h.store.setPasswordHash(hashPassword(req.Password)); err != nil {
-		writeError(w, admin.Errorf(admin.CodeInternal, "saving the password: %v", err))
-		return
+	if h.storePassword(w, req.Password) {
+		h.thr.succeed(who.addr)
+		h.answerSession(w, who, "setup: first password set")
 	}
-	h.thr.succeed(who.addr)
-	h.answerSession(w, who, "setup: first password set")
+}
+
+// storePassword stores pw's hash, ending every session; on failure it
+// answers the error and reports false.
+func (h *Hypervisor) storePassword(w http.ResponseWriter, pw string) bool {
+	if err := h.store.setPasswordHash(hashPassword(pw)); err != nil {
+		writeError(w, admin.Errorf(admin.CodeInternal, "saving the password: %v", err))
+		return false
+	}
+	return true
 }
 
 func (h *Hypervisor) logout(w http.ResponseWriter, r *http.Request, who *caller) {
@@ -334,11 +342,9 @@ func (h *Hypervisor) changePassword(w http.ResponseWriter, r *http.Request, who 
 		writeError(w, admin.Errorf(admin.CodeUnauthorized, "the current password is wrong"))
 		return
 	}
-	if err := h.store.setPasswordHash(hashPassword(req.New)); err != nil { // ends every session
-		writeError(w, admin.Errorf(admin.CodeInternal, "saving the password: %v", err))
-		return
+	if h.storePassword(w, req.New) {
+		h.answerSession(w, who, "change password (every other session ended)")
 	}
-	h.answerSession(w, who, "change password (every other session ended)")
 }
 
 func (h *Hypervisor) listVisors(w http.ResponseWriter, _ *http.Request, _ *caller) {

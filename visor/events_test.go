@@ -11,19 +11,28 @@ import (
 	"github.com/skyfleet/skywire/internal/testnet"
 )
 
+// startNet runs a test network in a short temporary directory (unix
+// socket paths are short) until the test ends.
+func startNet(t *testing.T, cfg testnet.Config) *testnet.Network {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "vt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	cfg.Dir = dir
+	n, err := testnet.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
 // The event stream starts with the state (the transport to the next visor
 // up, the routes) and follows changes: the transport removed goes down.
 func TestEventStream(t *testing.T) {
-	dir, err := os.MkdirTemp("", "ev")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	n, err := testnet.Start(context.Background(), testnet.Config{Dir: dir, Visors: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
+	n := startNet(t, testnet.Config{Visors: 2})
 	c, err := n.Client(0)
 	if err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package visor_test
 
 import (
 	"context"
-	"os"
 	"slices"
 	"testing"
 	"time"
@@ -17,19 +16,10 @@ import (
 // removing it stops keeping it (config too). The skysocks passcode set
 // through the API is saved and never shown back.
 func TestPersistentTransportAndPasscode(t *testing.T) {
-	dir, err := os.MkdirTemp("", "vp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	n, err := testnet.Start(context.Background(), testnet.Config{Dir: dir, Visors: 2,
+	n := startNet(t, testnet.Config{Visors: 2,
 		Apps: func(i int, _ []cipher.PubKey) []visor.AppConfig {
 			return []visor.AppConfig{{App: "skysocks", Port: 3, Args: []string{"--allow-local"}}}
 		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
 	c, err := n.Client(0)
 	if err != nil {
 		t.Fatal(err)
