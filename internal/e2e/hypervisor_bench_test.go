@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -120,6 +122,9 @@ func BenchmarkHypervisor(b *testing.B) {
 	rows := fmt.Sprintf(`document.querySelectorAll('#visors tbody .dot.online').length === %d`, benchVisors)
 	br.until("every visor listed", rows)
 	br.screenshot("visors-200")
+	if png, err := chromedp.Run(br.ctx, chromedp.CaptureScreenshot()); err == nil { // what the window shows
+		os.WriteFile(filepath.Join(br.dir, "visors-200-window.png"), png, 0o644)
+	}
 	b.Run("first-paint-200", func(b *testing.B) {
 		var total float64
 		for b.Loop() {
