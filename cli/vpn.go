@@ -56,7 +56,7 @@ func vpnServerApp(e env) *ucli.App {
 				}
 				defer l.Close()
 				client.SetStatus("serving VPN clients at " + l.Addr().String())
-				return srv.Serve(ctx, l)
+				return srv.Serve(ctx, rpcListener{l})
 			})
 		},
 	}
@@ -99,7 +99,7 @@ func vpnClientApp(e env) *ucli.App {
 			return runApp(c, e, "vpn-client", func(ctx context.Context, client *sdk.Client, log *zap.Logger) error {
 				cl, err := vpn.NewClient(vpn.ClientConfig{
 					Passcode: c.String("passcode"), DNS: dns, Killswitch: c.Bool("killswitch"), StatePath: c.String("state"), NoOffload: c.Bool("no-offload"),
-					Dial:   func(ctx context.Context) (net.Conn, error) { return client.Dial(ctx, srv, vpn.ServerPort) },
+					Dial:   func(ctx context.Context) (net.Conn, error) { return client.DialRPC(ctx, srv, vpn.ServerPort) },
 					Bypass: client.Bypass,
 					Status: func(s string) { client.SetStatus(s) },
 					Server: srv.Hex(),

@@ -18,32 +18,47 @@ func sendConn(addr, line string, local net.Conn) error {
 	if !ok {
 		return ErrJoinUnsupported
 	}
-	raw, err := sc.SyscallConn()
+	c, err := sendFD(addr, line, sc)
 	if err != nil {
-		return ErrJoinUnsupported
+		return err
+	}
+	return c.Close()
+}
+
+// sendFD passes d's descriptor to the gateway's join socket in one message
+// with line, reads the answer and returns the join socket.
+func sendFD(addr, line string, d syscall.Conn) (_ net.Conn, err error) {
+	raw, err := d.SyscallConn()
+	if err != nil {
+		return nil, ErrJoinUnsupported
 	}
 	c, err := net.DialTimeout("unix", addr, dialTimeout)
 	if err != nil {
-		return fmt.Errorf("join socket: %w", err)
+		return nil, fmt.Errorf("join socket: %w", err)
 	}
-	defer c.Close()
+	defer func() {
+		if err != nil {
+			c.Close()
+		}
+	}()
 	uc := c.(*net.UnixConn)
 	uc.SetDeadline(time.Now().Add(dialTimeout))
 	var werr error
 	if err := raw.Control(func(fd uintptr) {
 		_, _, werr = uc.WriteMsgUnix([]byte(line), syscall.UnixRights(int(fd)), nil)
 	}); err != nil {
-		return fmt.Errorf("join: %w", err)
+		return nil, fmt.Errorf("join: %w", err)
 	}
 	if werr != nil {
-		return fmt.Errorf("join: %w", werr)
+		return nil, fmt.Errorf("join: %w", werr)
 	}
 	answer, err := readLine(uc)
 	if err != nil {
-		return fmt.Errorf("join: %w", err)
+		return nil, fmt.Errorf("join: %w", err)
 	}
 	if answer != "OK" {
-		return fmt.Errorf("join: %w", errors.New(strings.TrimPrefix(answer, "ERR ")))
+		return nil, fmt.Errorf("join: %w", errors.New(strings.TrimPrefix(answer, "ERR ")))
 	}
-	return nil
+	uc.SetDeadline(time.Time{})
+	return uc, nil
 }

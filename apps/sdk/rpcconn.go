@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/skyfleet/skywire/internal/appproto"
@@ -153,4 +154,29 @@ func (rc *RPCConn) Join(local net.Conn) error {
 	rc.finish()
 	local.Close()
 	return nil
+}
+
+// JoinPackets hands dev, a packet device (a TUN; on Linux), to the visor,
+// which from then on relays its packets ↔ the route itself, length-framed
+// (internal/packets), with no packet through this app. It returns the
+// join's control channel: frames of every other kind the route brings
+// arrive there, frames written there go onto the route, and it carries the
+// relay's counters and its end (internal/appproto, "packet join"). The app
+// keeps dev but must not read it until the control channel ends. On
+// success rc is consumed; with ErrJoinUnsupported it is not, and the
+// caller can Attach and relay.
+func (rc *RPCConn) JoinPackets(dev syscall.Conn) (net.Conn, error) {
+	if rc.c.join == "" {
+		return nil, ErrJoinUnsupported
+	}
+	if err := rc.live(); err != nil {
+		return nil, err
+	}
+	line := appproto.PacketJoinPrefix + " " + rc.c.key + " " + strconv.FormatUint(uint64(rc.id), 10) + "\n"
+	ctl, err := sendFD(rc.c.join, line, dev)
+	if err != nil {
+		return nil, err
+	}
+	rc.finish()
+	return ctl, nil
 }

@@ -1,7 +1,6 @@
 package vpn
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/skyfleet/skywire/internal/hostcfg"
+	"github.com/skyfleet/skywire/internal/packets"
 )
 
 // ClientConfig configures vpn-client.
@@ -85,7 +85,7 @@ type Client struct {
 	offload  bool                // dev carries virtio-net headers
 	addr     netip.Prefix        // the tunnel address now set
 	bypassed map[netip.Addr]bool // host routes added
-	n        counters
+	n        packets.Counters
 }
 
 // NewClient checks cfg and undoes what a crashed client left on the host.
@@ -154,7 +154,7 @@ func (c *Client) Run(ctx context.Context) (err error) {
 		}
 		c.log.Warn("tunnel down; reconnecting", zap.Error(err), zap.Duration("retry_in", backoff))
 		c.cfg.Status(fmt.Sprintf("reconnecting in %s: %v", backoff, err))
-		c.cfg.Report(Report{Server: c.cfg.Server, Killswitch: c.cfg.Killswitch, Up: c.n.up.Load(), Down: c.n.down.Load(), LastError: err.Error(), Updated: time.Now().UTC()})
+		c.cfg.Report(Report{Server: c.cfg.Server, Killswitch: c.cfg.Killswitch, Up: c.n.Up.Load(), Down: c.n.Down.Load(), LastError: err.Error(), Updated: time.Now().UTC()})
 		select {
 		case <-ctx.Done():
 			return nil
@@ -174,7 +174,6 @@ func (c *Client) session(ctx context.Context) error {
 		return fmt.Errorf("dialling the server: %w", err)
 	}
 	defer conn.Close()
-	r := bufio.NewReaderSize(conn, 64<<10)
 	conn.SetDeadline(time.Now().Add(handshakeTimeout))
 	// The tunnel's own subnet is not in use by the host: the server may
 	// give it again.
@@ -184,7 +183,7 @@ func (c *Client) session(ctx context.Context) error {
 		return fmt.Errorf("handshake: %w", err)
 	}
 	var w Welcome
-	if err := readJSON(r, &w); err != nil {
+	if err := readJSON(conn, &w); err != nil {
 		return fmt.Errorf("handshake: %w", err)
 	}
 	if w.Status != StatusOK {
@@ -194,38 +193,29 @@ func (c *Client) session(ctx context.Context) error {
 	if err := c.setUp(w); err != nil {
 		return err
 	}
-	fw := &frameWriter{w: conn}
 	var mu sync.Mutex
 	last, rtt := time.Now(), time.Duration(0)
-	onAnswer := func(b []byte) {
-		if len(b) != 8 {
-			return
-		}
-		sent := time.Unix(0, int64(binary.BigEndian.Uint64(b)))
-		mu.Lock()
-		last, rtt = time.Now(), time.Since(sent)
-		mu.Unlock()
-	}
-	pctx, pcancel := context.WithCancel(ctx)
-	defer pcancel()
+	pctx, pcancel := context.WithCancelCause(ctx)
+	defer pcancel(nil)
 	since := time.Now().UTC()
-	go func() { // probes: liveness and latency, and the status line
+	probes := func(p *path) { // liveness and latency, and the status line
 		t := time.NewTicker(probeEvery)
 		defer t.Stop()
-		prevAt, prevUp, prevDown := time.Now(), c.n.up.Load(), c.n.down.Load()
+		prevAt, prevUp, prevDown := time.Now(), c.n.Up.Load(), c.n.Down.Load()
 		for {
 			var b [8]byte
 			binary.BigEndian.PutUint64(b[:], uint64(time.Now().UnixNano()))
-			fw.write(KindProbe, b[:])
+			p.refresh()
+			p.send(KindProbe, b[:])
 			mu.Lock()
 			l, d := last, rtt
 			mu.Unlock()
-			if time.Since(l) > probeTimeout {
-				c.log.Warn("no answer over the tunnel", zap.Duration("for", time.Since(l)))
-				conn.Close()
+			if quiet := time.Since(l); quiet > probeTimeout {
+				c.log.Warn("no answer over the tunnel", zap.Duration("for", quiet))
+				pcancel(fmt.Errorf("no answer over the tunnel for %s", quiet.Round(time.Second)))
 				return
 			}
-			up, down, now := c.n.up.Load(), c.n.down.Load(), time.Now()
+			up, down, now := c.n.Up.Load(), c.n.Down.Load(), time.Now()
 			secs := now.Sub(prevAt).Seconds()
 			rep := Report{Server: c.cfg.Server, Connected: true, Address: w.Client.Addr().String(), Since: since, Up: up, Down: down,
 				LatencyMS: float64(d.Microseconds()) / 1000, Killswitch: c.cfg.Killswitch, Updated: now.UTC()}
@@ -241,9 +231,21 @@ func (c *Client) session(ctx context.Context) error {
 			case <-t.C:
 			}
 		}
-	}()
+	}
 	c.log.Info("tunnel up", zap.String("addr", w.Client.String()), zap.String("server", w.Server.String()))
-	return pump(pctx, conn, r, c.dev, onAnswer, fw, &c.n)
+	err = carry(pctx, conn, c.dev, &c.n, func(p *path) { go probes(p) }, func(_ *path, kind byte, b []byte) error {
+		if kind == KindAnswer && len(b) == 8 {
+			sent := time.Unix(0, int64(binary.BigEndian.Uint64(b)))
+			mu.Lock()
+			last, rtt = time.Now(), time.Since(sent)
+			mu.Unlock()
+		}
+		return nil
+	})
+	if cause := context.Cause(pctx); cause != nil && ctx.Err() == nil {
+		return cause
+	}
+	return err
 }
 
 // setUp makes the TUN and routes on the first session, and readdresses the

@@ -12,17 +12,17 @@
 package vpn
 
 import (
-	"bufio"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/netip"
+
+	"github.com/skyfleet/skywire/internal/packets"
 )
 
-// Frame kinds.
+// Frame kinds (internal/packets carries them; 0xfe and 0xff are its own).
 const (
-	KindPacket byte = 0
+	KindPacket      = packets.KindPacket
 	KindProbe  byte = 1
 	KindAnswer byte = 2
 	KindHello  byte = 3 // the handshake's JSON
@@ -36,10 +36,7 @@ const (
 
 // MaxFrame bounds a frame's body: an IP packet of up to 64 KiB (a
 // segmentation-offload packet) and its virtio-net header.
-const MaxFrame = 1 << 17
-
-// headerLen is a frame's header: u32 length, u8 kind.
-const headerLen = 5
+const MaxFrame = packets.MaxBody
 
 // MTU is the tunnel's: large, so that TCP inside it moves in large segments
 // and per-packet costs stay small. Traffic beyond the server is clamped to
@@ -88,52 +85,20 @@ type Welcome struct {
 // ProtocolVersion is Hello.Version.
 const ProtocolVersion = 1
 
-// writeFrame writes one frame.
-func writeFrame(w io.Writer, kind byte, body []byte) error {
-	if len(body) > MaxFrame {
-		return fmt.Errorf("vpn: a frame of %d bytes: at most %d", len(body), MaxFrame)
-	}
-	var hdr [headerLen]byte
-	binary.BigEndian.PutUint32(hdr[:4], uint32(len(body)+1))
-	hdr[4] = kind
-	if _, err := w.Write(hdr[:]); err != nil {
-		return err
-	}
-	_, err := w.Write(body)
-	return err
-}
-
-// readFrame reads one frame into buf (which must hold MaxFrame bytes) and
-// returns its kind and body.
-func readFrame(r *bufio.Reader, buf []byte) (byte, []byte, error) {
-	var hdr [headerLen]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return 0, nil, err
-	}
-	n := int(binary.BigEndian.Uint32(hdr[:4]))
-	if n == 0 || n-1 > MaxFrame {
-		return 0, nil, fmt.Errorf("vpn: a frame of length %d", n)
-	}
-	body := buf[:n-1]
-	if _, err := io.ReadFull(r, body); err != nil {
-		return 0, nil, err
-	}
-	return hdr[4], body, nil
-}
-
 // writeJSON writes v as a hello frame.
 func writeJSON(w io.Writer, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	return writeFrame(w, KindHello, b)
+	return packets.WriteFrame(w, KindHello, b)
 }
 
-// readJSON reads a hello frame into v.
-func readJSON(r *bufio.Reader, v any) error {
+// readJSON reads a hello frame into v, and nothing past it: the connection
+// may be handed to the visor next.
+func readJSON(r io.Reader, v any) error {
 	buf := make([]byte, MaxFrame)
-	kind, body, err := readFrame(r, buf)
+	kind, body, err := packets.ReadFrame(r, buf)
 	if err != nil {
 		return err
 	}

@@ -1,34 +1,10 @@
 package vpn
 
 import (
-	"bufio"
-	"bytes"
 	"net/netip"
 	"sync"
 	"testing"
 )
-
-// Frames go through as written, of every size up to the largest.
-func TestFrames(t *testing.T) {
-	var b bytes.Buffer
-	sizes := []int{1, 20, 1500, MTU, MaxFrame}
-	for i, n := range sizes {
-		if err := writeFrame(&b, KindPacket+byte(i%3), bytes.Repeat([]byte{byte(n)}, n)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := writeFrame(&b, KindPacket, make([]byte, MaxFrame+1)); err == nil {
-		t.Fatal("an oversized frame was written")
-	}
-	r := bufio.NewReader(&b)
-	buf := make([]byte, MaxFrame)
-	for i, n := range sizes {
-		kind, body, err := readFrame(r, buf)
-		if err != nil || kind != KindPacket+byte(i%3) || len(body) != n || body[n-1] != byte(n) {
-			t.Fatalf("frame %d: kind %d, %d bytes, %v", i, kind, len(body), err)
-		}
-	}
-}
 
 // Subnets skip what either end uses, are never handed out twice (many
 // clients at once), and come back when released.

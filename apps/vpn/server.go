@@ -1,7 +1,6 @@
 package vpn
 
 import (
-	"bufio"
 	"context"
 	"crypto/subtle"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/skyfleet/skywire/internal/hostcfg"
+	"github.com/skyfleet/skywire/internal/packets"
 )
 
 // ServerConfig configures vpn-server.
@@ -177,7 +177,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) (err error) {
 				c.Close()
 			}()
 			if err := s.serveClient(ctx, c); err != nil && ctx.Err() == nil {
-				s.log.Info("client gone", zap.String("remote", c.RemoteAddr().String()), zap.Error(err))
+				s.log.Info("client refused", zap.String("remote", c.RemoteAddr().String()), zap.Error(err))
 			}
 		}()
 	}
@@ -185,10 +185,9 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) (err error) {
 
 // serveClient runs one client's tunnel.
 func (s *Server) serveClient(ctx context.Context, c net.Conn) error {
-	r := bufio.NewReaderSize(c, 64<<10)
 	c.SetDeadline(time.Now().Add(handshakeTimeout))
 	var hello Hello
-	if err := readJSON(r, &hello); err != nil {
+	if err := readJSON(c, &hello); err != nil {
 		writeJSON(c, Welcome{Status: StatusBadRequest, Message: "a malformed hello: " + err.Error()})
 		return fmt.Errorf("handshake: %w", err)
 	}
@@ -219,7 +218,15 @@ func (s *Server) serveClient(ctx context.Context, c net.Conn) error {
 	}
 	c.SetDeadline(time.Time{})
 	s.log.Info("client connected", zap.String("remote", c.RemoteAddr().String()), zap.String("tunnel", clIP.String()), zap.String("dev", dev.Name()), zap.Bool("offload", offload))
-	return pump(ctx, c, r, dev, nil, nil, nil)
+	var n packets.Counters
+	err = carry(ctx, c, dev, &n, func(*path) {}, func(p *path, kind byte, body []byte) error {
+		if kind == KindProbe {
+			return p.send(KindAnswer, body)
+		}
+		return nil
+	})
+	s.log.Info("client gone", zap.String("remote", c.RemoteAddr().String()), zap.String("tunnel", clIP.String()), zap.Error(err))
+	return nil
 }
 
 // configureTUN gives dev its address and MTU and brings it up.

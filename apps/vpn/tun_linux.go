@@ -3,6 +3,7 @@ package vpn
 import (
 	"fmt"
 	"os"
+	"syscall"
 
 	"github.com/songgao/water"
 	"golang.org/x/sys/unix"
@@ -65,3 +66,15 @@ type offloadTUN struct {
 }
 
 func (t *offloadTUN) Name() string { return t.name }
+
+// devConn is dev's descriptor, to hand to the visor.
+func devConn(dev tun) (syscall.Conn, bool) {
+	switch d := dev.(type) {
+	case *offloadTUN:
+		return d.File, true
+	case *water.Interface:
+		sc, ok := d.ReadWriteCloser.(syscall.Conn)
+		return sc, ok
+	}
+	return nil, false
+}

@@ -5,6 +5,7 @@ package vpn
 import (
 	"fmt"
 	"runtime"
+	"syscall"
 )
 
 // canOffload: segmentation offload is Linux's.
@@ -15,3 +16,6 @@ const canOffload = false
 func openTUN(string, bool) (tun, error) {
 	return nil, fmt.Errorf("vpn: the tunnel is not built for %s yet (Linux only in this build)", runtime.GOOS)
 }
+
+// devConn: only Linux's visor takes a TUN over.
+func devConn(tun) (syscall.Conn, bool) { return nil, false }

@@ -33,6 +33,21 @@
 //     proxy uses it after its handshake so that no byte crosses the app. The
 //     connection must have no data socket; until it is joined its bytes go
 //     through Read and Write calls.
+//  4. Packet join (on APP_JOIN_ADDR only): as a join, with the line
+//     "SWPACKETS/1 <APP_KEY> <conn id>\n" and a packet device instead of a
+//     socket: a TUN, or a datagram socket (one read, one packet). After
+//     "OK\n" the gateway relays the device ↔ the connection, every packet
+//     a frame "u32 length (big endian, kind and body) | u8 kind 0 | body",
+//     and the join socket stays open as the control channel, carrying
+//     frames of the same shape: any frame of another kind the route
+//     brings goes to the app, any the app writes goes onto the route, but
+//     for kind 0xfe (an empty one asks for the counters; the answer holds
+//     u64 bytes device → route, u64 route → device) and 0xff (the
+//     gateway's last frame: why the relay ended, empty if the route ended
+//     cleanly). The relay ends when the route fails or ends, the device
+//     fails, the app closes the control channel, or the app stops. A VPN
+//     hands over its TUN after its handshake so that no packet crosses
+//     the app.
 //
 // Methods (args → reply):
 //
@@ -64,10 +79,11 @@ const (
 )
 
 // DataPrefix starts a data socket's first line; JoinPrefix a join
-// message's.
+// message's, PacketJoinPrefix a packet join's.
 const (
-	DataPrefix = "SWDATA/1"
-	JoinPrefix = "SWJOIN/1"
+	DataPrefix       = "SWDATA/1"
+	JoinPrefix       = "SWJOIN/1"
+	PacketJoinPrefix = "SWPACKETS/1"
 )
 
 // MaxRead bounds one Read call's n.

@@ -50,13 +50,14 @@ var rules = map[string][]string{
 	"internal/logring":    {},
 	"internal/changes":    {},
 	"internal/hostcfg":    {},
+	"internal/packets":    {},
 	"internal/testnet":    {"visor", "admin", "cipher", "noise", "dmsg", "transport", "router", "svc"},
 	"internal/e2e":        {},
 	"internal/repoguard":  {},
 }
 
 // leaves import nothing of ours and may be imported by every package.
-var leaves = []string{"internal/configfile", "internal/buildinfo", "internal/race", "internal/replay", "internal/appproto", "internal/loopback", "internal/backlog", "internal/ports", "internal/acceptor", "internal/logring", "internal/changes", "internal/hostcfg"}
+var leaves = []string{"internal/configfile", "internal/buildinfo", "internal/race", "internal/replay", "internal/appproto", "internal/loopback", "internal/backlog", "internal/ports", "internal/acceptor", "internal/logring", "internal/changes", "internal/hostcfg", "internal/packets"}
 
 // testOnly may be imported only by test files (and by the demo in cli).
 var testOnly = []string{"internal/testnet"}

@@ -19,6 +19,7 @@ import (
 	"net/netip"
 	"net/rpc"
 	"net/rpc/jsonrpc"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,6 +33,7 @@ import (
 	"github.com/skyfleet/skywire/internal/appproto"
 	"github.com/skyfleet/skywire/internal/changes"
 	"github.com/skyfleet/skywire/internal/logring"
+	"github.com/skyfleet/skywire/internal/packets"
 	"github.com/skyfleet/skywire/router"
 )
 
@@ -356,6 +358,69 @@ func (s *Server) joined(sess *session, id uint32, ac *appConn, c net.Conn) {
 	splice(c, c, ac.c)
 	c.Close()
 	sess.closeConn(id)
+}
+
+// joinedPackets relays a packet device an app handed over (its TUN) to its
+// connection, packets length-framed (internal/packets), until either
+// fails, the app closes ctl or the app ends. Frames of other kinds pass
+// between the route and ctl, the join's control channel, where the app
+// also asks for the counters; the relay's last frame there says why it
+// ended.
+func (s *Server) joinedPackets(sess *session, id uint32, ac *appConn, dev *os.File, ctl net.Conn) {
+	defer sess.closeConn(id)
+	defer ctl.Close()
+	defer dev.Close() // ends the device reader
+	route := &packets.Writer{W: ac.c}
+	app := &packets.Writer{W: ctl}
+	var n packets.Counters
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ctlDone := make(chan error, 1)
+	go func() { // the app's frames: to the route, but for its questions
+		buf := make([]byte, packets.MaxBody)
+		for {
+			kind, body, err := packets.ReadFrame(ctl, buf)
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					err = errors.New("the app closed the join")
+				}
+				ctlDone <- err
+				cancel()
+				return
+			}
+			switch kind {
+			case packets.KindStats:
+				err = app.Write(packets.KindStats, n.Stats())
+			case packets.KindEnd:
+				err = errors.New("the app ended the join")
+			default:
+				err = route.Write(kind, body)
+			}
+			if err != nil {
+				ctlDone <- err
+				cancel()
+				return
+			}
+		}
+	}()
+	err := packets.Pump(ctx, ac.c, bufio.NewReaderSize(ac.c, 256<<10), dev, func(kind byte, body []byte) error {
+		if kind == packets.KindStats || kind == packets.KindEnd {
+			return nil // the control channel's own: never from a route
+		}
+		return app.Write(kind, body)
+	}, route, &n)
+	select {
+	case cerr := <-ctlDone:
+		err = cerr
+	default:
+	}
+	reason := ""
+	if err != nil && !errors.Is(err, io.EOF) {
+		reason = err.Error()
+	}
+	ctl.SetWriteDeadline(time.Now().Add(time.Second))
+	app.Write(packets.KindStats, n.Stats())
+	app.Write(packets.KindEnd, []byte(reason))
 }
 
 // lookupAttach finds a session by key and claims its connection id for a
