@@ -164,9 +164,29 @@ func Pump(ctx context.Context, c net.Conn, r io.Reader, dev io.ReadWriter, other
 	go func() {
 		batch := make([]byte, 0, batchBytes)
 		for buf := range bufs {
-			batch = append(batch[:0], buf...)
 			n.Up.Add(uint64(len(buf) - HeaderLen))
+			var next []byte
+			select {
+			case next = <-bufs:
+			default:
+			}
+			if next == nil { // one frame (a 64 KiB segment, or a lull): no copy
+				fw.mu.Lock()
+				_, err := fw.W.Write(buf)
+				fw.mu.Unlock()
+				free <- buf[:cap(buf)]
+				if err != nil {
+					errc <- err
+					for range bufs { // let the reader end
+					}
+					return
+				}
+				continue
+			}
+			batch = append(append(batch[:0], buf...), next...)
+			n.Up.Add(uint64(len(next) - HeaderLen))
 			free <- buf[:cap(buf)]
+			free <- next[:cap(next)]
 		more:
 			for len(batch) < batchBytes-HeaderLen-MaxBody {
 				select {

@@ -403,7 +403,9 @@ func (s *Server) joinedPackets(sess *session, id uint32, ac *appConn, dev *os.Fi
 			}
 		}
 	}()
-	err := packets.Pump(ctx, ac.c, bufio.NewReaderSize(ac.c, 256<<10), dev, func(kind byte, body []byte) error {
+	// The route is read without a buffer: each frame's body is copied once,
+	// from the received packets straight into the pump's buffer.
+	err := packets.Pump(ctx, ac.c, ac.c, dev, func(kind byte, body []byte) error {
 		if kind == packets.KindStats || kind == packets.KindEnd {
 			return nil // the control channel's own: never from a route
 		}
