@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -98,6 +99,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	if cfg.Report == nil {
 		cfg.Report = func(Report) {}
+	}
+	if !hostDNSAndKillswitch && (len(cfg.DNS) > 0 || cfg.Killswitch) {
+		return nil, fmt.Errorf("--dns and --killswitch are not built for %s yet (Linux only): set the resolver by hand, and leave the kill switch off", runtime.GOOS)
 	}
 	if cfg.ResolvConf == "" {
 		cfg.ResolvConf = "/etc/resolv.conf"
@@ -265,11 +269,11 @@ func (c *Client) setUp(w Welcome) error {
 	if c.addr != w.Client {
 		// The new address first: a device left with no address loses its
 		// routes, the full tunnel with them.
-		if err := configureTUN(c.dev.Name(), w.Client); err != nil {
+		if err := configureTUN(c.dev.Name(), w.Client, w.Server); err != nil {
 			return err
 		}
 		if c.addr.IsValid() {
-			hostcfg.Run([]string{"ip", "addr", "del", c.addr.String(), "dev", c.dev.Name()})
+			hostcfg.Run(tunAddrDelCmd(c.dev.Name(), c.addr))
 		}
 		c.addr = w.Client
 	}
@@ -286,11 +290,7 @@ func (c *Client) setUp(w Welcome) error {
 		if err != nil || rt.Dev == c.dev.Name() {
 			continue
 		}
-		add := []string{"ip", "route", "add", a.String() + "/32", "dev", rt.Dev}
-		if rt.Gateway != "" {
-			add = []string{"ip", "route", "add", a.String() + "/32", "via", rt.Gateway, "dev", rt.Dev}
-		}
-		del := append([]string{"ip", "route", "del"}, add[3:]...)
+		add, del := hostRouteCmds(a, rt)
 		if err := j.Do("bypass route "+a.String(), add, del); err != nil {
 			c.log.Debug("bypass route", zap.Error(err))
 			continue
@@ -304,13 +304,18 @@ func (c *Client) setUp(w Welcome) error {
 	// device, which goes with the process however it ends.
 	dev := c.dev.Name()
 	for _, p := range []string{"0.0.0.0/1", "128.0.0.0/1"} {
-		if err := hostcfg.Run([]string{"ip", "route", "add", p, "dev", dev}); err != nil {
+		if err := hostcfg.Run(tunnelRouteCmd(dev, netip.MustParsePrefix(p), w.Server)); err != nil {
 			return err
 		}
 	}
 	// IPv6 is not carried: while connected none leaves (no IPv6 leak).
 	for _, p := range []string{"::/1", "8000::/1"} {
-		if err := j.Do("block IPv6 "+p, []string{"ip", "-6", "route", "add", "unreachable", p}, []string{"ip", "-6", "route", "del", "unreachable", p}); err != nil {
+		add, del := blockIPv6Cmds(dev, netip.MustParsePrefix(p))
+		do := func() error { return j.Do("block IPv6 "+p, add, del) }
+		if del == nil { // it goes with the device
+			do = func() error { return hostcfg.Run(add) }
+		}
+		if err := do(); err != nil {
 			c.log.Debug("no IPv6 here", zap.Error(err))
 		}
 	}

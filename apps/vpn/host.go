@@ -1,6 +1,7 @@
 package vpn
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -32,35 +33,22 @@ func output(args ...string) ([]byte, error) {
 	return out, nil
 }
 
-// routeTo is how the host reaches a: through gateway (if any) on dev.
+// routeTo is how the host reaches an address: through Gateway (if any)
+// on Dev.
 type routeTo struct {
 	Gateway string `json:"gateway"`
 	Dev     string `json:"dev"`
 }
 
-func routeGet(a netip.Addr) (routeTo, error) {
-	out, err := output("ip", "-j", "route", "get", a.String())
-	if err != nil {
-		return routeTo{}, err
+// configureTUN gives dev its address (its end of the /30, peer the other)
+// and MTU, and brings it up.
+func configureTUN(dev string, addr netip.Prefix, peer netip.Addr) error {
+	for _, args := range tunAddrCmds(dev, addr, peer) {
+		if err := hostcfg.Run(args); err != nil {
+			return err
+		}
 	}
-	var rs []routeTo
-	if err := json.Unmarshal(out, &rs); err != nil || len(rs) == 0 {
-		return routeTo{}, fmt.Errorf("ip route get %s: %q", a, out)
-	}
-	return rs[0], nil
-}
-
-// defaultDev is the device of the default IPv4 route.
-func defaultDev() (string, error) {
-	out, err := output("ip", "-j", "-4", "route", "show", "default")
-	if err != nil {
-		return "", err
-	}
-	var rs []routeTo
-	if err := json.Unmarshal(out, &rs); err != nil || len(rs) == 0 || rs[0].Dev == "" {
-		return "", fmt.Errorf("no default route (give --netifc)")
-	}
-	return rs[0].Dev, nil
+	return nil
 }
 
 // localPrefixes are the prefixes of the host's own IPv4 addresses.
@@ -75,6 +63,19 @@ func localPrefixes() []netip.Prefix {
 		}
 	}
 	return out
+}
+
+// defaultDev is the device of the default IPv4 route.
+func defaultDev() (string, error) {
+	out, err := output("ip", "-j", "-4", "route", "show", "default")
+	if err != nil {
+		return "", err
+	}
+	var rs []routeTo
+	if err := json.Unmarshal(out, &rs); err != nil || len(rs) == 0 || rs[0].Dev == "" {
+		return "", fmt.Errorf("no default route (give --netifc)")
+	}
+	return rs[0].Dev, nil
 }
 
 // sysctl sets key to value, recording the old value.
@@ -98,4 +99,25 @@ func iptables(j *hostcfg.Journal, bin string, table string, spec ...string) erro
 		undo = append([]string{bin, "-w", "-t", table, "-D", chain}, spec[2:]...)
 	}
 	return j.Do(strings.Join(do, " "), do, undo)
+}
+
+// parseBSDRoute reads `route -n get a` (macOS): its gateway and interface
+// lines.
+func parseBSDRoute(a netip.Addr, out []byte) (routeTo, error) {
+	var rt routeTo
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), ":")
+		switch v = strings.TrimSpace(v); {
+		case !ok:
+		case k == "gateway":
+			rt.Gateway = v
+		case k == "interface":
+			rt.Dev = v
+		}
+	}
+	if rt.Dev == "" {
+		return routeTo{}, fmt.Errorf("route -n get %s: no interface in %q", a, out)
+	}
+	return rt, nil
 }

@@ -58,3 +58,19 @@ func TestSubnets(t *testing.T) {
 		t.Fatal("an IPv6 pool")
 	}
 }
+
+// macOS's `route -n get` is read for the way out, with or without a
+// gateway.
+func TestParseBSDRoute(t *testing.T) {
+	a := netip.MustParseAddr("192.0.2.7")
+	out := []byte("   route to: 192.0.2.7\ndestination: default\n       mask: default\n    gateway: 192.168.1.1\n  interface: en0\n      flags: <UP,GATEWAY,DONE,STATIC,PRCLONING>\n")
+	if rt, err := parseBSDRoute(a, out); err != nil || rt != (routeTo{Gateway: "192.168.1.1", Dev: "en0"}) {
+		t.Fatalf("via a gateway: %+v %v", rt, err)
+	}
+	if rt, err := parseBSDRoute(a, []byte("   route to: 192.0.2.7\n  interface: en1\n")); err != nil || rt != (routeTo{Dev: "en1"}) {
+		t.Fatalf("on the link: %+v %v", rt, err)
+	}
+	if _, err := parseBSDRoute(a, []byte("route: writing to routing socket: not in table\n")); err == nil {
+		t.Fatal("no route read as one")
+	}
+}

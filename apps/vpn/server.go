@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -48,6 +49,9 @@ type Server struct {
 
 // NewServer checks cfg and undoes what a crashed server left on the host.
 func NewServer(cfg ServerConfig) (*Server, error) {
+	if runtime.GOOS != "linux" {
+		return nil, fmt.Errorf("vpn-server runs on Linux (its forwarding and NAT are iptables'); this is %s: run vpn-client here", runtime.GOOS)
+	}
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
 	}
@@ -209,7 +213,7 @@ func (s *Server) serveClient(ctx context.Context, c net.Conn) error {
 		return err
 	}
 	defer dev.Close()
-	if err := configureTUN(dev.Name(), netip.PrefixFrom(srvIP, 30)); err != nil {
+	if err := configureTUN(dev.Name(), netip.PrefixFrom(srvIP, 30), clIP); err != nil {
 		writeJSON(c, Welcome{Status: StatusInternal, Message: err.Error()})
 		return err
 	}
@@ -226,18 +230,5 @@ func (s *Server) serveClient(ctx context.Context, c net.Conn) error {
 		return nil
 	})
 	s.log.Info("client gone", zap.String("remote", c.RemoteAddr().String()), zap.String("tunnel", clIP.String()), zap.Error(err))
-	return nil
-}
-
-// configureTUN gives dev its address and MTU and brings it up.
-func configureTUN(dev string, addr netip.Prefix) error {
-	for _, args := range [][]string{
-		{"ip", "addr", "add", addr.String(), "dev", dev},
-		{"ip", "link", "set", "dev", dev, "mtu", strconv.Itoa(MTU), "up"},
-	} {
-		if err := hostcfg.Run(args); err != nil {
-			return err
-		}
-	}
 	return nil
 }
