@@ -10,7 +10,8 @@ import (
 )
 
 // bypass lists the IP addresses the visor's own traffic goes to: its
-// transports' peers, its dmsg servers and its services. A VPN client keeps
+// transports' peers, its dmsg servers, its services and its hypervisors'
+// direct addresses. A VPN client keeps
 // them outside its tunnel, or the visor would carry the tunnel inside
 // itself.
 func (v *Visor) bypass() []netip.Addr {
@@ -58,6 +59,11 @@ func (v *Visor) bypass() []netip.Addr {
 	}
 	for _, a := range c.STCP.PKTable {
 		add(a)
+	}
+	for _, h := range c.Hypervisors { // direct links: the hypervisor keeps the visor while a tunnel is down
+		if h.Address != "" {
+			add(h.Address)
+		}
 	}
 	slices.SortFunc(out, func(a, b netip.Addr) int { return a.Compare(b) })
 	return slices.DeleteFunc(slices.Compact(out), func(a netip.Addr) bool { return a.IsLoopback() || a.IsUnspecified() })

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"syscall"
+	"time"
 
 	"github.com/skyfleet/skywire/apps/sdk"
 	"github.com/skyfleet/skywire/internal/packets"
@@ -19,11 +20,14 @@ type joiner interface {
 	Attach() (net.Conn, error)
 }
 
+// statsWait bounds how long a refresh waits for the visor's counters.
+const statsWait = 500 * time.Millisecond
+
 // path is a session's way to send frames other than packets, once its
 // packets flow.
 type path struct {
 	send    func(kind byte, body []byte) error
-	refresh func() // asks for the counters (joined); nothing otherwise
+	refresh func() // brings n up to date (joined: asks the visor, and waits); nothing otherwise
 }
 
 // carry moves the session's packets after the handshake on conn until the
@@ -64,7 +68,20 @@ func carryJoined(ctx context.Context, ctl net.Conn, n *packets.Counters, started
 	stop := context.AfterFunc(ctx, func() { ctl.Close() })
 	defer stop()
 	w := &packets.Writer{W: ctl}
-	p := &path{send: w.Write, refresh: func() { w.Write(packets.KindStats, nil) }}
+	counted := make(chan struct{}, 1)
+	p := &path{send: w.Write, refresh: func() {
+		select { // a stale answer's signal
+		case <-counted:
+		default:
+		}
+		if w.Write(packets.KindStats, nil) == nil {
+			select {
+			case <-counted:
+			case <-time.After(statsWait):
+			case <-ctx.Done():
+			}
+		}
+	}}
 	started(p)
 	up0, down0 := n.Up.Load(), n.Down.Load()
 	buf := make([]byte, packets.MaxBody)
@@ -81,6 +98,10 @@ func carryJoined(ctx context.Context, ctl net.Conn, n *packets.Counters, started
 			if up, down, ok := packets.ParseStats(body); ok {
 				n.Up.Store(up0 + up)
 				n.Down.Store(down0 + down)
+				select {
+				case counted <- struct{}{}:
+				default:
+				}
 			}
 		case packets.KindEnd:
 			if len(body) == 0 {

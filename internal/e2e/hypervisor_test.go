@@ -54,6 +54,13 @@ func newHypervisor(t testing.TB, dir, dmsgDisc string) *hypervisorNode {
 func (h *hypervisorNode) start(t testing.TB) {
 	t.Helper()
 	h.proc = start(t, "skywire", "hypervisor", "run", "-c", h.cfg)
+	h.ready(t)
+}
+
+// ready reads the setup code the hypervisor's process prints and waits for
+// its API.
+func (h *hypervisorNode) ready(t testing.TB) {
+	t.Helper()
 	codeRE := regexp.MustCompile(`setup code\s+([A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4})`)
 	until(t, "the hypervisor prints its setup code", func() bool {
 		m := codeRE.FindStringSubmatch(h.proc.stderr.String())

@@ -111,7 +111,7 @@ while True:
 }
 
 // visor makes a visor in ns named name, with apps, and starts it.
-func (n *vpnNet) visor(name, ns string, apps []any) *nsVisor {
+func (n *vpnNet) visor(name, ns string, apps []any, edits ...func(cfg map[string]any)) *nsVisor {
 	t := n.t
 	t.Helper()
 	v := &nsVisor{ns: ns, cfg: filepath.Join(n.dir, name+".json"), sock: filepath.Join(n.dir, name+".sock")}
@@ -122,7 +122,12 @@ func (n *vpnNet) visor(name, ns string, apps []any) *nsVisor {
 	var res struct{ PK string }
 	json.Unmarshal([]byte(r.stdout), &res)
 	v.pk = res.PK
-	(&visorNode{cfg: v.cfg}).edit(t, func(cfg map[string]any) { cfg["apps"] = apps })
+	(&visorNode{cfg: v.cfg}).edit(t, func(cfg map[string]any) {
+		cfg["apps"] = apps
+		for _, e := range edits {
+			e(cfg)
+		}
+	})
 	n.visors[name] = v
 	v.start(t)
 	return v
