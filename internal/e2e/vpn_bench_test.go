@@ -5,6 +5,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -108,6 +109,16 @@ func BenchmarkVPN(b *testing.B) {
 	one.app(b, "stop", "vpn-client")
 	two.app(b, "start", "vpn-client")
 	n.untilThrough(c2, time.Minute)
+	var st struct {
+		Address string `json:"address"`
+	}
+	json.Unmarshal([]byte(two.cli(b, "vpn", "status", "--json").stdout), &st)
+	tunAddr, err := netip.ParseAddr(st.Address)
+	if err != nil {
+		b.Fatalf("c2's tunnel address %q: %v", st.Address, err)
+	}
+	srvTun := tunAddr.Prev().String() // the /30's other end
+	h2a1, h2a4 := iperf(b, c2, srvTun, 1, secs), iperf(b, c2, srvTun, 4, secs)
 	h2b1, h2b4 := iperf(b, c2, "10.50.2.2", 1, secs), iperf(b, c2, "10.50.2.2", 4, secs)
 	rtt2 := connectRTT(b, c2, "10.50.2.2:8080")
 
@@ -115,11 +126,14 @@ func BenchmarkVPN(b *testing.B) {
 	b.Logf("plain routing to the internet host: %v (1), %v (4); TCP round trip %.3f ms", vethB1, vethB4, vethRTT)
 	b.Logf("1 hop, (a) to the server's tunnel address: %v (1), %v (4)", a1, a4)
 	b.Logf("1 hop, (b) to the internet host: %v (1), %v (4); round trip %.3f ms (+%.3f)", b1, b4, rtt1, rtt1-vethRTT)
+	b.Logf("2 hops, (a) to the server's tunnel address: %v (1), %v (4)", h2a1, h2a4)
 	b.Logf("2 hops, (b) to the internet host: %v (1), %v (4); round trip %.3f ms (+%.3f)", h2b1, h2b4, rtt2, rtt2-vethRTT)
 	var rss []string
-	for _, name := range []string{"s", "r", "c2"} {
+	for _, name := range []string{"s", "r", "c1", "c2"} {
 		v := n.visors[name]
-		rss = append(rss, fmt.Sprintf("visor %s %.1f MiB", name, rssMiB(b, v.proc.cmd.Process.Pid)))
+		if v.proc.cmd.ProcessState == nil { // running
+			rss = append(rss, fmt.Sprintf("visor %s %.1f MiB", name, rssMiB(b, v.proc.cmd.Process.Pid)))
+		}
 	}
 	for _, app := range []string{"vpn-server", "vpn-client"} {
 		if pid := findPID(app); pid != 0 {
