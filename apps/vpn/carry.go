@@ -84,9 +84,8 @@ func carryJoined(ctx context.Context, ctl net.Conn, n *packets.Counters, started
 	}}
 	started(p)
 	up0, down0 := n.Up.Load(), n.Down.Load()
-	buf := make([]byte, packets.MaxBody)
 	for {
-		kind, body, err := packets.ReadFrame(ctl, buf)
+		kind, body, err := packets.ReadNewFrame(ctl)
 		if err != nil {
 			if ctx.Err() != nil {
 				return context.Cause(ctx)

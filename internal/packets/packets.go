@@ -42,6 +42,14 @@ const MaxBody = 1 << 17
 // HeaderLen is a frame's header: u32 length, u8 kind.
 const HeaderLen = 5
 
+// frameBuf holds one frame; batchPool's buffers, a batch of them.
+type frameBuf struct{ b [HeaderLen + MaxBody]byte }
+
+var (
+	framePool = sync.Pool{New: func() any { return new(frameBuf) }}
+	batchPool = sync.Pool{New: func() any { b := make([]byte, 0, batchBytes); return &b }}
+)
+
 // Batching of the device → stream direction.
 const (
 	batchFrames = 64        // packets read ahead of the writer
@@ -71,22 +79,54 @@ func WriteFrame(w io.Writer, kind byte, body []byte) error {
 // returns its kind and body. It reads exactly the frame: r may be a stream
 // that is handed on after it (a handshake before a join).
 func ReadFrame(r io.Reader, buf []byte) (byte, []byte, error) {
+	kind, n, err := readHeader(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	body := buf[:n]
+	if err := readBody(r, body); err != nil {
+		return 0, nil, err
+	}
+	return kind, body, nil
+}
+
+// ReadNewFrame reads one frame into a new buffer of its size: for streams
+// of rare frames (a join's control channel), where holding MaxBody for
+// each would cost more.
+func ReadNewFrame(r io.Reader) (byte, []byte, error) {
+	kind, n, err := readHeader(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	body := make([]byte, n)
+	if err := readBody(r, body); err != nil {
+		return 0, nil, err
+	}
+	return kind, body, nil
+}
+
+// readHeader reads a frame's header: its kind and body length.
+func readHeader(r io.Reader) (byte, int, error) {
 	var hdr [HeaderLen]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return 0, nil, err
+		return 0, 0, err
 	}
 	n := int(binary.BigEndian.Uint32(hdr[:4]))
 	if n == 0 || n-1 > MaxBody {
-		return 0, nil, fmt.Errorf("packets: a frame of length %d", n)
+		return 0, 0, fmt.Errorf("packets: a frame of length %d", n)
 	}
-	body := buf[:n-1]
+	return hdr[4], n - 1, nil
+}
+
+// readBody reads a frame's body: an end of stream there is an error.
+func readBody(r io.Reader, body []byte) error {
 	if _, err := io.ReadFull(r, body); err != nil {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
-		return 0, nil, err
+		return err
 	}
-	return hdr[4], body, nil
+	return nil
 }
 
 // Writer writes whole frames to a stream from several goroutines.
@@ -133,70 +173,82 @@ func Pump(ctx context.Context, c net.Conn, r io.Reader, dev io.ReadWriter, other
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
 	errc := make(chan error, 3)
-	// Device → stream: a reader takes packets off the device into
-	// buffers; the writer sends every frame queued by then in one write,
-	// so a stream of small packets costs one write per batch, not per
-	// packet.
-	bufs := make(chan []byte, batchFrames)
-	free := make(chan []byte, batchFrames)
+	// Device → stream: a reader takes packets off the device, at most
+	// batchFrames ahead of the writer, which sends every frame queued by
+	// then in one write: a stream of small packets costs one write per
+	// batch, not per packet. Buffers come from process-wide pools, so an
+	// idle pump holds one (the one its device read waits with).
+	type queued struct {
+		fb *frameBuf
+		n  int
+	}
+	bufs := make(chan queued, batchFrames)
+	slots := make(chan struct{}, batchFrames)
 	for range batchFrames {
-		free <- make([]byte, HeaderLen+MaxBody)
+		slots <- struct{}{}
+	}
+	done := func(q queued) {
+		n.Up.Add(uint64(q.n - HeaderLen))
+		framePool.Put(q.fb)
+		slots <- struct{}{}
 	}
 	go func() {
 		defer close(bufs)
 		for {
-			var buf []byte
 			select {
-			case buf = <-free:
+			case <-slots:
 			case <-ctx.Done():
 				return
 			}
-			k, err := dev.Read(buf[HeaderLen:])
+			fb := framePool.Get().(*frameBuf)
+			k, err := dev.Read(fb.b[HeaderLen:])
 			if err != nil {
+				framePool.Put(fb)
 				errc <- fmt.Errorf("reading the device: %w", err)
 				return
 			}
-			binary.BigEndian.PutUint32(buf[:4], uint32(k+1))
-			buf[4] = KindPacket
-			bufs <- buf[:HeaderLen+k]
+			binary.BigEndian.PutUint32(fb.b[:4], uint32(k+1))
+			fb.b[4] = KindPacket
+			bufs <- queued{fb, HeaderLen + k}
 		}
 	}()
 	go func() {
-		batch := make([]byte, 0, batchBytes)
-		for buf := range bufs {
-			n.Up.Add(uint64(len(buf) - HeaderLen))
-			var next []byte
+		fail := func(err error) {
+			errc <- err
+			for q := range bufs { // let the reader end
+				framePool.Put(q.fb)
+			}
+		}
+		for q := range bufs {
+			var next queued
 			select {
 			case next = <-bufs:
 			default:
 			}
-			if next == nil { // one frame (a 64 KiB segment, or a lull): no copy
+			if next.fb == nil { // one frame (a 64 KiB segment, or a lull): no copy
 				fw.mu.Lock()
-				_, err := fw.W.Write(buf)
+				_, err := fw.W.Write(q.fb.b[:q.n])
 				fw.mu.Unlock()
-				free <- buf[:cap(buf)]
+				done(q)
 				if err != nil {
-					errc <- err
-					for range bufs { // let the reader end
-					}
+					fail(err)
 					return
 				}
 				continue
 			}
-			batch = append(append(batch[:0], buf...), next...)
-			n.Up.Add(uint64(len(next) - HeaderLen))
-			free <- buf[:cap(buf)]
-			free <- next[:cap(next)]
+			bp := batchPool.Get().(*[]byte)
+			batch := append(append((*bp)[:0], q.fb.b[:q.n]...), next.fb.b[:next.n]...)
+			done(q)
+			done(next)
 		more:
 			for len(batch) < batchBytes-HeaderLen-MaxBody {
 				select {
-				case buf, ok := <-bufs:
+				case q, ok := <-bufs:
 					if !ok {
 						break more
 					}
-					batch = append(batch, buf...)
-					n.Up.Add(uint64(len(buf) - HeaderLen))
-					free <- buf[:cap(buf)]
+					batch = append(batch, q.fb.b[:q.n]...)
+					done(q)
 				default:
 					break more
 				}
@@ -204,35 +256,42 @@ func Pump(ctx context.Context, c net.Conn, r io.Reader, dev io.ReadWriter, other
 			fw.mu.Lock()
 			_, err := fw.W.Write(batch)
 			fw.mu.Unlock()
+			*bp = batch
+			batchPool.Put(bp)
 			if err != nil {
-				errc <- err
-				for range bufs { // let the reader end
-				}
+				fail(err)
 				return
 			}
 		}
 	}()
 	go func() { // stream → device
-		buf := make([]byte, MaxBody)
 		for {
-			kind, body, err := ReadFrame(r, buf)
+			kind, size, err := readHeader(r)
 			if err != nil {
 				errc <- err
 				return
 			}
-			if kind != KindPacket {
-				if err := other(kind, body); err != nil {
-					errc <- err
-					return
-				}
-				continue
-			}
-			// A malformed packet (EINVAL) is dropped, not fatal.
-			if _, err := dev.Write(body); err != nil && !errors.Is(err, syscall.EINVAL) {
-				errc <- fmt.Errorf("writing the device: %w", err)
+			fb := framePool.Get().(*frameBuf)
+			body := fb.b[:size]
+			if err := readBody(r, body); err != nil {
+				framePool.Put(fb)
+				errc <- err
 				return
 			}
-			n.Down.Add(uint64(len(body)))
+			if kind != KindPacket {
+				err = other(kind, body)
+			} else if _, err = dev.Write(body); err != nil && errors.Is(err, syscall.EINVAL) {
+				err = nil // a malformed packet is dropped, not fatal
+			} else if err != nil {
+				err = fmt.Errorf("writing the device: %w", err)
+			} else {
+				n.Down.Add(uint64(size))
+			}
+			framePool.Put(fb)
+			if err != nil {
+				errc <- err
+				return
+			}
 		}
 	}()
 	err := <-errc

@@ -32,6 +32,10 @@ func TestFrames(t *testing.T) {
 	if _, _, err := ReadFrame(r, buf); err != io.EOF {
 		t.Fatalf("at the end: %v", err)
 	}
+	WriteFrame(&b, 7, []byte("a probe"))
+	if kind, body, err := ReadNewFrame(&b); err != nil || kind != 7 || string(body) != "a probe" || cap(body) != len(body) {
+		t.Fatalf("a frame in its own buffer: kind %d %q (cap %d) %v", kind, body, cap(body), err)
+	}
 	WriteFrame(&b, KindPacket, make([]byte, 100))
 	cut := bytes.NewReader(b.Bytes()[:50])
 	if _, _, err := ReadFrame(cut, buf); !errors.Is(err, io.ErrUnexpectedEOF) {

@@ -377,9 +377,8 @@ func (s *Server) joinedPackets(sess *session, id uint32, ac *appConn, dev *os.Fi
 	defer cancel()
 	ctlDone := make(chan error, 1)
 	go func() { // the app's frames: to the route, but for its questions
-		buf := make([]byte, packets.MaxBody)
 		for {
-			kind, body, err := packets.ReadFrame(ctl, buf)
+			kind, body, err := packets.ReadNewFrame(ctl)
 			if err != nil {
 				if errors.Is(err, io.EOF) {
 					err = errors.New("the app closed the join")
