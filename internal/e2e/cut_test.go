@@ -22,6 +22,13 @@ import (
 // endlessServer streams bytes to every connection until it fails.
 func endlessServer(t *testing.T) *net.TCPAddr {
 	t.Helper()
+	return serveEach(t, func(c net.Conn) { io.Copy(c, &repeatReader{}) })
+}
+
+// serveEach listens on a loopback port until the test ends and runs handle
+// for every connection (which it closes after).
+func serveEach(t testing.TB, handle func(c net.Conn)) *net.TCPAddr {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -35,7 +42,7 @@ func endlessServer(t *testing.T) *net.TCPAddr {
 			}
 			go func() {
 				defer c.Close()
-				io.Copy(c, &repeatReader{})
+				handle(c)
 			}()
 		}
 	}()

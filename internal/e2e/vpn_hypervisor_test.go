@@ -47,30 +47,15 @@ func dialIn(ns, addr string) (net.Conn, error) {
 // so that a browser of this test reaches a web UI in a namespace.
 func nsForward(t testing.TB, ns, addr string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				far, err := dialIn(ns, addr)
-				if err != nil {
-					return
-				}
-				defer far.Close()
-				go func() { io.Copy(far, c); far.(*net.TCPConn).CloseWrite() }()
-				io.Copy(c, far)
-			}()
+	return serveEach(t, func(c net.Conn) {
+		far, err := dialIn(ns, addr)
+		if err != nil {
+			return
 		}
-	}()
-	return ln.Addr().String()
+		defer far.Close()
+		go func() { io.Copy(far, c); far.(*net.TCPConn).CloseWrite() }()
+		io.Copy(c, far)
+	}).String()
 }
 
 // The VPN run from the hypervisor's web UI, in a real browser: the client
