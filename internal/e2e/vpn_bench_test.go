@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -71,7 +72,9 @@ ts.sort(); print(ts[len(ts)//2] * 1000)
 // BenchmarkVPN measures the tunnel with iperf3, 1 and 4 streams, over 1 and
 // 2 hops: (a) to the server's tunnel address, (b) to the internet host
 // through the server, beside plain veth between the same namespaces in the
-// same run (the reference: the server forwarding without the VPN); the
+// same run (the reference: the server forwarding without the VPN) and
+// upstream wireguard-go and nebula on the same paths (built from the
+// module proxy; left out with a message where they cannot be); the
 // machine's CPU-seconds per GiB; the round trip the tunnel adds; the RSS of
 // the visors and the VPN apps.
 func BenchmarkVPN(b *testing.B) {
@@ -93,6 +96,22 @@ func BenchmarkVPN(b *testing.B) {
 	vethRTT := connectRTT(b, c1, "10.50.2.2:8080")
 	in(b, n.inet, "ip", "route", "del", "10.50.10.0/24", "via", "10.50.2.1")
 	in(b, n.server, "sysctl", "-qw", "net.ipv4.ip_forward=0")
+	// The figure to beat, on the same paths in the same run: upstream
+	// wireguard-go.
+	refs := []*tunnelRef{{name: "wireguard-go", pkgs: []string{wireguardGo}, tunAddr: "10.212.0.1", up: func(dir string) func() { return wireguardRef(b, n, filepath.Join(dir, "wireguard"), c1) }},
+		{name: "nebula", pkgs: []string{nebula, nebulaCert}, tunAddr: "10.213.0.1", up: func(dir string) func() { return nebulaRef(b, n, dir, c1) }}}
+	for _, r := range refs {
+		dir, why := goInstall(b, r.pkgs...)
+		if dir == "" {
+			r.why = why
+			continue
+		}
+		stop := r.up(dir)
+		r.a1, r.a4 = iperf(b, c1, r.tunAddr, 1, secs), iperf(b, c1, r.tunAddr, 4, secs)
+		r.b1, r.b4 = iperf(b, c1, "10.50.2.2", 1, secs), iperf(b, c1, "10.50.2.2", 4, secs)
+		r.rtt = connectRTT(b, c1, "10.50.2.2:8080")
+		stop()
+	}
 
 	srv := n.visor("s", n.server, vpnServerApp())
 	relay := n.visor("r", n.server, nil)
@@ -124,6 +143,14 @@ func BenchmarkVPN(b *testing.B) {
 
 	b.Logf("plain veth to the server: %v (1 stream), %v (4)", vethA1, vethA4)
 	b.Logf("plain routing to the internet host: %v (1), %v (4); TCP round trip %.3f ms", vethB1, vethB4, vethRTT)
+	for _, r := range refs {
+		if r.why != "" {
+			b.Logf("no %s beside it: %s", r.name, r.why)
+			continue
+		}
+		b.Logf("%s, (a) to the server's tunnel address: %v (1), %v (4)", r.name, r.a1, r.a4)
+		b.Logf("%s, (b) to the internet host: %v (1), %v (4); round trip %.3f ms (+%.3f)", r.name, r.b1, r.b4, r.rtt, r.rtt-vethRTT)
+	}
 	b.Logf("1 hop, (a) to the server's tunnel address: %v (1), %v (4)", a1, a4)
 	b.Logf("1 hop, (b) to the internet host: %v (1), %v (4); round trip %.3f ms (+%.3f)", b1, b4, rtt1, rtt1-vethRTT)
 	b.Logf("2 hops, (a) to the server's tunnel address: %v (1), %v (4)", h2a1, h2a4)
@@ -148,6 +175,13 @@ func BenchmarkVPN(b *testing.B) {
 	b.ReportMetric(h2b1.gbps, "Gbit/s-b-2hops-1stream")
 	b.ReportMetric(b1.gbps/vethB1.gbps, "ratio-b-1stream")
 	b.ReportMetric(rtt1-vethRTT, "ms-added-rtt")
+	for _, r := range refs {
+		if r.why == "" {
+			b.ReportMetric(b1.gbps/r.b1.gbps, "x-"+r.name+"-b-1stream")
+			b.ReportMetric(b4.gbps/r.b4.gbps, "x-"+r.name+"-b-4streams")
+			b.ReportMetric(a1.gbps/r.a1.gbps, "x-"+r.name+"-a-1stream")
+		}
+	}
 	for range b.N {
 	}
 }
