@@ -48,3 +48,24 @@ type VPNReport struct {
 	LastError  string    `json:"last_error,omitempty"`
 	Updated    time.Time `json:"updated,omitzero"`
 }
+
+// ListServices asks the service discovery for the servers of a type:
+// vpn-servers ("vpn") or skysocks servers ("proxy"), every entry verified.
+var ListServices = define(Op[ServicesRequest, []ServiceInfo]{Method: "POST", Path: "/v1/services", Reads: true})
+
+// ServicesRequest is ListServices' request.
+type ServicesRequest struct {
+	Type    string `json:"type"`              // vpn or proxy
+	Country string `json:"country,omitempty"` // ISO 3166-1 alpha-2, or every country
+}
+
+// ServiceInfo is one advertised server.
+type ServiceInfo struct {
+	Type     string        `json:"type"`
+	PK       cipher.PubKey `json:"pk"`
+	Port     uint16        `json:"port"`
+	Version  string        `json:"version"`
+	Country  string        `json:"country,omitempty"`
+	Label    string        `json:"label,omitempty"`
+	LastSeen time.Time     `json:"last_seen"` // when its visor last registered it
+}

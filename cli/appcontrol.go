@@ -198,6 +198,7 @@ func proxyCommand(e env) *ucli.Command {
 		Name:  "proxy",
 		Usage: "the SOCKS5 proxy client (skysocks-client)",
 		Subcommands: []*ucli.Command{
+			listServicesCommand(e, "proxy", "proxy servers"),
 			{
 				Name:      "start",
 				Usage:     "proxy through the skysocks server on a visor (saved in the config)",

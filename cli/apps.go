@@ -112,7 +112,7 @@ func skysocksApp(e env) *ucli.App {
 		Flags: append([]ucli.Flag{
 			&ucli.StringFlag{Name: "passcode", Usage: "require this passcode of clients"},
 			&ucli.BoolFlag{Name: "allow-local", Usage: "let clients reach this machine and its private networks"},
-		}, logFlags()...),
+		}, append(advertiseFlags(), logFlags()...)...),
 		Action: func(c *ucli.Context) error {
 			return runApp(c, e, "skysocks", func(ctx context.Context, client *sdk.Client, log *zap.Logger) error {
 				l, err := client.Listen(client.Port())
@@ -122,6 +122,7 @@ func skysocksApp(e env) *ucli.App {
 				defer l.Close()
 				log.Info("serving SOCKS5", zap.Uint16("port", client.Port()), zap.Bool("passcode", c.String("passcode") != ""), zap.Bool("allow_local", c.Bool("allow-local")))
 				client.SetStatus("serving SOCKS5 at " + l.Addr().String())
+				advertise(c, client, "proxy", log)
 				srv := skysocks.NewServer(skysocks.ServerConfig{Passcode: c.String("passcode"), AllowLocal: c.Bool("allow-local"), Log: log})
 				return srv.Serve(ctx, rpcListener{l})
 			})

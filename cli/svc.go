@@ -18,6 +18,7 @@ import (
 
 	"github.com/skyfleet/skywire/cipher"
 	"github.com/skyfleet/skywire/internal/configfile"
+	"github.com/skyfleet/skywire/svc/sd"
 	"github.com/skyfleet/skywire/svc/suite"
 	"github.com/skyfleet/skywire/visor"
 )
@@ -45,8 +46,8 @@ func svcApp(e env) *ucli.App {
 			{
 				Name:  "all",
 				Usage: "every service in one process: a private network's infrastructure",
-				Description: "Runs the dmsg discovery, a dmsg server, the transport discovery, the route finder and the\naddress resolver " +
-					"(HTTP and UDP) on --host at their default ports. Point visors at them with\n" +
+				Description: "Runs the dmsg discovery, a dmsg server, the transport discovery, the route finder, the\naddress resolver " +
+					"(HTTP and UDP) and the service discovery on --host at their default ports. Point visors at them with\n" +
 					"`skywire visor gen-config --svc HOST` (or -t for 127.0.0.1).",
 				Flags: append([]ucli.Flag{
 					&ucli.StringFlag{Name: "host", Value: "127.0.0.1", Usage: "address to listen on (0.0.0.0 for every interface)"},
@@ -56,7 +57,9 @@ func svcApp(e env) *ucli.App {
 					&ucli.IntFlag{Name: "transport-discovery-port", Value: visor.PortTransportDiscovery},
 					&ucli.IntFlag{Name: "route-finder-port", Value: visor.PortRouteFinder},
 					&ucli.IntFlag{Name: "address-resolver-port", Value: visor.PortAddressResolver, Usage: "TCP (HTTP) and UDP"},
+					&ucli.IntFlag{Name: "service-discovery-port", Value: visor.PortServiceDiscovery},
 					&ucli.IntFlag{Name: "dmsg-server-port", Value: PortDmsgServer},
+					sdTTLFlag(),
 					trustedServersFlag(),
 				}, logFlags()...),
 				Action: func(c *ucli.Context) error { return runAll(c, e) },
@@ -78,6 +81,12 @@ func svcApp(e env) *ucli.App {
 					sc.TransportDiscoveryURL = c.String("transport-discovery")
 					return nil
 				}),
+			one(suite.ServiceDiscovery, visor.PortServiceDiscovery, "the service discovery: the VPN exits, proxies and public visors visors advertise (signed by their keys)",
+				[]ucli.Flag{sdTTLFlag()},
+				func(c *ucli.Context, sc *suite.Config, _ *zap.Logger) error {
+					sc.SDEntryTTL = c.Duration("entry-ttl")
+					return nil
+				}),
 			one(suite.DmsgServer, PortDmsgServer, "a dmsg server: relays streams between dmsg clients",
 				[]ucli.Flag{
 					&ucli.StringFlag{Name: "public-addr", Usage: "host:port clients dial (default: --addr, which must then name a host)"},
@@ -92,6 +101,11 @@ func svcApp(e env) *ucli.App {
 				}),
 		},
 	}
+}
+
+// sdTTLFlag is how long a service discovery entry lives unregistered.
+func sdTTLFlag() ucli.Flag {
+	return &ucli.DurationFlag{Name: "entry-ttl", Value: sd.EntryTTL, Usage: "how soon a service discovery entry not registered again disappears (visors register again at a third of it)"}
 }
 
 // trustedServersFlag names the dmsg servers a dmsg discovery lists (the
@@ -229,12 +243,13 @@ func runAll(c *ucli.Context, e env) error {
 		return err
 	}
 	s, err := suite.New(suite.Config{
-		Host: c.String("host"), PublicHost: public, SK: sk, Log: log, TrustedDmsgServers: trusted,
+		Host: c.String("host"), PublicHost: public, SK: sk, Log: log, TrustedDmsgServers: trusted, SDEntryTTL: c.Duration("entry-ttl"),
 		Ports: map[suite.Name]int{
 			suite.DmsgDiscovery:      c.Int("dmsg-discovery-port"),
 			suite.TransportDiscovery: c.Int("transport-discovery-port"),
 			suite.RouteFinder:        c.Int("route-finder-port"),
 			suite.AddressResolver:    c.Int("address-resolver-port"),
+			suite.ServiceDiscovery:   c.Int("service-discovery-port"),
 			suite.DmsgServer:         c.Int("dmsg-server-port"),
 		},
 	})
@@ -244,8 +259,7 @@ func runAll(c *ucli.Context, e env) error {
 	ctx, stop := signalContext(c.Context, log)
 	defer stop()
 	printServices(e.stdout, s)
-	fmt.Fprintf(e.stdout, "\nservice discovery: not in this build yet (docs/roadmap.md)\n"+
-		"visor configs for this network: skywire visor gen-config --svc %s\nCtrl-C stops.\n", public)
+	fmt.Fprintf(e.stdout, "\nvisor configs for this network: skywire visor gen-config --svc %s\nCtrl-C stops.\n", public)
 	return s.Run(ctx)
 }
 

@@ -38,7 +38,7 @@ func vpnServerApp(e env) *ucli.App {
 			&ucli.BoolFlag{Name: "secure", Value: true, Usage: "keep clients out of this host and its networks"},
 			&ucli.StringFlag{Name: "pool", Value: vpn.DefaultPool.String(), Usage: "the IPv4 block clients' /30s come from"},
 			&ucli.StringFlag{Name: "state", Value: "vpn-server-state.json", Usage: "where the host changes are recorded (restored at stop, or at the next start after a crash)"},
-		}, logFlags()...),
+		}, append(advertiseFlags(), logFlags()...)...),
 		Action: func(c *ucli.Context) error {
 			pool, err := netip.ParsePrefix(c.String("pool"))
 			if err != nil {
@@ -56,6 +56,7 @@ func vpnServerApp(e env) *ucli.App {
 				}
 				defer l.Close()
 				client.SetStatus("serving VPN clients at " + l.Addr().String())
+				advertise(c, client, "vpn", log)
 				return srv.Serve(ctx, rpcListener{l})
 			})
 		},

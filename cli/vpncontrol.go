@@ -47,6 +47,7 @@ func vpnCommand(e env) *ucli.Command {
 		Name:  "vpn",
 		Usage: "the full-tunnel VPN client (vpn-client)",
 		Subcommands: []*ucli.Command{
+			listServicesCommand(e, "vpn", "VPN servers"),
 			{
 				Name:      "start",
 				Usage:     "send all traffic through the vpn-server on a visor (saved in the config)",

@@ -36,6 +36,7 @@ import (
 	"github.com/skyfleet/skywire/router"
 	"github.com/skyfleet/skywire/svc/ar"
 	"github.com/skyfleet/skywire/svc/rf"
+	"github.com/skyfleet/skywire/svc/sd"
 	"github.com/skyfleet/skywire/svc/tpdisc"
 	"github.com/skyfleet/skywire/transport"
 	"github.com/skyfleet/skywire/visor/appserver"
@@ -83,6 +84,7 @@ type Visor struct {
 	tpm        *transport.Manager
 	router     *router.Router
 	rf         *rf.Client // nil without routing.route_finder
+	sd         *sd.Client // nil without service_discovery
 	apps       *appserver.Server
 	exe        string      // runs the built-in apps
 	networks   []io.Closer // released by Close if Run never served them
@@ -165,10 +167,13 @@ func New(cfg *Config, opts Options) (*Visor, error) {
 		}
 	}
 	v.exe = exe
+	if cfg.ServiceDiscovery != "" {
+		v.sd = sd.NewClient(cfg.ServiceDiscovery, cfg.SK)
+	}
 	v.apps, err = appserver.New(appserver.Config{
 		Addr: cfg.AppServerAddr, Router: v.router, PK: cfg.PK, Executable: exe,
 		AppsPath: ResolvePath(dir, defaultString(cfg.AppsPath, "./apps")), LocalPath: v.localPath,
-		Apps: appConfigs(cfg.Apps), Log: v.log.Named("apps"), Bypass: v.bypass,
+		Apps: appConfigs(cfg.Apps), Log: v.log.Named("apps"), Bypass: v.bypass, Advertise: v.advertise,
 	})
 	if err != nil {
 		v.Close()
@@ -365,6 +370,9 @@ func (v *Visor) Close() error {
 		if v.tpd != nil {
 			v.tpd.Close()
 		}
+		if v.sd != nil {
+			v.sd.Close()
+		}
 		if v.rf != nil {
 			v.rf.Close()
 		}
@@ -378,6 +386,7 @@ func (v *Visor) registerAPI() {
 	v.registerAppAPI()
 	v.registerEventAPI()
 	v.registerVPNAPI()
+	v.registerServicesAPI()
 	admin.Handle(v.api, admin.GetInfo, func(context.Context, admin.Empty) (admin.Info, error) {
 		bi := buildinfo.Get()
 		return admin.Info{

@@ -303,3 +303,10 @@ func (l *Listener) Close() error {
 
 // Addr is the app's address.
 func (l *Listener) Addr() net.Addr { return l.addr }
+
+// Advertise asks the visor to list this app's port in the service
+// discovery as a server of typ ("vpn" or "proxy"), with the operator's
+// country (ISO 3166-1 alpha-2) and label, for as long as the app runs.
+func (c *Client) Advertise(typ, country, label string) error {
+	return c.call("Advertise", appproto.AdvertiseArgs{Type: typ, Country: country, Label: label}, &appproto.Empty{})
+}

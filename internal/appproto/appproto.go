@@ -63,6 +63,8 @@
 //	SetStatus     {"status"}                           → {}  (a line the visor shows with the app)
 //	Bypass        {}                                   → {"addrs": ["192.0.2.7", …]} (the IP addresses the
 //	              visor itself talks to: transport peers, dmsg servers, services; a VPN keeps them outside)
+//	Advertise     {"type": vpn|proxy, "country", "label"} → {}  (the visor lists the app's port in the service
+//	              discovery, signed with its key and registered again while the app runs; gone when it stops)
 //
 // Addresses are "pk:port" (66 hex characters, a colon, a decimal port).
 package appproto
@@ -171,6 +173,13 @@ type (
 	// BypassReply: the addresses the visor's own traffic goes to.
 	BypassReply struct {
 		Addrs []string `json:"addrs"`
+	}
+	// AdvertiseArgs: the visor advertises the app's port in the service
+	// discovery as a server of Type ("vpn" or "proxy") while the app runs.
+	AdvertiseArgs struct {
+		Type    string `json:"type"`
+		Country string `json:"country,omitempty"`
+		Label   string `json:"label,omitempty"`
 	}
 	// Empty is an empty reply.
 	Empty struct{}

@@ -286,9 +286,9 @@ func TestEachServiceRestartDuringTraffic(t *testing.T) {
 // no listener dies (the dmsg server's used to, taking every service down),
 // and once the flood ends every service answers again.
 func TestServicesSurviveDescriptorExhaustion(t *testing.T) {
-	p := freePorts(t, 5)
-	args := fmt.Sprintf("ulimit -n 160 && exec %s svc all --host 127.0.0.1 --dmsg-discovery-port %d --transport-discovery-port %d --address-resolver-port %d --dmsg-server-port %d --route-finder-port %d",
-		filepath.Join(binDir, "skywire"), p[0], p[1], p[2], p[3], p[4])
+	p := freePorts(t, 6)
+	args := fmt.Sprintf("ulimit -n 160 && exec %s svc all --host 127.0.0.1 --dmsg-discovery-port %d --transport-discovery-port %d --address-resolver-port %d --dmsg-server-port %d --route-finder-port %d --service-discovery-port %d",
+		filepath.Join(binDir, "skywire"), p[0], p[1], p[2], p[3], p[4], p[5])
 	proc := startCmd(t, "sh", "-c", args)
 	urls := []string{}
 	for _, i := range []int{0, 1, 2, 4} {

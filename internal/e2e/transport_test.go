@@ -16,9 +16,9 @@ import (
 
 // network is `skywire svc all` on free loopback ports.
 type network struct {
-	dmsgDisc, tpDisc, resolver, routeFinder string // URLs
-	proc                                    *process
-	args                                    []string // svc all's, to start it again
+	dmsgDisc, tpDisc, resolver, routeFinder, svcDisc string // URLs
+	proc                                             *process
+	args                                             []string // svc all's, to start it again
 }
 
 func freePorts(t testing.TB, n int) []int {
@@ -46,17 +46,19 @@ func freePorts(t testing.TB, n int) []int {
 
 func startNetwork(t testing.TB) *network {
 	t.Helper()
-	p := freePorts(t, 5)
+	p := freePorts(t, 6)
 	n := &network{
 		dmsgDisc:    fmt.Sprintf("http://127.0.0.1:%d", p[0]),
 		tpDisc:      fmt.Sprintf("http://127.0.0.1:%d", p[1]),
 		resolver:    fmt.Sprintf("http://127.0.0.1:%d", p[2]),
 		routeFinder: fmt.Sprintf("http://127.0.0.1:%d", p[4]),
+		svcDisc:     fmt.Sprintf("http://127.0.0.1:%d", p[5]),
 	}
 	n.args = []string{"svc", "all", "--host", "127.0.0.1",
 		"--dmsg-discovery-port", fmt.Sprint(p[0]), "--transport-discovery-port", fmt.Sprint(p[1]),
 		"--address-resolver-port", fmt.Sprint(p[2]), "--dmsg-server-port", fmt.Sprint(p[3]),
-		"--route-finder-port", fmt.Sprint(p[4])}
+		"--route-finder-port", fmt.Sprint(p[4]), "--service-discovery-port", fmt.Sprint(p[5]),
+		"--entry-ttl", "4s"}
 	n.run(t)
 	return n
 }
@@ -66,7 +68,10 @@ func startNetwork(t testing.TB) *network {
 func (n *network) run(t testing.TB) {
 	t.Helper()
 	n.proc = start(t, "skywire", n.args...)
-	for _, u := range []string{n.dmsgDisc, n.tpDisc, n.resolver, n.routeFinder} {
+	for _, u := range []string{n.dmsgDisc, n.tpDisc, n.resolver, n.routeFinder, n.svcDisc} {
+		if u == "" {
+			continue
+		}
 		waitHTTP(t, n.proc, u+"/health")
 	}
 	// The dmsg server has published itself once the discovery lists it.
@@ -123,7 +128,7 @@ func newVisor(t testing.TB, dir, name string, n *network) *visorNode {
 	v.stcpAddr = fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)[0])
 	r := sw(t, "skywire", "visor", "gen-config", "-o", v.cfg, "--cli-addr", v.sock, "--stcp-addr", v.stcpAddr, "--local-path", "./"+name,
 		"--dmsg-discovery", n.dmsgDisc, "--transport-discovery", n.tpDisc, "--address-resolver", n.resolver,
-		"--route-finder", n.routeFinder, "--json")
+		"--route-finder", n.routeFinder, "--service-discovery", n.svcDisc, "--json")
 	if r.code != 0 {
 		t.Fatalf("gen-config: %s", r.stderr)
 	}

@@ -133,7 +133,7 @@ func Start(ctx context.Context, cfg Config) (_ *Network, err error) {
 		c.Transport.Discovery = s.URL(suite.TransportDiscovery)
 		c.Transport.AddressResolver = s.URL(suite.AddressResolver)
 		c.Routing.RouteFinder = s.URL(suite.RouteFinder)
-		c.ServiceDiscovery = ""
+		c.ServiceDiscovery = s.URL(suite.ServiceDiscovery)
 		c.STCP.LocalAddress = "127.0.0.1:0"
 		c.Transport.STCPRAddr, c.Transport.SUDPHAddr = "127.0.0.1:0", "127.0.0.1:0"
 		if i+1 < cfg.Visors {

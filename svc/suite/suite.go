@@ -1,6 +1,6 @@
 // Package suite runs the discovery services — dmsg discovery, transport
-// discovery, route finder, address resolver (HTTP and UDP) and a dmsg
-// server — alone or all in one process. `skywire svc …`, `skywire demo` and
+// discovery, route finder, address resolver (HTTP and UDP), service
+// discovery and a dmsg server — alone or all in one process. `skywire svc …`, `skywire demo` and
 // the in-process test network use it.
 //
 // New binds every listener first (port 0 picks a free one), so the
@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -26,6 +27,7 @@ import (
 	"github.com/skyfleet/skywire/svc/dmsgdisc"
 	"github.com/skyfleet/skywire/svc/httpauth"
 	"github.com/skyfleet/skywire/svc/rf"
+	"github.com/skyfleet/skywire/svc/sd"
 	"github.com/skyfleet/skywire/svc/store"
 	"github.com/skyfleet/skywire/svc/tpdisc"
 )
@@ -40,10 +42,11 @@ const (
 	RouteFinder        Name = "route-finder"
 	AddressResolver    Name = "address-resolver"
 	DmsgServer         Name = "dmsg-server"
+	ServiceDiscovery   Name = "service-discovery"
 )
 
 // All is every service, in the order they start.
-var All = []Name{DmsgDiscovery, TransportDiscovery, RouteFinder, AddressResolver, DmsgServer}
+var All = []Name{DmsgDiscovery, TransportDiscovery, RouteFinder, AddressResolver, ServiceDiscovery, DmsgServer}
 
 // StoreEntries bounds each service's in-memory store.
 const StoreEntries = 1 << 20
@@ -80,7 +83,10 @@ type Config struct {
 	// address (zero: dmsg's default, 32). A network of many visors on one
 	// host (a test, the demo) needs more.
 	DmsgSessionsPerAddr int
-	Log                 *zap.Logger
+	// SDEntryTTL is how long a service discovery entry lives without a new
+	// registration (zero: sd.EntryTTL).
+	SDEntryTTL time.Duration
+	Log        *zap.Logger
 }
 
 // Suite is a set of bound services.
@@ -257,6 +263,12 @@ func (s *Suite) Run(ctx context.Context) error {
 			srv := ar.NewServer(store.NewMemory(StoreEntries), log.Named(string(n)))
 			httpSvc(n, srv)
 			run(n+" (UDP)", s.udp.LocalAddr().String(), func() error { return srv.ServeUDP(ctx, s.udp) })
+		case ServiceDiscovery:
+			srv := sd.NewServer(store.NewMemory(StoreEntries), log.Named(string(n)))
+			if s.cfg.SDEntryTTL > 0 {
+				srv.TTL = s.cfg.SDEntryTTL
+			}
+			httpSvc(n, srv)
 		case DmsgServer:
 			run(n, s.Addr(n), func() error { return s.dmsg.Serve(ctx, s.lns[n]) })
 		}

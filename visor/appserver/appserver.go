@@ -61,7 +61,10 @@ type Config struct {
 	// Bypass lists the IP addresses the visor itself talks to (nil: none),
 	// for the gateway's Bypass.
 	Bypass func() []netip.Addr
-	Log    *zap.Logger
+	// Advertise lists an app's port in the service discovery until stop
+	// is called (nil: the gateway's Advertise fails).
+	Advertise func(app string, port uint16, args appproto.AdvertiseArgs) (stop func(), err error)
+	Log       *zap.Logger
 }
 
 // Server launches and serves apps.
@@ -490,7 +493,8 @@ type session struct {
 	app *app
 	key string
 
-	mu        sync.Mutex // guards conns, listeners, nextID, revoked
+	mu        sync.Mutex        // guards conns, listeners, nextID, revoked, ads
+	ads       map[string]func() // advertised types' stops
 	conns     map[uint32]*appConn
 	listeners map[uint32]*router.Listener
 	nextID    uint32
@@ -565,9 +569,12 @@ func (ss *session) closeConn(id uint32) {
 func (ss *session) revoke() {
 	ss.mu.Lock()
 	ss.revoked = true
-	conns, ls := ss.conns, ss.listeners
-	ss.conns, ss.listeners = map[uint32]*appConn{}, map[uint32]*router.Listener{}
+	conns, ls, ads := ss.conns, ss.listeners, ss.ads
+	ss.conns, ss.listeners, ss.ads = map[uint32]*appConn{}, map[uint32]*router.Listener{}, nil
 	ss.mu.Unlock()
+	for _, stop := range ads {
+		stop()
+	}
 	for _, ac := range conns {
 		ac.c.Close()
 	}

@@ -205,6 +205,47 @@ func (g gateway) Bypass(_ appproto.Empty, reply *appproto.BypassReply) error {
 	return nil
 }
 
+// Advertise lists the app's port in the service discovery while the app
+// runs (once per type: again replaces the country and label).
+func (g gateway) Advertise(args appproto.AdvertiseArgs, _ *appproto.Empty) error {
+	if err := g.check(); err != nil {
+		return err
+	}
+	if args.Type != "vpn" && args.Type != "proxy" {
+		return fmt.Errorf("advertise: type %q (vpn or proxy)", args.Type)
+	}
+	f := g.ss.s.cfg.Advertise
+	if f == nil {
+		return errors.New("advertise: this visor has no service discovery (service_discovery in its config)")
+	}
+	ss := g.ss
+	ss.mu.Lock()
+	prev := ss.ads[args.Type]
+	delete(ss.ads, args.Type)
+	ss.mu.Unlock()
+	if prev != nil { // before the new one registers: its deregistration would remove it
+		prev()
+	}
+	ss.s.mu.Lock()
+	name, port := ss.app.cfg.Name, ss.app.cfg.Port
+	ss.s.mu.Unlock()
+	stop, err := f(name, port, args)
+	if err != nil {
+		return err
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.revoked {
+		go stop()
+		return errRevoked
+	}
+	if ss.ads == nil {
+		ss.ads = map[string]func(){}
+	}
+	ss.ads[args.Type] = stop
+	return nil
+}
+
 // SetDeadline sets a connection's read, write or both deadlines.
 func (g gateway) SetDeadline(args appproto.DeadlineArgs, _ *appproto.Empty) error {
 	ac, err := g.ss.conn(args.Conn)
