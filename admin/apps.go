@@ -104,6 +104,7 @@ type ProxyRequest struct {
 	Server   cipher.PubKey `json:"server"`
 	Passcode string        `json:"passcode,omitempty"` // the server's, if it has one
 	Addr     string        `json:"addr,omitempty"`     // the local SOCKS5 address (default: as configured)
+	HTTP     string        `json:"http,omitempty"`     // also an HTTP proxy on this address ("off": none; default: as configured)
 }
 
 // FollowAppLogs streams an app's output: up to Lines of its last lines,

@@ -190,6 +190,9 @@ func proxyCommand(e env) *ucli.Command {
 			if v := argValue(a.Args, "--addr"); v != "" {
 				rows = append(rows, [2]string{"socks5", v})
 			}
+			if v := argValue(a.Args, "--http"); v != "" {
+				rows = append(rows, [2]string{"http proxy", v})
+			}
 			return printTable(e.stdout, rows)
 		}
 		return fmt.Errorf("this visor has no skysocks-client app in its config")
@@ -206,13 +209,14 @@ func proxyCommand(e env) *ucli.Command {
 				Flags: append(rpcFlags(true),
 					&ucli.StringFlag{Name: "passcode", Usage: "the server's passcode, if it has one"},
 					&ucli.StringFlag{Name: "addr", Usage: "local SOCKS5 address (default: as configured, 127.0.0.1:1080)"},
+					&ucli.StringFlag{Name: "http", Usage: "also an HTTP proxy on this address, e.g. 127.0.0.1:8080 (\"off\": none; default: as configured)"},
 				),
 				Action: func(c *ucli.Context) error {
 					pk, err := pkArg(c, "proxy start")
 					if err != nil {
 						return err
 					}
-					i, err := call(c, admin.StartProxy, admin.ProxyRequest{Server: pk, Passcode: c.String("passcode"), Addr: c.String("addr")})
+					i, err := call(c, admin.StartProxy, admin.ProxyRequest{Server: pk, Passcode: c.String("passcode"), Addr: c.String("addr"), HTTP: c.String("http")})
 					if err != nil {
 						return err
 					}
@@ -221,6 +225,9 @@ func proxyCommand(e env) *ucli.Command {
 					}
 					fmt.Fprintf(e.stdout, "skysocks-client started: SOCKS5 on %s through %s\n", argValue(i.Args, "--addr"), pk.Hex())
 					fmt.Fprintf(e.stdout, "try: curl --socks5-hostname %s http://example.com/\n", argValue(i.Args, "--addr"))
+					if h := argValue(i.Args, "--http"); h != "" {
+						fmt.Fprintf(e.stdout, "HTTP proxy on %s: curl -x http://%s http://example.com/\n", h, h)
+					}
 					return nil
 				},
 			},

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -138,6 +139,7 @@ func skysocksClientApp(e env) *ucli.App {
 			&ucli.StringFlag{Name: "srv", Usage: "the skysocks server's visor `public key`"},
 			&ucli.StringFlag{Name: "addr", Value: "127.0.0.1:1080", Usage: "local SOCKS5 address"},
 			&ucli.StringFlag{Name: "passcode", Usage: "the server's passcode, if it has one"},
+			&ucli.StringFlag{Name: "http", Usage: "also serve an HTTP proxy (CONNECT and plain requests) on this `address`, e.g. 127.0.0.1:8080"},
 		}, logFlags()...),
 		Action: func(c *ucli.Context) error {
 			var srv cipher.PubKey
@@ -160,6 +162,19 @@ func skysocksClientApp(e env) *ucli.App {
 					return fmt.Errorf("--addr: %w (is another proxy running? pick another address)", err)
 				}
 				log.Info("serving SOCKS5", zap.String("addr", l.Addr().String()), zap.String("srv", srv.Hex()))
+				if addr := c.String("http"); addr != "" {
+					hl, err := net.Listen("tcp", addr)
+					if err != nil {
+						l.Close()
+						return fmt.Errorf("--http: %w (is another proxy running? pick another address)", err)
+					}
+					log.Info("serving an HTTP proxy", zap.String("addr", hl.Addr().String()))
+					errc := make(chan error, 1)
+					go func() { errc <- cl.ServeHTTP(ctx, hl) }()
+					err = cl.Serve(ctx, l)
+					hl.Close()
+					return errors.Join(err, <-errc)
+				}
 				return cl.Serve(ctx, l)
 			})
 		},

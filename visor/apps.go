@@ -125,9 +125,11 @@ func (v *Visor) registerAppAPI() {
 		if err := req.Server.Check(); err != nil {
 			return admin.AppInfo{}, admin.Errorf(admin.CodeBadRequest, "%v", err)
 		}
-		if req.Addr != "" {
-			if _, _, err := net.SplitHostPort(req.Addr); err != nil {
-				return admin.AppInfo{}, admin.Errorf(admin.CodeBadRequest, "addr %q: %v", req.Addr, err)
+		for _, a := range []string{req.Addr, req.HTTP} {
+			if a != "" && a != "off" {
+				if _, _, err := net.SplitHostPort(a); err != nil {
+					return admin.AppInfo{}, admin.Errorf(admin.CodeBadRequest, "address %q: %v", a, err)
+				}
 			}
 		}
 		err := v.updateApp(ProxyClientApp, func(a *AppConfig) {
@@ -135,6 +137,13 @@ func (v *Visor) registerAppAPI() {
 			a.Args = withFlag(a.Args, "--passcode", req.Passcode)
 			if req.Addr != "" {
 				a.Args = withFlag(a.Args, "--addr", req.Addr)
+			}
+			switch req.HTTP {
+			case "":
+			case "off":
+				a.Args = withFlag(a.Args, "--http", "")
+			default:
+				a.Args = withFlag(a.Args, "--http", req.HTTP)
 			}
 		})
 		if err != nil {

@@ -117,18 +117,19 @@ func (c *Client) probe(ctx context.Context) {
 	c.setStatus("connecting to " + srv)
 	wait := probeMin
 	for {
-		dctx, cancel := context.WithTimeout(ctx, dialTimeout)
-		conn, err := c.net.Dial(dctx, c.cfg.Server, c.cfg.ServerPort)
-		cancel()
+		err := c.check(ctx)
 		if ctx.Err() != nil {
 			return
 		}
 		var next <-chan time.Time
-		if err == nil {
-			conn.Close()
+		switch {
+		case err == nil:
 			c.setStatus("connected to " + srv)
 			wait = probeMin
-		} else {
+		case errors.Is(err, socks5.ErrAuth):
+			c.setStatus(c.refused())
+			next = time.After(probeMax) // until the passcode changes, asking again changes nothing
+		default:
 			c.setStatus(fmt.Sprintf("cannot reach %s: %v; retrying in %v", srv, err, wait))
 			next = time.After(wait)
 			wait = min(2*wait, probeMax)
@@ -140,6 +141,77 @@ func (c *Client) probe(ctx context.Context) {
 		case <-c.kick:
 		}
 	}
+}
+
+// probeTarget is what a check asks the server to connect to: nothing can
+// listen on port 0, so the server's answer is a refusal, but one it gives
+// only after it accepted the passcode.
+var probeTarget = socks5.Request{Host: "0.0.0.0", Port: 0}
+
+// check makes a request through the server with the passcode: nil if the
+// server answered it (a refusal to reach the probe target included),
+// socks5.ErrAuth if it refused the passcode, else why it could not be
+// reached.
+func (c *Client) check(ctx context.Context) error {
+	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	defer cancel()
+	conn, err := c.net.Dial(dctx, c.cfg.Server, c.cfg.ServerPort)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(dctx, func() { conn.Close() })
+	defer stop()
+	_, err = socks5.ClientHandshake(bufio.NewReader(conn), conn, c.cfg.Passcode, probeTarget)
+	var refusal socks5.ReplyError
+	if errors.As(err, &refusal) {
+		return nil
+	}
+	if err == nil {
+		return nil
+	}
+	if dctx.Err() != nil {
+		return fmt.Errorf("no answer from its skysocks: %w", dctx.Err())
+	}
+	return err
+}
+
+// errNoRoute: the server's visor could not be reached.
+var errNoRoute = errors.New("no route to the server")
+
+// dialTarget connects to req's target through the server: a route to it,
+// then the SOCKS5 request with the passcode. It returns the connection,
+// the reader holding what came past the server's answer, and the address
+// the server bound.
+func (c *Client) dialTarget(ctx context.Context, req socks5.Request) (net.Conn, *bufio.Reader, socks5.Request, error) {
+	rc, err := c.net.Dial(ctx, c.cfg.Server, c.cfg.ServerPort)
+	if err != nil {
+		c.log.Warn("no route to the server", zap.Error(err))
+		select { // the prober looks again
+		case c.kick <- struct{}{}:
+		default:
+		}
+		return nil, nil, socks5.Request{}, fmt.Errorf("%w: %w", errNoRoute, err)
+	}
+	stop := context.AfterFunc(ctx, func() { rc.Close() })
+	rbr := bufio.NewReaderSize(rc, 1024)
+	bound, err := socks5.ClientHandshake(rbr, rc, c.cfg.Passcode, req)
+	if !stop() {
+		err = errors.Join(err, ctx.Err())
+	}
+	if err != nil {
+		rc.Close()
+		if errors.Is(err, socks5.ErrAuth) {
+			c.setStatus(c.refused())
+		}
+		return nil, nil, socks5.Request{}, err
+	}
+	c.setStatus("connected to " + c.cfg.Server.Hex()) // a request went through: true whatever the prober saw
+	return rc, rbr, bound, nil
+}
+
+func (c *Client) refused() string {
+	return fmt.Sprintf("%s refused the passcode: set the server's passcode with --passcode", c.cfg.Server.Hex())
 }
 
 func (c *Client) serveConn(ctx context.Context, lc net.Conn) {
@@ -156,33 +228,20 @@ func (c *Client) serveConn(ctx context.Context, lc net.Conn) {
 	log := c.log.With(zap.String("target", req.Addr()))
 	dctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
 	defer cancel()
-	rc, err := c.net.Dial(dctx, c.cfg.Server, c.cfg.ServerPort)
-	if err != nil {
-		log.Warn("no route to the server", zap.Error(err))
-		socks5.WriteReply(lc, socks5.NetworkUnreachable, socks5.Request{})
-		select {
-		case c.kick <- struct{}{}:
-		default:
-		}
-		return
-	}
-	defer rc.Close()
-	stopR := context.AfterFunc(dctx, func() { rc.Close() })
-	rbr := bufio.NewReaderSize(rc, 1024)
-	bound, err := socks5.ClientHandshake(rbr, rc, c.cfg.Passcode, req)
-	if !stopR() {
-		err = errors.Join(err, dctx.Err())
-	}
+	rc, rbr, bound, err := c.dialTarget(dctx, req)
 	if err != nil {
 		code := socks5.ReplyCode(err)
-		if errors.Is(err, socks5.ErrAuth) {
+		switch {
+		case errors.Is(err, errNoRoute):
+			code = socks5.NetworkUnreachable
+		case errors.Is(err, socks5.ErrAuth):
 			code = socks5.NotAllowed
-			c.setStatus(fmt.Sprintf("%s refused the passcode: set the server's passcode with --passcode", c.cfg.Server.Hex()))
 		}
 		log.Info("the server could not connect", zap.Error(err))
 		socks5.WriteReply(lc, code, socks5.Request{})
 		return
 	}
+	defer rc.Close()
 	if err := socks5.WriteReply(lc, socks5.Succeeded, bound); err != nil {
 		return
 	}

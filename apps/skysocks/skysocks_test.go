@@ -181,6 +181,33 @@ func TestPasscode(t *testing.T) {
 	waitStatus(t, c, c.cfg.Server.Hex()+" refused the passcode")
 }
 
+// The status says "connected" only once a request through the server was
+// answered with the passcode: a refused passcode shows at once, with no
+// request made, and "connected" never shows before it; with the right one,
+// and with a server that refuses local targets, it is connected.
+func TestStatusTellsTheTruth(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	record := func(s string) {
+		mu.Lock()
+		seen = append(seen, s)
+		mu.Unlock()
+	}
+	_, c, _, _ := proxy(t, ServerConfig{Passcode: "open sesame"}, ClientConfig{Passcode: "guess", Status: record})
+	waitStatus(t, c, c.cfg.Server.Hex()+" refused the passcode")
+	mu.Lock()
+	for _, s := range seen {
+		if strings.HasPrefix(s, "connected") {
+			t.Errorf("said %q with a wrong passcode", s)
+		}
+	}
+	mu.Unlock()
+	_, c, _, _ = proxy(t, ServerConfig{Passcode: "open sesame"}, ClientConfig{Passcode: "open sesame"})
+	waitStatus(t, c, "connected to ")
+	_, c, _, _ = proxy(t, ServerConfig{Passcode: "open sesame"}, ClientConfig{})
+	waitStatus(t, c, c.cfg.Server.Hex()+" refused the passcode")
+}
+
 // A request may end its direction (half-close) and still read the answer.
 func TestHalfClose(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -243,5 +270,99 @@ func TestReconnects(t *testing.T) {
 func TestNeedsAServer(t *testing.T) {
 	if _, err := NewClient(ClientConfig{}, &twinNet{}); err == nil {
 		t.Fatal("a client without a server")
+	}
+}
+
+// httpProxy serves c's HTTP proxy on a loopback port until the test ends.
+func httpProxy(t *testing.T, c *Client) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.ServeHTTP(ctx, l)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return l.Addr().String()
+}
+
+// The HTTP proxy forwards plain requests and tunnels CONNECT (HTTPS)
+// through the server, byte-exact, many at once; it refuses what is not a
+// proxy request, and says when the server refused the passcode.
+func TestHTTPProxy(t *testing.T) {
+	body := strings.Repeat("skywire ", 1<<17)
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Forwarded-For") != "" {
+			http.Error(w, "the proxy told who asked", http.StatusTeapot)
+			return
+		}
+		io.WriteString(w, body)
+	})
+	web := httptest.NewServer(handler)
+	defer web.Close()
+	secure := httptest.NewTLSServer(handler)
+	defer secure.Close()
+	_, c, _, _ := proxy(t, ServerConfig{AllowLocal: true}, ClientConfig{})
+	addr := httpProxy(t, c)
+	proxyURL, _ := url.Parse("http://" + addr)
+	plain := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}, Timeout: 20 * time.Second}
+	tlsClient := secure.Client()
+	tlsClient.Transport.(*http.Transport).Proxy = http.ProxyURL(proxyURL)
+	tlsClient.Timeout = 20 * time.Second
+	get := func(hc *http.Client, u string) error {
+		resp, err := hc.Get(u)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		got, err := io.ReadAll(resp.Body)
+		if err == nil && (resp.StatusCode != http.StatusOK || string(got) != body) {
+			err = fmt.Errorf("%s: %d, %d bytes", u, resp.StatusCode, len(got))
+		}
+		return err
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for i := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if i%2 == 0 {
+				errs <- get(plain, web.URL+"/plain")
+			} else {
+				errs <- get(tlsClient, secure.URL+"/over-connect")
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Not a proxy request.
+	resp, err := http.Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("a request for the proxy itself: %d", resp.StatusCode)
+	}
+	// A refused passcode is a 403 that says so.
+	_, wrong, _, _ := proxy(t, ServerConfig{AllowLocal: true, Passcode: "open sesame"}, ClientConfig{Passcode: "guess"})
+	resp, err = (&http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: httpProxy(t, wrong)})}}).Get(web.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(msg), "passcode") {
+		t.Fatalf("a refused passcode: %d %s", resp.StatusCode, msg)
 	}
 }
