@@ -57,6 +57,9 @@ var ListServices = define(Op[ServicesRequest, []ServiceInfo]{Method: "POST", Pat
 type ServicesRequest struct {
 	Type    string `json:"type"`              // vpn or proxy
 	Country string `json:"country,omitempty"` // ISO 3166-1 alpha-2, or every country
+	// Ping measures this visor's round trip to each over a route (a few at
+	// once; those it cannot reach get PingError).
+	Ping bool `json:"ping,omitempty"`
 }
 
 // ServiceInfo is one advertised server.
@@ -68,4 +71,7 @@ type ServiceInfo struct {
 	Country  string        `json:"country,omitempty"`
 	Label    string        `json:"label,omitempty"`
 	LastSeen time.Time     `json:"last_seen"` // when its visor last registered it
+	// With Ping: the round trip over a route in ms, or why there is none.
+	LatencyMS float64 `json:"latency_ms,omitempty"`
+	PingError string  `json:"ping_error,omitempty"`
 }

@@ -205,14 +205,14 @@ func proxyCommand(e env) *ucli.Command {
 			{
 				Name:      "start",
 				Usage:     "proxy through the skysocks server on a visor (saved in the config)",
-				ArgsUsage: "<public key>",
-				Flags: append(rpcFlags(true),
+				ArgsUsage: "<public key> | --best",
+				Flags: append(append(rpcFlags(true), bestFlags()...),
 					&ucli.StringFlag{Name: "passcode", Usage: "the server's passcode, if it has one"},
 					&ucli.StringFlag{Name: "addr", Usage: "local SOCKS5 address (default: as configured, 127.0.0.1:1080)"},
 					&ucli.StringFlag{Name: "http", Usage: "also an HTTP proxy on this address, e.g. 127.0.0.1:8080 (\"off\": none; default: as configured)"},
 				),
 				Action: func(c *ucli.Context) error {
-					pk, err := pkArg(c, "proxy start")
+					pk, err := serverArg(c, e, "proxy", "proxy start")
 					if err != nil {
 						return err
 					}

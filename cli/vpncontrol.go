@@ -51,14 +51,14 @@ func vpnCommand(e env) *ucli.Command {
 			{
 				Name:      "start",
 				Usage:     "send all traffic through the vpn-server on a visor (saved in the config)",
-				ArgsUsage: "<public key>",
-				Flags: append(rpcFlags(true),
+				ArgsUsage: "<public key> | --best",
+				Flags: append(append(rpcFlags(true), bestFlags()...),
 					&ucli.StringFlag{Name: "passcode", Usage: "the server's passcode, if it has one"},
 					&ucli.BoolFlag{Name: "killswitch", Usage: "let nothing out but through the tunnel, also while reconnecting"},
 					&ucli.StringSliceFlag{Name: "dns", Usage: "resolvers to use while connected (comma-separated)"},
 				),
 				Action: func(c *ucli.Context) error {
-					pk, err := pkArg(c, "vpn start")
+					pk, err := serverArg(c, e, "vpn", "vpn start")
 					if err != nil {
 						return err
 					}

@@ -12,6 +12,7 @@ import (
 	"github.com/skyfleet/skywire/admin"
 	"github.com/skyfleet/skywire/internal/appproto"
 	"github.com/skyfleet/skywire/internal/buildinfo"
+	"github.com/skyfleet/skywire/router"
 	"github.com/skyfleet/skywire/svc/sd"
 )
 
@@ -88,6 +89,41 @@ func (v *Visor) registerServicesAPI() {
 			e := se.Entry
 			out = append(out, admin.ServiceInfo{Type: e.Type, PK: e.PK, Port: e.Port, Version: e.Version, Country: e.Country, Label: e.Label, LastSeen: se.Seen().UTC()})
 		}
+		if req.Ping {
+			v.pingServices(ctx, out)
+		}
 		return out, nil
 	})
+}
+
+// pingServices measures the round trip to each server over a route, a few
+// at once, each within pingTimeout.
+func (v *Visor) pingServices(ctx context.Context, list []admin.ServiceInfo) {
+	const atOnce, pingTimeout = 8, 10 * time.Second
+	slots := make(chan struct{}, atOnce)
+	var wg sync.WaitGroup
+	for i := range list {
+		s := &list[i]
+		if s.PK == v.cfg.PK {
+			s.PingError = "this visor"
+			continue
+		}
+		wg.Add(1)
+		slots <- struct{}{}
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+			defer cancel()
+			res, err := v.router.Ping(pctx, s.PK, 1, router.DialOptions{})
+			switch {
+			case err != nil:
+				s.PingError = err.Error()
+			case res == nil || len(res.RTTs) == 0:
+				s.PingError = "no answer"
+			default:
+				s.LatencyMS = ms(res.RTTs[0])
+			}
+		}()
+	}
+	wg.Wait()
 }

@@ -40,7 +40,8 @@ func TestServiceDiscoveryListsServers(t *testing.T) {
 	vs := startLineWith(t, n, []string{"stcp"}, func(i, _ int, _ []string) []any {
 		args := []string{"--label", "exit <one>", "--country", "de"}
 		if i == 0 {
-			args = []string{"--private"}
+			return []any{map[string]any{"app": "skysocks", "auto_start": true, "port": 3, "args": []string{"--private"}},
+				map[string]any{"app": "skysocks-client", "auto_start": false, "port": 13, "args": []string{"--addr", "127.0.0.1:0"}}}
 		}
 		return []any{map[string]any{"app": "skysocks", "auto_start": true, "port": 3, "args": args}}
 	}, nil)
@@ -57,6 +58,30 @@ func TestServiceDiscoveryListsServers(t *testing.T) {
 	}
 	if r := sw(t, "skywire", "cli", "proxy", "list", "--sort", "speed", "--rpc", a.sock); r.code != 2 {
 		t.Fatalf("an unknown sort: exit %d", r.code)
+	}
+
+	// With --ping, the round trip over a route; --best picks the server.
+	r := sw(t, "skywire", "cli", "proxy", "list", "--ping", "--sort", "latency", "--json", "--rpc", a.sock)
+	var pinged []struct {
+		PK        string  `json:"pk"`
+		LatencyMS float64 `json:"latency_ms"`
+		PingError string  `json:"ping_error"`
+	}
+	if json.Unmarshal([]byte(r.stdout), &pinged); r.code != 0 || len(pinged) != 1 || pinged[0].LatencyMS <= 0 || pinged[0].PingError != "" {
+		t.Fatalf("proxy list --ping: %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	if r := sw(t, "skywire", "cli", "proxy", "list", "--sort", "latency", "--rpc", a.sock); r.code != 2 {
+		t.Fatalf("--sort latency without --ping: exit %d", r.code)
+	}
+	if r := sw(t, "skywire", "cli", "proxy", "start", "--best", "--rpc", a.sock); r.code != 0 || !strings.Contains(r.stderr, "picked "+b.pk) {
+		t.Fatalf("proxy start --best: %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	until(t, "the proxy connected to the best server", func() bool {
+		r := sw(t, "skywire", "cli", "proxy", "status", "--rpc", a.sock)
+		return r.code == 0 && strings.Contains(r.stdout, "connected to "+b.pk)
+	})
+	if r := sw(t, "skywire", "cli", "vpn", "start", "--best", "--rpc", a.sock); r.code == 0 || !strings.Contains(r.stderr, "no reachable vpn server") {
+		t.Fatalf("vpn start --best with none listed: %d %s %s", r.code, r.stdout, r.stderr)
 	}
 
 	// Stopped: deregistered at once (well within the 4 s TTL).
