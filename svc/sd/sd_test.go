@@ -15,9 +15,9 @@ import (
 	"github.com/skyfleet/skywire/svc/store"
 )
 
-func service(t *testing.T, ttl time.Duration) (*Server, string) {
+func service(t testing.TB, ttl time.Duration) (*Server, string) {
 	t.Helper()
-	srv := NewServer(store.NewMemory(10000), nil)
+	srv := NewServer(store.NewMemory(1<<20), nil)
 	srv.TTL = ttl
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
