@@ -43,6 +43,10 @@ type Config struct {
 	Keepalive time.Duration
 	// MaxTransports bounds the transports (DefaultMaxTransports).
 	MaxTransports int
+	// MaxInbound, if set, bounds the transports other visors dial here (a
+	// public visor's transport.max_public_peers); the next is refused as
+	// busy, and its dialer tries another.
+	MaxInbound int
 	// Heartbeat is how often a dialled transport's discovery entry is
 	// refreshed (tpdisc.HeartbeatInterval).
 	Heartbeat time.Duration
@@ -392,6 +396,8 @@ func (m *Manager) accept(ctx context.Context, typ Type, c Conn) {
 		ans = answerSimultaneous
 	case existing == nil && len(m.tps)+m.accepting >= m.cfg.MaxTransports:
 		ans = answerBusy
+	case existing == nil && m.cfg.MaxInbound > 0 && m.inboundLocked()+m.accepting >= m.cfg.MaxInbound:
+		ans = answerBusy
 	}
 	if ans == answerAccepted {
 		m.accepting++
@@ -420,6 +426,17 @@ func (m *Manager) accept(ctx context.Context, typ Type, c Conn) {
 	}
 	writeAnswer(c, ans, sig)
 	c.Close()
+}
+
+// inboundLocked counts the transports other visors dialled.
+func (m *Manager) inboundLocked() int {
+	n := 0
+	for _, tp := range m.tps {
+		if !tp.dialer {
+			n++
+		}
+	}
+	return n
 }
 
 // install makes c a running transport, replacing an older one to the same

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -18,10 +19,21 @@ import (
 // STCPRNet is the stcpr network: TCP, with addresses from the address
 // resolver (each visor binds its listening port there).
 type STCPRNet struct {
-	sk  cipher.SecKey
-	ar  *ar.Client
-	ln  net.Listener
-	log *zap.Logger
+	sk   cipher.SecKey
+	ar   *ar.Client
+	ln   net.Listener
+	log  *zap.Logger
+	seen atomic.Pointer[string] // the address the resolver saw us bind from
+}
+
+// Seen is the address the resolver saw this visor bind from ("" until it
+// has): others dial it. A visor behind NAT sees an address that is not its
+// own there.
+func (n *STCPRNet) Seen() string {
+	if p := n.seen.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // NewSTCPR listens on listen (":0" for any port) and will bind that port at
@@ -111,6 +123,7 @@ func (n *STCPRNet) bindLoop(ctx context.Context) {
 		if backoff > time.Second || wait == 0 {
 			n.log.Info("stcpr: bound at the address resolver", zap.String("remote", seen))
 		}
+		n.seen.Store(&seen)
 		wait, backoff = ar.STCPRRebind, time.Second
 	}
 }

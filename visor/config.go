@@ -110,7 +110,26 @@ type TransportConfig struct {
 	SUDPHAddr string `json:"sudph_addr"`
 	// Persistent transports are dialled at start and redialled when they drop.
 	Persistent []PersistentTransport `json:"persistent"`
+	// Public lists this visor in the service discovery as a public visor,
+	// one a new visor may keep a transport to, once it has checked that the
+	// address the address resolver sees is one of its own (a visor behind
+	// NAT is never listed).
+	Public bool `json:"public,omitempty"`
+	// MaxPublicPeers bounds the transports other visors dial to a public
+	// visor (default DefaultMaxPublicPeers); the next is refused as busy.
+	MaxPublicPeers int `json:"max_public_peers,omitempty"`
+	// PublicAutoconnect keeps transports to up to AutoconnectCount public
+	// visors from the service discovery, replacing those that go.
+	PublicAutoconnect bool `json:"public_autoconnect,omitempty"`
+	// AutoconnectCount is how many (default DefaultAutoconnectCount).
+	AutoconnectCount int `json:"autoconnect_count,omitempty"`
 }
+
+// Public visors and autoconnect defaults.
+const (
+	DefaultMaxPublicPeers   = 64
+	DefaultAutoconnectCount = 3
+)
 
 // PersistentTransport names a transport to keep up.
 type PersistentTransport struct {
@@ -246,6 +265,15 @@ func (c *Config) Validate() error {
 	}
 
 	p.URL("dmsg.discovery", c.Dmsg.Discovery)
+	if c.Transport.MaxPublicPeers < 0 || c.Transport.MaxPublicPeers > 1024 {
+		p.Add("transport.max_public_peers", c.Transport.MaxPublicPeers, "want 0 (the default, %d) to 1024", DefaultMaxPublicPeers)
+	}
+	if c.Transport.AutoconnectCount < 0 || c.Transport.AutoconnectCount > 32 {
+		p.Add("transport.autoconnect_count", c.Transport.AutoconnectCount, "want 0 (the default, %d) to 32", DefaultAutoconnectCount)
+	}
+	if (c.Transport.Public || c.Transport.PublicAutoconnect) && c.ServiceDiscovery == "" {
+		p.Add("service_discovery", nil, "transport.public and transport.public_autoconnect need a service discovery")
+	}
 	if c.Dmsg.SessionsCount < 1 || c.Dmsg.SessionsCount > 64 {
 		p.Add("dmsg.sessions_count", c.Dmsg.SessionsCount, "want 1 to 64")
 	}

@@ -10,6 +10,7 @@
 package visor
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -228,6 +229,9 @@ func (v *Visor) initTransports() error {
 		add(n)
 	}
 	mcfg := transport.Config{SK: cfg.SK, Networks: nets, Log: v.log.Named("transport")}
+	if cfg.Transport.Public {
+		mcfg.MaxInbound = cmp.Or(cfg.Transport.MaxPublicPeers, DefaultMaxPublicPeers)
+	}
 	if cfg.Transport.Discovery != "" {
 		v.tpd = tpdisc.NewClient(cfg.Transport.Discovery, cfg.SK)
 		mcfg.Discovery = v.tpd
@@ -340,6 +344,12 @@ func (v *Visor) Run(ctx context.Context) error {
 	part("router", v.router.Run)
 	part("apps", v.apps.Run)
 	part("hypervisor links", v.linkHypervisors)
+	if v.cfg.Transport.Public && v.sd != nil {
+		part("public visor", v.runPublic)
+	}
+	if v.cfg.Transport.PublicAutoconnect && v.sd != nil {
+		part("autoconnect", v.runAutoconnect)
+	}
 	part("in-process admin", func(ctx context.Context) error { return v.api.Serve(ctx, v.pipe, admin.Open, shutdownGrace) })
 	err := v.api.Serve(ctx, v.ln, v.cliAuth, shutdownGrace)
 	cancel()

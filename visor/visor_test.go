@@ -151,3 +151,13 @@ func TestNewRejects(t *testing.T) {
 		t.Fatalf("busy cli_addr: %v", err)
 	}
 }
+
+// A visor lists itself as public only when the address the resolver saw
+// is its own: one behind NAT is seen at an address it does not have.
+func TestOwnAddress(t *testing.T) {
+	for addr, want := range map[string]bool{"127.0.0.1:4000": true, "192.0.2.1:4000": false, "not an address": false} {
+		if got := ownAddress(addr); got != want {
+			t.Errorf("ownAddress(%q) = %v", addr, got)
+		}
+	}
+}
