@@ -56,7 +56,7 @@ func roles() []role {
 	}
 	// The built-in apps, from their one table; a nil build is not in this
 	// build yet.
-	builds := map[string]func(env) *ucli.App{"skysocks": skysocksApp, "skysocks-client": skysocksClientApp, "vpn-server": vpnServerApp, "vpn-client": vpnClientApp}
+	builds := map[string]func(env) *ucli.App{"skychat": skychatApp, "skysocks": skysocksApp, "skysocks-client": skysocksClientApp, "vpn-server": vpnServerApp, "vpn-client": vpnClientApp}
 	for _, b := range appproto.Builtins {
 		rs = append(rs, role{b.Name, []string{b.Name}, "app: " + b.Summary, builds[b.Name]})
 	}
