@@ -72,6 +72,7 @@ type demoVisor struct {
 	Config  string        `json:"config"`
 	CLIAddr string        `json:"cli_addr"`
 	Apps    []string      `json:"apps"`
+	Chat    string        `json:"chat"` // skychat's web UI
 }
 
 func linkTypes(spec string, n int) ([]string, error) {
@@ -160,15 +161,26 @@ func runDemo(c *ucli.Context, e env) error {
 			ln.Close()
 		}
 	}
+	// skychat on every visor, its UI on a free loopback port.
+	chatAddrs := make([]string, n)
+	for i := range chatAddrs {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return fmt.Errorf("a port for skychat's UI: %w", err)
+		}
+		chatAddrs[i] = ln.Addr().String()
+		ln.Close()
+	}
 	fmt.Fprintf(e.stderr, "starting the services and %d visors in %s …\n", n, dir)
 	apps := func(i int, pks []cipher.PubKey) []visor.AppConfig {
+		chat := visor.AppConfig{App: "skychat", Port: 1, AutoStart: true, Args: []string{"--addr", chatAddrs[i]}}
 		switch i {
 		case len(pks) - 1:
-			return []visor.AppConfig{{App: "skysocks", Port: 3, AutoStart: true, Args: []string{"--allow-local"}}}
+			return []visor.AppConfig{chat, {App: "skysocks", Port: 3, AutoStart: true, Args: []string{"--allow-local"}}}
 		case 0:
-			return []visor.AppConfig{{App: "skysocks-client", Port: 13, AutoStart: true, Args: []string{"--srv", pks[len(pks)-1].Hex(), "--addr", socksAddr}}}
+			return []visor.AppConfig{chat, {App: "skysocks-client", Port: 13, AutoStart: true, Args: []string{"--srv", pks[len(pks)-1].Hex(), "--addr", socksAddr}}}
 		}
-		return nil
+		return []visor.AppConfig{chat}
 	}
 	tcfg := testnet.Config{Dir: dir, Visors: n, Links: links, Apps: apps, Executable: exe, Log: log}
 	if hvAddr != "" {
@@ -221,7 +233,7 @@ func runDemo(c *ucli.Context, e env) error {
 		info.Services = append(info.Services, demoSvc{Name: string(s), URL: net0.Suite.URL(s)})
 	}
 	for i, node := range net0.Nodes {
-		dv := demoVisor{Name: node.Name, PK: node.PK(), Config: node.ConfigPath, CLIAddr: node.CLIAddr(), Apps: []string{}}
+		dv := demoVisor{Name: node.Name, PK: node.PK(), Config: node.ConfigPath, CLIAddr: node.CLIAddr(), Apps: []string{}, Chat: "http://" + chatAddrs[i] + "/"}
 		for _, a := range apps(i, pksOf(net0)) {
 			dv.Apps = append(dv.Apps, a.App)
 		}
@@ -307,7 +319,7 @@ func printDemo(w io.Writer, info demoInfo) {
 		if len(v.Apps) > 0 {
 			apps = strings.Join(v.Apps, ", ")
 		}
-		fmt.Fprintf(w, "  %s  %s  apps: %s\n     control: skywire cli visor info --rpc %s\n", v.Name, v.PK.Hex(), apps, v.CLIAddr)
+		fmt.Fprintf(w, "  %s  %s  apps: %s\n     chat: %s\n     control: skywire cli visor info --rpc %s\n", v.Name, v.PK.Hex(), apps, v.Chat, v.CLIAddr)
 	}
 	first, last := info.Visors[0], info.Visors[len(info.Visors)-1]
 	if info.Hypervisor != "" {

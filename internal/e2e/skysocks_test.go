@@ -388,6 +388,7 @@ func TestDemo(t *testing.T) {
 		Web    string `json:"web"`
 		Visors []struct {
 			CLIAddr string `json:"cli_addr"`
+			Chat    string `json:"chat"`
 		} `json:"visors"`
 		Hypervisor         string `json:"hypervisor"`
 		HypervisorPassword string `json:"hypervisor_password"`
@@ -419,8 +420,14 @@ func TestDemo(t *testing.T) {
 			pids = append(pids, a.PID)
 		}
 	}
-	if len(pids) != 2 {
+	if len(pids) != 4 { // skychat and a proxy app on each end
 		t.Fatalf("apps running: %v", pids)
+	}
+	for _, v := range info.Visors { // skychat on every visor
+		if v.Chat == "" {
+			t.Fatal("the demo names no skychat UI")
+		}
+		waitHTTP(t, p, v.Chat+"api/info")
 	}
 	p.cmd.Process.Signal(syscall.SIGINT)
 	select {
