@@ -21,6 +21,7 @@ func skychatApp(e env) *ucli.App {
 		Flags: append([]ucli.Flag{
 			&ucli.StringFlag{Name: "addr", Value: "127.0.0.1:8001", Usage: "the web UI's `address` (keep it on loopback: the UI answers only there)"},
 			&ucli.StringFlag{Name: "history", Value: "history", Usage: "the `directory` of the conversations (relative to the app's working directory)"},
+			&ucli.IntFlag{Name: "rate", Value: skychat.DefaultRate, Usage: "messages a second each peer may send (after a burst of twice as many); more are refused"},
 		}, logFlags()...),
 		Action: func(c *ucli.Context) error {
 			return runApp(c, e, "skychat", func(ctx context.Context, client *sdk.Client, log *zap.Logger) error {
@@ -29,6 +30,7 @@ func skychatApp(e env) *ucli.App {
 					return err
 				}
 				defer chat.Close()
+				chat.SetRate(c.Int("rate"))
 				l, err := client.Listen(client.Port())
 				if err != nil {
 					return err

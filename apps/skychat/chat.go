@@ -35,10 +35,9 @@ const Port = 1
 
 // Limits.
 const (
-	MaxText     = 4096          // bytes of one message
-	maxFrame    = MaxText + 512 // a message frame's JSON
-	rateEvery   = 100 * time.Millisecond
-	rateBurst   = 20               // messages a peer may send at once, then one per rateEvery
+	MaxText     = 4096             // bytes of one message
+	maxFrame    = MaxText + 512    // a message frame's JSON
+	DefaultRate = 10               // messages a second a peer may send (after a burst of twice as many)
 	keepPerPeer = 1000             // messages of a conversation kept (in memory and on disk)
 	dialTimeout = 20 * time.Second // a route to a peer
 	ackTimeout  = 15 * time.Second // a sent message not acknowledged by then is failed
@@ -92,8 +91,9 @@ type Chat struct {
 	log   *zap.Logger
 	feeds feeds
 
-	mu    sync.Mutex // guards peers
+	mu    sync.Mutex // guards peers, rate
 	peers map[cipher.PubKey]*peer
+	rate  int // messages a second a peer may send
 }
 
 // peer is the link to one peer: at most one connection in use.
@@ -106,6 +106,7 @@ type peer struct {
 	conn    net.Conn
 	w       *packets.Writer
 	pending map[string]*pending // sent, not yet acknowledged
+	rate    int                 // messages a second it may send
 	tokens  int
 	refill  time.Time
 }
@@ -119,7 +120,15 @@ func New(n Network, dir string, log *zap.Logger) (*Chat, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Chat{net: n, hist: h, log: log, peers: map[cipher.PubKey]*peer{}}, nil
+	return &Chat{net: n, hist: h, log: log, peers: map[cipher.PubKey]*peer{}, rate: DefaultRate}, nil
+}
+
+// SetRate sets how many messages a second each peer may send (after a
+// burst of twice as many); more are refused. Peers already met keep theirs.
+func (c *Chat) SetRate(perSecond int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.rate = max(perSecond, 1)
 }
 
 // Close closes every connection and the history.
@@ -144,7 +153,7 @@ func (c *Chat) peer(pk cipher.PubKey) *peer {
 	defer c.mu.Unlock()
 	p := c.peers[pk]
 	if p == nil {
-		p = &peer{pk: pk, pending: map[string]*pending{}, tokens: rateBurst}
+		p = &peer{pk: pk, pending: map[string]*pending{}, rate: c.rate, tokens: 2 * c.rate}
 		c.peers[pk] = p
 	}
 	return p
@@ -295,8 +304,9 @@ func (c *Chat) settle(p *peer, id string) bool {
 func (p *peer) allow(now time.Time) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if n := int(now.Sub(p.refill) / rateEvery); n > 0 {
-		p.tokens = min(rateBurst, p.tokens+n)
+	every := time.Second / time.Duration(p.rate)
+	if n := int(now.Sub(p.refill) / every); n > 0 {
+		p.tokens = min(2*p.rate, p.tokens+n)
 		p.refill = now
 	}
 	if p.tokens == 0 {
@@ -329,7 +339,7 @@ func (c *Chat) read(p *peer, conn net.Conn, w *packets.Writer) {
 			case len(f.Text) > MaxText || !utf8.ValidString(f.Text) || f.Text == "":
 				reason = fmt.Sprintf("refused: a message must be 1 to %d bytes of UTF-8 text", MaxText)
 			case !p.allow(time.Now()):
-				reason = "refused: too many messages too fast (at most 10 a second); send again in a moment"
+				reason = fmt.Sprintf("refused: too many messages too fast (at most %d a second); send again in a moment", p.rate)
 			}
 			if reason != "" {
 				body, _ := json.Marshal(wire{ID: f.ID, Reason: reason})
