@@ -280,6 +280,17 @@ func TestVPNThroughServer(t *testing.T) {
 	if r := cl.cli(t, "vpn", "status"); r.code != 0 || !strings.Contains(r.stdout, "connected") {
 		t.Fatalf("vpn status: %s %s", r.stdout, r.stderr)
 	}
+	// The server's visor lists its vpn-server in the service discovery:
+	// `vpn list` finds it, with its round trip, and `vpn start --best` picks it.
+	until(t, "vpn list shows the server", func() bool {
+		var list []struct {
+			PK        string  `json:"pk"`
+			Port      int     `json:"port"`
+			LatencyMS float64 `json:"latency_ms"`
+		}
+		json.Unmarshal([]byte(cl.cli(t, "vpn", "list", "--ping", "--json").stdout), &list)
+		return len(list) == 1 && list[0].PK == srv.pk && list[0].Port == 44 && list[0].LatencyMS > 0
+	})
 
 	// SIGKILL vpn-client, then `vpn stop`: everything as it was.
 	pid := cl.appPID(t, "vpn-client")
