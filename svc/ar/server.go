@@ -69,9 +69,7 @@ func NewServer(s store.Store, log *zap.Logger) *Server {
 	srv.mux.Handle("DELETE /v1/bind/stcpr", srv.auth.Require(0, http.HandlerFunc(srv.unbindSTCPR)))
 	srv.mux.Handle("GET /v1/resolve/stcpr/{pk}", srv.auth.Require(0, http.HandlerFunc(srv.resolveSTCPR)))
 	srv.mux.Handle("GET /v1/resolve/sudph/{pk}", srv.auth.Require(0, http.HandlerFunc(srv.resolveSUDPH)))
-	srv.mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
-		httpauth.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok", "service": "address-resolver"})
-	})
+	httpauth.HandleHealth(srv.mux, "address-resolver")
 	return srv
 }
 

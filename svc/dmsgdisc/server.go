@@ -65,9 +65,7 @@ func NewServer(s store.Store, log *zap.Logger) *Server {
 	srv.mux.HandleFunc("GET /v1/entries/{pk}", srv.getEntry)
 	srv.mux.Handle("DELETE /v1/entries/{pk}", srv.auth.Require(0, http.HandlerFunc(srv.deleteEntry)))
 	srv.mux.HandleFunc("GET /v1/servers", srv.getServers)
-	srv.mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
-		httpauth.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok", "service": "dmsg-discovery"})
-	})
+	httpauth.HandleHealth(srv.mux, "dmsg-discovery")
 	return srv
 }
 
@@ -86,8 +84,7 @@ func (s *Server) postEntry(w http.ResponseWriter, r *http.Request) {
 		httpauth.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if skew := s.now().Sub(time.UnixMilli(e.Timestamp)); skew > MaxClockSkew || skew < -MaxClockSkew {
-		httpauth.WriteError(w, http.StatusBadRequest, fmt.Sprintf("entry timestamp is %v from the service's clock (at most %v): check the clock", skew.Round(time.Second), MaxClockSkew))
+	if !httpauth.Fresh(w, s.now(), time.UnixMilli(e.Timestamp), MaxClockSkew) {
 		return
 	}
 	if e.Server != nil && !s.isTrusted(e.PK) {

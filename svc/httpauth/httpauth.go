@@ -203,3 +203,20 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 type errorBody struct {
 	Error string `json:"error"`
 }
+
+// HandleHealth answers GET /health on mux for the service named service.
+func HandleHealth(mux *http.ServeMux, service string) {
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
+		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok", "service": service})
+	})
+}
+
+// Fresh answers 400 and reports false unless signed (an entry's
+// timestamp) is within skew of now.
+func Fresh(w http.ResponseWriter, now, signed time.Time, skew time.Duration) bool {
+	if d := now.Sub(signed); d > skew || d < -skew {
+		WriteError(w, http.StatusBadRequest, fmt.Sprintf("entry timestamp is %v from the service's clock (at most %v): check the clock", d.Round(time.Second), skew))
+		return false
+	}
+	return true
+}

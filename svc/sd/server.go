@@ -60,9 +60,7 @@ func NewServer(s store.Store, log *zap.Logger) *Server {
 	srv.mux.HandleFunc("POST /v1/services", srv.register)
 	srv.mux.Handle("DELETE /v1/services/{type}/{pk}/{port}", srv.auth.Require(0, http.HandlerFunc(srv.remove)))
 	srv.mux.HandleFunc("GET /v1/services", srv.list)
-	srv.mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
-		httpauth.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok", "service": "service-discovery"})
-	})
+	httpauth.HandleHealth(srv.mux, "service-discovery")
 	return srv
 }
 
@@ -78,8 +76,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		httpauth.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if skew := s.now().Sub(se.Seen()); skew > MaxClockSkew || skew < -MaxClockSkew {
-		httpauth.WriteError(w, http.StatusBadRequest, fmt.Sprintf("entry timestamp is %v from the service's clock (at most %v)", skew.Round(time.Second), MaxClockSkew))
+	if !httpauth.Fresh(w, s.now(), se.Seen(), MaxClockSkew) {
 		return
 	}
 	e := &se.Entry

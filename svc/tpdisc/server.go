@@ -49,9 +49,7 @@ func NewServer(s store.Store, log *zap.Logger) *Server {
 	srv.mux.Handle("DELETE /v1/transports/{id}", srv.auth.Require(0, http.HandlerFunc(srv.remove)))
 	srv.mux.HandleFunc("GET /v1/transports/{id}", srv.get)
 	srv.mux.HandleFunc("GET /v1/transports", srv.list)
-	srv.mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
-		httpauth.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok", "service": "transport-discovery"})
-	})
+	httpauth.HandleHealth(srv.mux, "transport-discovery")
 	return srv
 }
 
@@ -67,8 +65,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		httpauth.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if skew := s.now().Sub(time.UnixMilli(se.Entry.Timestamp)); skew > MaxClockSkew || skew < -MaxClockSkew {
-		httpauth.WriteError(w, http.StatusBadRequest, fmt.Sprintf("entry timestamp is %v from the service's clock (at most %v)", skew.Round(time.Second), MaxClockSkew))
+	if !httpauth.Fresh(w, s.now(), time.UnixMilli(se.Entry.Timestamp), MaxClockSkew) {
 		return
 	}
 	raw, _ := json.Marshal(se)
