@@ -78,6 +78,12 @@ func TestSkychatInBrowser(t *testing.T) {
 	pb.do("B's page reloaded", chromedp.Navigate("http://"+ui(2)+"/#"+a.pk), chromedp.WaitVisible(`#compose`))
 	pb.until("B's history and the new message", `document.querySelectorAll('#messages .msg').length === 3 && [...document.querySelectorAll('#messages .text')].at(-1).textContent === 'after the restart'`)
 	pb.screenshot("skychat-b-after-restart")
+	pb.do("a phone-sized window", chromedp.EmulateViewport(400, 800))
+	pb.until("the conversation fills it", `getComputedStyle(document.querySelector('aside')).display === 'none' && document.documentElement.scrollWidth <= 400`)
+	pb.screenshot("skychat-400px")
+	pb.do("back to the list", chromedp.Click(`#back`))
+	pb.until("the list fills it", `getComputedStyle(document.querySelector('aside')).display !== 'none' && document.documentElement.scrollWidth <= 400`)
+	pb.screenshot("skychat-400px-list")
 
 	// Another site cannot make the page's API send.
 	out, _ := exec.Command("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", "-H", "Content-Type: application/json",

@@ -117,6 +117,8 @@ $('#compose').onsubmit = async ev => {
 };
 $('#text').onkeydown = ev => { if (ev.key === 'Enter' && !ev.shiftKey) { ev.preventDefault(); $('#compose').requestSubmit(); } };
 
+$('#back').onclick = () => { document.querySelector('main').classList.remove('open'); current = ''; location.hash = ''; renderConvs(); };
+
 $('#rename').onclick = async () => {
   const label = prompt('A name for ' + current + ' (empty: none)', nameOf(current) === short(current) ? '' : nameOf(current));
   if (label === null) return;
