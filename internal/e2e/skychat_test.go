@@ -82,7 +82,7 @@ func TestSkychatInBrowser(t *testing.T) {
 	pb.until("the conversation fills it", `getComputedStyle(document.querySelector('aside')).display === 'none' && document.documentElement.scrollWidth <= 400`)
 	pb.screenshot("skychat-400px")
 	pb.do("back to the list", chromedp.Click(`#back`))
-	pb.until("the list fills it", `getComputedStyle(document.querySelector('aside')).display !== 'none' && document.documentElement.scrollWidth <= 400`)
+	pb.until("the list fills it", `getComputedStyle(document.querySelector('aside')).display !== 'none' && getComputedStyle(document.querySelector('#empty')).display === 'none' && document.documentElement.scrollWidth <= 400`)
 	pb.screenshot("skychat-400px-list")
 
 	// Another site cannot make the page's API send.
