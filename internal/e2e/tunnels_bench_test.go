@@ -111,19 +111,11 @@ func wireguardRef(tb testing.TB, n *vpnNet, bin, c string) (stop func()) {
 		{c, "ip", "addr", "add", "10.212.0.2/24", "dev", ci},
 		{c, "ip", "link", "set", ci, "mtu", "1420", "up"},
 		{c, "ip", "route", "add", "10.50.2.0/24", "dev", ci},
-		{n.server, "sysctl", "-qw", "net.ipv4.ip_forward=1"},
-		{n.server, "iptables", "-w", "-t", "nat", "-A", "POSTROUTING", "-s", "10.212.0.0/24", "-o", "si" + n.id, "-j", "MASQUERADE"},
 	} {
 		in(tb, s[0], s[1:]...)
 	}
-	return func() {
-		in(tb, n.server, "iptables", "-w", "-t", "nat", "-D", "POSTROUTING", "-s", "10.212.0.0/24", "-o", "si"+n.id, "-j", "MASQUERADE")
-		in(tb, n.server, "sysctl", "-qw", "net.ipv4.ip_forward=0")
-		cp.cmd.Process.Kill()
-		sp.cmd.Process.Kill()
-		<-cp.done
-		<-sp.done
-	}
+	n.forward(tb, "10.212.0.0/24")
+	return func() { n.unforward(tb, "10.212.0.0/24", cp, sp) }
 }
 
 // nebulaRef is a nebula tunnel like wireguardRef's: the server (10.213.0.1,
@@ -182,8 +174,7 @@ firewall:
 	ci, si := "nbc"+n.id, "nbs"+n.id
 	sp := startCmd(tb, "ip", "netns", "exec", n.server, filepath.Join(dir, "nebula"), "-config", config("s", si, true, ""))
 	cp := startCmd(tb, "ip", "netns", "exec", c, filepath.Join(dir, "nebula"), "-config", config("c", ci, false, "  unsafe_routes:\n    - route: 10.50.2.0/24\n      via: 10.213.0.1"))
-	in(tb, n.server, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-	in(tb, n.server, "iptables", "-w", "-t", "nat", "-A", "POSTROUTING", "-s", "10.213.0.0/24", "-o", "si"+n.id, "-j", "MASQUERADE")
+	n.forward(tb, "10.213.0.0/24")
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		if _, err := n.curl(c); err == nil {
 			break
@@ -192,12 +183,22 @@ firewall:
 			tb.Fatalf("nebula's tunnel never came up:\nserver:\n%s\nclient:\n%s", sp.stderr.String(), cp.stderr.String())
 		}
 	}
-	return func() {
-		in(tb, n.server, "iptables", "-w", "-t", "nat", "-D", "POSTROUTING", "-s", "10.213.0.0/24", "-o", "si"+n.id, "-j", "MASQUERADE")
-		in(tb, n.server, "sysctl", "-qw", "net.ipv4.ip_forward=0")
-		cp.cmd.Process.Kill()
-		sp.cmd.Process.Kill()
-		<-cp.done
-		<-sp.done
+	return func() { n.unforward(tb, "10.213.0.0/24", cp, sp) }
+}
+
+// forward has the server forward and masquerade a reference tunnel's
+// subnet out to the internet host, as vpn-server does for its pool.
+func (n *vpnNet) forward(tb testing.TB, subnet string) {
+	in(tb, n.server, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	in(tb, n.server, "iptables", "-w", "-t", "nat", "-A", "POSTROUTING", "-s", subnet, "-o", "si"+n.id, "-j", "MASQUERADE")
+}
+
+// unforward undoes forward and ends the tunnel's processes.
+func (n *vpnNet) unforward(tb testing.TB, subnet string, procs ...*process) {
+	in(tb, n.server, "iptables", "-w", "-t", "nat", "-D", "POSTROUTING", "-s", subnet, "-o", "si"+n.id, "-j", "MASQUERADE")
+	in(tb, n.server, "sysctl", "-qw", "net.ipv4.ip_forward=0")
+	for _, p := range procs {
+		p.cmd.Process.Kill()
+		<-p.done
 	}
 }
