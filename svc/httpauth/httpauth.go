@@ -220,3 +220,16 @@ func Fresh(w http.ResponseWriter, now, signed time.Time, skew time.Duration) boo
 	}
 	return true
 }
+
+// ReadVerified reads a JSON body of at most max bytes into v and checks it
+// with v.Verify, answering 400 with the reason if it does not verify.
+func ReadVerified(w http.ResponseWriter, r *http.Request, max int64, v interface{ Verify() error }) bool {
+	if !ReadJSON(w, r, max, v) {
+		return false
+	}
+	if err := v.Verify(); err != nil {
+		WriteError(w, http.StatusBadRequest, err.Error())
+		return false
+	}
+	return true
+}

@@ -53,21 +53,28 @@ func BenchmarkRegister(b *testing.B) {
 		bodies[i], _ = json.Marshal(se)
 	}
 	var next atomic.Int64
+	parallel(b, "registrations/s", func(hc *http.Client) (*http.Response, error) {
+		return hc.Post(base+"/v1/services", "application/json", bytes.NewReader(bodies[next.Add(1)-1]))
+	})
+}
+
+// parallel runs do from several clients at once, b.N times in all, each
+// answer read whole, and reports the rate as unit.
+func parallel(b *testing.B, unit string, do func(hc *http.Client) (*http.Response, error)) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		hc := &http.Client{}
 		for pb.Next() {
-			body := bodies[next.Add(1)-1]
-			resp, err := hc.Post(base+"/v1/services", "application/json", bytes.NewReader(body))
+			resp, err := do(hc)
 			if err != nil || resp.StatusCode != http.StatusOK {
-				b.Errorf("register: %v %v", resp, err)
+				b.Errorf("%s: %v %v", unit, resp, err)
 				return
 			}
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 		}
 	})
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "registrations/s")
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), unit)
 }
 
 // BenchmarkList: the service's queries per second for one type (5,000 of
@@ -75,20 +82,7 @@ func BenchmarkRegister(b *testing.B) {
 func BenchmarkList(b *testing.B) {
 	_, base := service(b, time.Hour)
 	fill(b, base, 10000)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		hc := &http.Client{}
-		for pb.Next() {
-			resp, err := hc.Get(base + "/v1/services?type=vpn")
-			if err != nil || resp.StatusCode != http.StatusOK {
-				b.Errorf("list: %v %v", resp, err)
-				return
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-		}
-	})
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "queries/s")
+	parallel(b, "queries/s", func(hc *http.Client) (*http.Response, error) { return hc.Get(base + "/v1/services?type=vpn") })
 }
 
 // BenchmarkListVerified: the same query as `vpn list` makes it, decoded and

@@ -69,11 +69,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 
 func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	var se SignedEntry
-	if !httpauth.ReadJSON(w, r, maxBody, &se) {
-		return
-	}
-	if err := se.Verify(); err != nil {
-		httpauth.WriteError(w, http.StatusBadRequest, err.Error())
+	if !httpauth.ReadVerified(w, r, maxBody, &se) {
 		return
 	}
 	if !httpauth.Fresh(w, s.now(), se.Seen(), MaxClockSkew) {
