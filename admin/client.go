@@ -93,6 +93,11 @@ func Call[Req, Resp any](ctx context.Context, c *Client, op Op[Req, Resp], req R
 // do sends one request and returns a 200 answer, or the error: an *Error
 // the visor answered, a timeout, or ErrUnreachable.
 func (c *Client) do(ctx context.Context, method, path string, req any) (*http.Response, error) {
+	return c.send(ctx, method, path, req, nil)
+}
+
+// send is do with extra headers; it also returns a 101 answer (an upgrade).
+func (c *Client) send(ctx context.Context, method, path string, req any, hdr http.Header) (*http.Response, error) {
 	var body io.Reader
 	if method != http.MethodGet {
 		b, err := json.Marshal(req)
@@ -108,6 +113,9 @@ func (c *Client) do(ctx context.Context, method, path string, req any) (*http.Re
 	if body != nil {
 		hreq.Header.Set("Content-Type", "application/json")
 	}
+	for k, v := range hdr {
+		hreq.Header[k] = v
+	}
 	if c.token != "" {
 		hreq.Header.Set("Authorization", "Bearer "+c.token)
 	}
@@ -118,7 +126,7 @@ func (c *Client) do(ctx context.Context, method, path string, req any) (*http.Re
 		}
 		return nil, fmt.Errorf("%w at %s: %w", ErrUnreachable, c.addr, stripURL(err))
 	}
-	if hresp.StatusCode == http.StatusOK {
+	if hresp.StatusCode == http.StatusOK || hresp.StatusCode == http.StatusSwitchingProtocols && hdr.Get("Upgrade") != "" {
 		return hresp, nil
 	}
 	defer hresp.Body.Close()

@@ -42,6 +42,7 @@ func controlApp(e env) *ucli.App {
 			},
 			proxyCommand(e),
 			vpnCommand(e),
+			dmsgptyCommand(e),
 			// Shortcuts for the common verbs.
 			addTPCommand(e),
 			lsTPCommand(e),

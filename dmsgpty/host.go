@@ -164,9 +164,13 @@ func (w frameWriter) Write(p []byte) (int, error) {
 // caller has decided that peer may have a shell.
 func (h *Host) Serve(conn io.ReadWriteCloser, peer Peer) {
 	defer conn.Close()
-	log := h.log.With(zap.String("pk", peer.PK.Hex()), zap.String("via", peer.Via))
+	who := "the local admin socket"
+	if !peer.PK.IsNull() {
+		who = peer.PK.Hex()
+	}
+	log := h.log.With(zap.String("remote", who), zap.String("via", peer.Via))
 	if peer.Origin != "" {
-		log = log.With(zap.String("remote", peer.Origin))
+		log = log.With(zap.String("origin", peer.Origin))
 	}
 	if d, ok := conn.(interface{ SetReadDeadline(time.Time) error }); ok {
 		d.SetReadDeadline(time.Now().Add(openTimeout))

@@ -123,6 +123,7 @@ func (h *Hypervisor) routes() {
 	for _, rt := range admin.Routes() {
 		h.handle(rt.Method+" /api/visors/{pk}"+rt.Path, loggedIn, h.proxy(rt))
 	}
+	h.handle("GET /pty/{pk}", loggedIn, h.terminal)
 	h.handle("/api/", loggedIn, func(w http.ResponseWriter, r *http.Request, _ *caller) {
 		writeError(w, admin.Errorf(admin.CodeNotFound, "no route %s %s", r.Method, r.URL.Path))
 	})

@@ -16,6 +16,12 @@ var uiFiles embed.FS
 // csp allows only the hypervisor's own files and connections.
 const csp = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 
+// terminalCSP is the terminal page's: the same but for inline styles,
+// which xterm.js's renderer writes into <style> elements it makes (its
+// colours and cell sizes). Scripts stay the page's own files only
+// (docs/decisions.md).
+const terminalCSP = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+
 func uiHandler() http.Handler {
 	sub, err := fs.Sub(uiFiles, "ui")
 	if err != nil {
@@ -29,7 +35,11 @@ func uiHandler() http.Handler {
 			return
 		}
 		h := w.Header()
-		h.Set("Content-Security-Policy", csp)
+		if r.URL.Path == "/terminal.html" {
+			h.Set("Content-Security-Policy", terminalCSP)
+		} else {
+			h.Set("Content-Security-Policy", csp)
+		}
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("Referrer-Policy", "no-referrer")

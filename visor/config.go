@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/skyfleet/skywire/admin"
 	"github.com/skyfleet/skywire/cipher"
@@ -66,6 +67,10 @@ type Config struct {
 	// itself and every visor that lists its key in their hypervisors.
 	Hypervisor *LocalHypervisorConfig `json:"hypervisor,omitempty"`
 
+	// Dmsgpty is the remote shell this visor hosts on dmsg port 22. Its
+	// zero value serves nobody.
+	Dmsgpty DmsgptyConfig `json:"dmsgpty"`
+
 	// CLIAddr is where the admin API listens: a unix socket path (mode 0600)
 	// or a TCP host:port (a bearer token is then required, see docs/config.md).
 	// Required.
@@ -74,6 +79,40 @@ type Config struct {
 	LocalPath string `json:"local_path"`
 	// LogLevel is debug, info, warn or error. "" means info.
 	LogLevel string `json:"log_level"`
+}
+
+// DmsgptyConfig is the remote shell (package dmsgpty): who may open a
+// terminal or run a command on this visor, and with what.
+type DmsgptyConfig struct {
+	// Whitelist are the keys that may open a shell here over dmsg. Nil
+	// means nobody (but the hypervisors, if Hypervisors).
+	Whitelist []cipher.PubKey `json:"whitelist"`
+	// Hypervisors lets the hypervisors in `hypervisors` open one too (the
+	// hypervisor's Terminal). False: they may not.
+	Hypervisors bool `json:"hypervisors"`
+	// Shell is the program a terminal runs, as a login shell. "" means the
+	// user's login shell ($SHELL, else /etc/passwd's, else /bin/sh).
+	Shell string `json:"shell,omitempty"`
+	// Dir is the sessions' working directory. "" means the home directory.
+	Dir string `json:"dir,omitempty"`
+	// MaxSessions bounds the sessions one key holds at once. 0 means 4.
+	MaxSessions int `json:"max_sessions,omitempty"`
+	// IdleTimeout ends a session with no input and no output for that long
+	// (a Go duration: "30m"). "" means "1h"; "0" never.
+	IdleTimeout string `json:"idle_timeout,omitempty"`
+}
+
+// IdleTimeoutDuration is IdleTimeout parsed: 0 for the default, negative
+// for never.
+func (c DmsgptyConfig) IdleTimeoutDuration() time.Duration {
+	if c.IdleTimeout == "" {
+		return 0
+	}
+	d, err := time.ParseDuration(c.IdleTimeout)
+	if err != nil || d == 0 {
+		return -1
+	}
+	return d
 }
 
 // DmsgConfig is how the visor joins the dmsg relay network.
@@ -210,6 +249,7 @@ func DefaultConfig(sk cipher.SecKey) Config {
 		AppServerAddr: "127.0.0.1:0",
 		Apps:          DefaultApps(),
 		Hypervisors:   []HypervisorConfig{},
+		Dmsgpty:       DmsgptyConfig{Whitelist: []cipher.PubKey{}, Hypervisors: true},
 		CLIAddr:       admin.DefaultAddr(),
 		LocalPath:     "./local",
 		LogLevel:      "info",
@@ -357,6 +397,23 @@ func (c *Config) Validate() error {
 		if h.Address != "" {
 			p.HostPort(path+".address", h.Address, false)
 		}
+	}
+
+	for i, pk := range c.Dmsgpty.Whitelist {
+		if pk.IsNull() {
+			p.Add(fmt.Sprintf("dmsgpty.whitelist[%d]", i), nil, "the key is empty")
+		}
+	}
+	if c.Dmsgpty.MaxSessions < 0 || c.Dmsgpty.MaxSessions > 64 {
+		p.Add("dmsgpty.max_sessions", c.Dmsgpty.MaxSessions, "want 0 (the default, 4) to 64")
+	}
+	if c.Dmsgpty.IdleTimeout != "" {
+		if d, err := time.ParseDuration(c.Dmsgpty.IdleTimeout); err != nil || d < 0 {
+			p.Add("dmsgpty.idle_timeout", c.Dmsgpty.IdleTimeout, `want a duration such as "30m" or "2h", or "0" for never`)
+		}
+	}
+	if c.Dmsgpty.Shell != "" && !filepath.IsAbs(c.Dmsgpty.Shell) {
+		p.Add("dmsgpty.shell", c.Dmsgpty.Shell, "want an absolute path, such as /bin/bash")
 	}
 
 	if h := c.Hypervisor; h != nil {

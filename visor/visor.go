@@ -31,6 +31,7 @@ import (
 	"github.com/skyfleet/skywire/admin"
 	"github.com/skyfleet/skywire/cipher"
 	"github.com/skyfleet/skywire/dmsg"
+	"github.com/skyfleet/skywire/dmsgpty"
 	"github.com/skyfleet/skywire/internal/buildinfo"
 	"github.com/skyfleet/skywire/internal/configfile"
 	"github.com/skyfleet/skywire/internal/logring"
@@ -87,8 +88,9 @@ type Visor struct {
 	rf         *rf.Client // nil without routing.route_finder
 	sd         *sd.Client // nil without service_discovery
 	apps       *appserver.Server
-	exe        string      // runs the built-in apps
-	networks   []io.Closer // released by Close if Run never served them
+	pty        *dmsgpty.Host // the remote shell's sessions
+	exe        string        // runs the built-in apps
+	networks   []io.Closer   // released by Close if Run never served them
 	persistent map[transport.Persistent]bool
 
 	closeOnce sync.Once
@@ -156,6 +158,7 @@ func New(cfg *Config, opts Options) (*Visor, error) {
 	if token != "" {
 		v.cliAuth = admin.Token(token)
 	}
+	v.pty = v.newPTYHost(dir)
 	if err := v.initTransports(); err != nil {
 		v.Close()
 		return nil, err
@@ -344,6 +347,9 @@ func (v *Visor) Run(ctx context.Context) error {
 	part("router", v.router.Run)
 	part("apps", v.apps.Run)
 	part("hypervisor links", v.linkHypervisors)
+	if v.dmsg != nil {
+		part("remote shell", v.servePTY)
+	}
 	if v.cfg.Transport.Public && v.sd != nil {
 		part("public visor", v.runPublic)
 	}
@@ -377,6 +383,7 @@ func (v *Visor) Close() error {
 		if v.apps != nil {
 			v.apps.Close()
 		}
+		v.pty.Close() // sessions through the admin API end with the visor
 		if v.tpd != nil {
 			v.tpd.Close()
 		}
@@ -397,6 +404,7 @@ func (v *Visor) registerAPI() {
 	v.registerEventAPI()
 	v.registerVPNAPI()
 	v.registerServicesAPI()
+	v.registerPTYAPI()
 	admin.Handle(v.api, admin.GetInfo, func(context.Context, admin.Empty) (admin.Info, error) {
 		bi := buildinfo.Get()
 		return admin.Info{

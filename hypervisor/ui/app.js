@@ -398,7 +398,7 @@ function visorRowHTML(v) {
     <td class="num">${v.state === 'offline' ? '—' : v.apps.filter(a => a.state === 'running').length + '/' + v.apps.length}</td>
     <td class="num">${v.state === 'online' ? fmtMS(v.latency_ms) : '—'}</td>
     <td>${v.state === 'offline' ? fmtAgo(v.last_seen) : 'now'}</td>
-    <td><a href="#/visor/${v.pk}">Open →</a></td>`;
+    <td><a href="#/visor/${v.pk}">Open →</a> <a class="muted term-link" href="/terminal.html#${v.pk}" target="_blank" rel="noopener" title="open a terminal on this visor in a new tab">Terminal ↗</a></td>`;
 }
 
 function renderVisorRows() {
@@ -468,7 +468,7 @@ function visorView(pk, tab) {
     <p><a href="#/visors">← All visors</a></p>
     <div class="row spread">
       <h1 id="visor-title"></h1>
-      <div class="row"><button class="ghost" id="visor-label">Edit label</button></div>
+      <div class="row"><a class="button ghost" id="visor-terminal" href="/terminal.html#${pk}" target="_blank" rel="noopener" title="a shell on this visor, in a new tab (the visor's dmsgpty.hypervisors must be on)">Terminal ↗</a><button class="ghost" id="visor-label">Edit label</button></div>
     </div>
     <div class="tabs">${tabs.map(([k, t]) => `<a href="#/visor/${pk}/${k}" class="${k === tab ? 'on' : ''}" data-tab="${k}">${t}</a>`).join('')}</div>
     <div id="tab"></div>`;
