@@ -89,7 +89,12 @@ func (h *Hypervisor) terminal(w http.ResponseWriter, r *http.Request, who *calle
 	cancel()
 	if err != nil {
 		h.audit(who, pk.Hex(), "terminal", "", asError(err).Status(), err.Error())
-		fail(fmt.Sprintf("visor %s: %v", pk.Short(), err))
+		var ae *admin.Error
+		if errors.As(err, &ae) { // the visor's own words, which name it
+			fail(ae.Message)
+		} else {
+			fail(fmt.Sprintf("visor %s: %v", pk.Short(), err))
+		}
 		return
 	}
 	s, err := dmsgpty.Open(rwc, dmsgpty.Request{Mode: dmsgpty.ModeShell, Term: "xterm-256color", Rows: uint16(rows), Cols: uint16(cols)})
@@ -116,6 +121,7 @@ func (h *Hypervisor) terminal(w http.ResponseWriter, r *http.Request, who *calle
 			typ, data, err := ws.Read(ctx)
 			if err != nil {
 				inDone <- err
+				s.Close() // the page went: the shell ends, and Recv below with it
 				return
 			}
 			if typ == websocket.MessageBinary {
@@ -128,6 +134,7 @@ func (h *Hypervisor) terminal(w http.ResponseWriter, r *http.Request, who *calle
 			}
 			if err != nil {
 				inDone <- err
+				s.Close()
 				return
 			}
 		}

@@ -23,8 +23,11 @@ import (
 // edit changes visor i's config before it starts.
 func ptyVisors(t *testing.T, n int, edit func(i int, cfg map[string]any)) []*visorNode {
 	t.Helper()
-	nw := startNetwork(t)
-	dir := shortDir(t)
+	return ptyVisorsOn(t, startNetwork(t), shortDir(t), n, edit)
+}
+
+func ptyVisorsOn(t *testing.T, nw *network, dir string, n int, edit func(i int, cfg map[string]any)) []*visorNode {
+	t.Helper()
 	vs := make([]*visorNode, n)
 	for i := range vs {
 		vs[i] = newVisor(t, dir, string(rune('a'+i)), nw)
