@@ -207,6 +207,8 @@ func TestVisorAsHypervisor(t *testing.T) {
 		if err := c.call("GET", "/api/visors/"+pk+"/v1/info", nil, &info); err != nil || info.PK != pk {
 			t.Fatalf("info of %s through the visor's hypervisor: %+v %v", pk[:8], info, err)
 		}
+		// A terminal on each: x's own through the in-process pipe, y's over its link.
+		terminalEcho(t, c, pk)
 	}
 }
 

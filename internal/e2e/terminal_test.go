@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -103,31 +104,66 @@ func TestTerminalInBrowser(t *testing.T) {
 	if _, resp, err := websocket.Dial(ctx, wsURL+q, &websocket.DialOptions{HTTPClient: anon.hc}); err == nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("not logged in: %v %v", err, resp)
 	}
-	// With all of it, from Go: the shell answers, and exit ends it.
-	ws, _, err := dial(q, http.Header{"Origin": {h.url}})
+	// With all of it, from Go: the shell answers, and exit ends it; four
+	// at once (the visor's default cap for one key, here the hypervisor's).
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() { defer wg.Done(); terminalEcho(t, c, a.pk) }()
+	}
+	wg.Wait()
+}
+
+// terminalEcho opens the hypervisor's terminal on visor pk as c's session
+// (without a browser), types `echo hel''lo`, reads hello, and ends the
+// shell with `exit 3`, whose status the hypervisor reports.
+func terminalEcho(t *testing.T, c *apiClient, pk string) {
+	t.Helper()
+	fail := func(format string, args ...any) {
+		t.Helper()
+		t.Errorf(format, args...)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	wsURL := strings.Replace(c.url, "http", "ws", 1) + "/pty/" + pk + "?" + url.Values{"csrf": {c.csrf}}.Encode()
+	ws, _, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{HTTPClient: c.hc, HTTPHeader: http.Header{"Origin": {c.url}}})
 	if err != nil {
-		t.Fatal(err)
+		fail("terminal on %s: %v", pk[:8], err)
+		return
 	}
 	defer ws.CloseNow()
-	ws.Write(ctx, websocket.MessageBinary, []byte("exit 3\r"))
+	ws.Write(ctx, websocket.MessageBinary, []byte("echo hel''lo\r"))
+	var screen strings.Builder
+	sentExit := false
 	for {
 		typ, data, err := ws.Read(ctx)
 		if err != nil {
-			t.Fatalf("reading the terminal: %v", err)
+			fail("terminal on %s: %v; it showed:\n%s", pk[:8], err, screen.String())
+			return
 		}
-		if typ != websocket.MessageText {
+		if typ == websocket.MessageBinary {
+			screen.Write(data)
+			if !sentExit && strings.Contains(screen.String(), "hello\r\n") {
+				sentExit = true
+				ws.Write(ctx, websocket.MessageBinary, []byte("exit 3\r"))
+			}
 			continue
 		}
 		var m struct {
-			Type string `json:"type"`
-			Code *int   `json:"code"`
+			Type    string `json:"type"`
+			Code    *int   `json:"code"`
+			Message string `json:"message"`
 		}
 		json.Unmarshal(data, &m)
-		if m.Type == "exit" {
-			if m.Code == nil || *m.Code != 3 {
-				t.Fatalf("exit message %s", data)
+		switch m.Type {
+		case "error":
+			fail("terminal on %s: %s", pk[:8], m.Message)
+			return
+		case "exit":
+			if !sentExit || m.Code == nil || *m.Code != 3 {
+				fail("terminal on %s ended with %s; it showed:\n%s", pk[:8], data, screen.String())
 			}
-			break
+			return
 		}
 	}
 }
