@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/skyfleet/skywire/cipher"
 	"github.com/skyfleet/skywire/internal/appproto"
@@ -117,6 +118,11 @@ func TestValidate(t *testing.T) {
 		{"cli addr form", func(c *Config) { c.CLIAddr = "localhost" }, `cli_addr: "localhost": want a unix socket path or host:port`},
 		{"log level", func(c *Config) { c.LogLevel = "loud" }, `log_level: "loud": want one of debug, info, warn, error`},
 		{"app server", func(c *Config) { c.AppServerAddr = "" }, "app_server_addr: missing"},
+		{"pty whitelist", func(c *Config) { c.Dmsgpty.Whitelist = []cipher.PubKey{{}} }, "dmsgpty.whitelist[0]: the key is empty"},
+		{"pty sessions", func(c *Config) { c.Dmsgpty.MaxSessions = 65 }, "dmsgpty.max_sessions: 65: want 0 (the default, 4) to 64"},
+		{"pty idle", func(c *Config) { c.Dmsgpty.IdleTimeout = "soon" }, `dmsgpty.idle_timeout: "soon": want a duration`},
+		{"pty idle negative", func(c *Config) { c.Dmsgpty.IdleTimeout = "-1m" }, `dmsgpty.idle_timeout: "-1m"`},
+		{"pty shell", func(c *Config) { c.Dmsgpty.Shell = "bash" }, `dmsgpty.shell: "bash": want an absolute path`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -226,6 +232,14 @@ func TestDefaultAppsAreTheBuiltins(t *testing.T) {
 		a := apps[i]
 		if a.App != b.Name || a.Port != b.Port || a.AutoStart != b.AutoStart || (b.Addr != "") != slices.Contains(a.Args, b.Addr) {
 			t.Errorf("default app %+v for built-in %+v", a, b)
+		}
+	}
+}
+
+func TestIdleTimeoutDuration(t *testing.T) {
+	for in, want := range map[string]time.Duration{"": 0, "0": -1, "0s": -1, "30m": 30 * time.Minute, "2h": 2 * time.Hour} {
+		if got := (DmsgptyConfig{IdleTimeout: in}).IdleTimeoutDuration(); got != want {
+			t.Errorf("%q: %v, want %v", in, got, want)
 		}
 	}
 }
