@@ -115,7 +115,7 @@ func TestTerminalInBrowser(t *testing.T) {
 }
 
 // terminalEcho opens the hypervisor's terminal on visor pk as c's session
-// (without a browser), types `echo hel''lo`, reads hello, and ends the
+// (without a browser), types `echo hel”lo`, reads hello, and ends the
 // shell with `exit 3`, whose status the hypervisor reports.
 func terminalEcho(t *testing.T, c *apiClient, pk string) {
 	t.Helper()
