@@ -7,11 +7,13 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -28,12 +30,14 @@ func hostPair(t *testing.T, h *Host, peer Peer) net.Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	defer ln.Close() // after Accept: closing it first would reset the connection
 	var wg sync.WaitGroup
+	accepted := make(chan struct{})
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		c, err := ln.Accept()
+		close(accepted)
 		if err != nil {
 			return
 		}
@@ -44,6 +48,7 @@ func hostPair(t *testing.T, h *Host, peer Peer) net.Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
+	<-accepted
 	t.Cleanup(func() { c.Close() })
 	return c
 }
@@ -191,35 +196,64 @@ func TestLimitsAndIdle(t *testing.T) {
 	}
 }
 
+// readPID waits for a pid written to path.
+func readPID(t *testing.T, path string) int {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var pid int
+		b, _ := os.ReadFile(path)
+		if _, err := fmt.Sscan(string(b), &pid); err == nil {
+			return pid
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no pid in %s", path)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// The caller leaving ends the shell and the job running in the terminal's
+// foreground (its own process group, under the shell's job control).
 func TestCallerLeavingKillsTheProgram(t *testing.T) {
-	h := NewHost(Config{})
+	h := NewHost(Config{Shell: "/bin/sh"})
 	defer h.Close()
 	dir := t.TempDir()
-	mark := filepath.Join(dir, "pid")
+	shellMark, jobMark := filepath.Join(dir, "shell"), filepath.Join(dir, "job")
 	s, err := Open(hostPair(t, h, Peer{Via: "test"}), Request{Mode: ModeShell})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Write(fmt.Appendf(nil, "echo $$ > %s; sleep 60\n", mark))
-	var pid int
+	s.Write(fmt.Appendf(nil, "echo $$ > %s; sh -c 'echo $$ > %s; exec sleep 60'\n", shellMark, jobMark))
+	shell, job := readPID(t, shellMark), readPID(t, jobMark)
+	s.Close()
 	deadline := time.Now().Add(20 * time.Second)
-	for {
-		b, _ := os.ReadFile(mark)
-		if _, err := fmt.Sscan(string(b), &pid); err == nil {
-			break
-		}
+	for h.SessionCount() > 0 || processAlive(shell) || processAlive(job) {
 		if time.Now().After(deadline) {
-			t.Fatal("the shell never wrote its pid")
+			t.Fatalf("shell %d alive %v, job %d alive %v, sessions %d after the caller left", shell, processAlive(shell), job, processAlive(job), h.SessionCount())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	s.Close()
-	deadline = time.Now().Add(20 * time.Second)
-	for h.SessionCount() > 0 || processAlive(pid) {
-		if time.Now().After(deadline) {
-			t.Fatalf("shell %d still alive (sessions %d) after the caller left", pid, h.SessionCount())
-		}
-		time.Sleep(20 * time.Millisecond)
+}
+
+// A background job that keeps the terminal open does not keep the session
+// open once the shell has exited: its status arrives.
+func TestBackgroundJobDoesNotHoldTheSession(t *testing.T) {
+	h := NewHost(Config{Shell: "/bin/sh"})
+	defer h.Close()
+	mark := filepath.Join(t.TempDir(), "job")
+	s, err := Open(hostPair(t, h, Peer{Via: "test"}), Request{Mode: ModeShell})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.Write(fmt.Appendf(nil, "sh -c 'echo $$ > %s; exec sleep 30' &\n", mark))
+	job := readPID(t, mark)
+	defer syscall.Kill(job, syscall.SIGKILL)
+	s.Write([]byte("exit 4\n"))
+	code, _, err := s.Copy(io.Discard, io.Discard)
+	if err != nil || code != 4 {
+		t.Fatalf("code %d, err %v", code, err)
 	}
 }
 

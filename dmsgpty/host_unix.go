@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
 )
 
 const supported = true
@@ -58,6 +59,11 @@ func start(spec startSpec) (process, error) {
 		f, err := pty.StartWithAttrs(cmd, &pty.Winsize{Rows: spec.req.Rows, Cols: spec.req.Cols}, cmd.SysProcAttr)
 		if err != nil {
 			return nil, fmt.Errorf("starting %s on a pty: %w", path, err)
+		}
+		if f, err = pollable(f); err != nil {
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			cmd.Wait()
+			return nil, fmt.Errorf("the pty of %s: %w", path, err)
 		}
 		p.in, p.tty = f, f
 		p.closeOut = func() { f.Close() }
@@ -108,6 +114,44 @@ func start(spec startSpec) (process, error) {
 	return p, nil
 }
 
+// pollable returns the pty master f as a file in Go's poller (f is
+// closed): creack/pty leaves it in blocking mode, where a Read blocked on a
+// terminal that a background program holds open could never be ended by
+// Close.
+func pollable(f *os.File) (*os.File, error) {
+	sc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	fd := -1
+	var derr error
+	sc.Control(func(raw uintptr) { fd, derr = unix.Dup(int(raw)) })
+	f.Close()
+	if derr != nil {
+		return nil, derr
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), "/dev/ptmx"), nil
+}
+
+// ioctl runs fn on f's descriptor without taking it out of the poller
+// (as f.Fd would).
+func ioctl(f *os.File, fn func(fd int) error) error {
+	sc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ferr error
+	if err := sc.Control(func(fd uintptr) { ferr = fn(int(fd)) }); err != nil {
+		return err
+	}
+	return ferr
+}
+
 // copyOutput relays r to w in frame-sized pieces until r ends (EOF, or EIO
 // from a pty whose last user left).
 func copyOutput(w io.Writer, r io.Reader) {
@@ -138,7 +182,9 @@ func (p *unixProc) closeStdin() {
 
 func (p *unixProc) resize(rows, cols uint16) {
 	if p.tty != nil && rows > 0 && cols > 0 {
-		pty.Setsize(p.tty, &pty.Winsize{Rows: rows, Cols: cols})
+		ioctl(p.tty, func(fd int) error {
+			return unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols})
+		})
 	}
 }
 
@@ -148,12 +194,26 @@ func (p *unixProc) signal(name string) {
 	}
 }
 
+// kill hangs up the program's process group and, on a pty, the terminal's
+// foreground group too (a shell's job runs in its own), then kills them.
 func (p *unixProc) kill() {
 	p.killOnce.Do(func() {
-		pgid := p.cmd.Process.Pid
-		syscall.Kill(-pgid, syscall.SIGHUP)
-		syscall.Kill(-pgid, syscall.SIGCONT)
-		time.AfterFunc(killGrace, func() { syscall.Kill(-pgid, syscall.SIGKILL) })
+		groups := []int{p.cmd.Process.Pid}
+		if p.tty != nil {
+			var fg int
+			if ioctl(p.tty, func(fd int) (err error) { fg, err = unix.IoctlGetInt(fd, unix.TIOCGPGRP); return err }) == nil && fg > 1 && fg != groups[0] {
+				groups = append(groups, fg)
+			}
+		}
+		for _, g := range groups {
+			syscall.Kill(-g, syscall.SIGHUP)
+			syscall.Kill(-g, syscall.SIGCONT)
+		}
+		time.AfterFunc(killGrace, func() {
+			for _, g := range groups {
+				syscall.Kill(-g, syscall.SIGKILL)
+			}
+		})
 	})
 }
 

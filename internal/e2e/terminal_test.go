@@ -56,8 +56,9 @@ func TestTerminalInBrowser(t *testing.T) {
 
 	br.do("open the terminal", chromedp.Navigate(h.url+href), chromedp.WaitVisible(`.xterm-helper-textarea`))
 	br.until("the terminal connected", `document.querySelector('#state').textContent === 'connected'`)
-	br.do("type echo hello", chromedp.Focus(`.xterm-helper-textarea`), typeLine("echo hel''lo"))
 	const screen = `(() => { const b = TERM.buffer.active, out = []; for (let i = 0; i < b.length; i++) out.push(b.getLine(i).translateToString(true)); return out; })()`
+	br.until("the shell's prompt", screen+`.some(l => l.startsWith('#') || l.startsWith('$'))`) // typed before it, a line would be echoed before the prompt
+	br.do("type echo hello", chromedp.Focus(`.xterm-helper-textarea`), typeLine("echo hel''lo"))
 	br.until("hello on a line of its own", screen+`.some(l => l.trim() === 'hello')`)
 	br.do("type stty size", typeLine("stty size"))
 	br.until("the page's size reached the shell", screen+`.some(l => l.trim() === TERM.rows + ' ' + TERM.cols)`)
@@ -115,8 +116,9 @@ func TestTerminalInBrowser(t *testing.T) {
 }
 
 // terminalEcho opens the hypervisor's terminal on visor pk as c's session
-// (without a browser), types `echo hel”lo`, reads hello, and ends the
-// shell with `exit 3`, whose status the hypervisor reports.
+// (without a browser), types an echo of "hello" written with two quotes in
+// it (so the typed line never reads hello), reads hello, and ends the shell
+// with `exit 3`, whose status the hypervisor reports.
 func terminalEcho(t *testing.T, c *apiClient, pk string) {
 	t.Helper()
 	fail := func(format string, args ...any) {

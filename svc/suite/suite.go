@@ -121,9 +121,10 @@ func New(cfg Config) (s *Suite, err error) {
 			return nil, errors.New("dmsg-server: clients cannot dial a wildcard address: give the address they reach this machine at")
 		}
 	}
+	made := s // the return statements below set s to nil on failure
 	defer func() {
 		if err != nil {
-			s.Close()
+			made.Close()
 		}
 	}()
 	for _, n := range cfg.Only {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -127,5 +128,20 @@ func TestSlowAndIdleFloods(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A port already taken fails New with the service and address named (it
+// once panicked closing the suite it had not returned).
+func TestNewWithATakenPort(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	port := taken.Addr().(*net.TCPAddr).Port
+	_, err = New(Config{Host: "127.0.0.1", Ports: map[Name]int{RouteFinder: port}})
+	if err == nil || !strings.Contains(err.Error(), string(RouteFinder)) || !strings.Contains(err.Error(), fmt.Sprint(port)) {
+		t.Fatalf("err = %v", err)
 	}
 }
