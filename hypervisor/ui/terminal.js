@@ -4,6 +4,9 @@
 // opened as terminal.html#<visor key>; closing it ends the shell.
 
 const $ = s => document.querySelector(s);
+// What the page's Content-Security-Policy blocked (tests read it: none).
+window.cspViolations = [];
+document.addEventListener('securitypolicyviolation', e => window.cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`));
 const pk = decodeURIComponent(location.hash.slice(1));
 let ws = null;
 

@@ -63,6 +63,9 @@ func TestTerminalInBrowser(t *testing.T) {
 	br.do("type stty size", typeLine("stty size"))
 	br.until("the page's size reached the shell", screen+`.some(l => l.trim() === TERM.rows + ' ' + TERM.cols)`)
 	br.screenshot("terminal")
+	if v := br.eval(`JSON.stringify(window.cspViolations)`); v != "[]" {
+		t.Fatalf("the terminal page broke its Content-Security-Policy: %s", v)
+	}
 	if acc := a.ptyAccess(t); acc.Sessions != 1 {
 		t.Fatalf("a runs %d sessions, want 1", acc.Sessions)
 	}
