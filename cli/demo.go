@@ -225,6 +225,10 @@ func runDemo(c *ucli.Context, e env) error {
 	if err := waitProxy(ctx, net0); err != nil {
 		return fmt.Errorf("%w (logs: %s)", err, logPath)
 	}
+	// The first visor may open a shell on the last (its remote shell).
+	if err := whitelistFirst(ctx, net0); err != nil {
+		return fmt.Errorf("%w (logs: %s)", err, logPath)
+	}
 	info := demoInfo{Dir: dir, Log: logPath, SOCKS5: socksAddr, Web: "http://" + web.Addr().String() + "/", Path: strings.Join(path, " → ")}
 	if hv != nil {
 		info.Hypervisor, info.HypervisorPassword = hv.URL(), hvPassword
@@ -323,7 +327,7 @@ func printDemo(w io.Writer, info demoInfo) {
 	}
 	first, last := info.Visors[0], info.Visors[len(info.Visors)-1]
 	if info.Hypervisor != "" {
-		fmt.Fprintf(w, "\nhypervisor (web UI managing every visor): %s\n  log in with the password  %s\n", info.Hypervisor, info.HypervisorPassword)
+		fmt.Fprintf(w, "\nhypervisor (web UI managing every visor, each with a Terminal): %s\n  log in with the password  %s\n", info.Hypervisor, info.HypervisorPassword)
 	}
 	fmt.Fprintf(w, "\nSOCKS5 proxy on %s, through the route %s\n\ntry:\n", info.SOCKS5, info.Path)
 	fmt.Fprintf(w, "  curl --socks5-hostname %s %s\n", info.SOCKS5, info.Web)
@@ -331,5 +335,21 @@ func printDemo(w io.Writer, info demoInfo) {
 	fmt.Fprintf(w, "  skywire cli visor bench %s --rpc %s\n", last.PK.Hex(), first.CLIAddr)
 	fmt.Fprintf(w, "  skywire cli visor route ls --rpc %s\n", info.Visors[1].CLIAddr)
 	fmt.Fprintf(w, "  skywire cli proxy status --rpc %s\n", first.CLIAddr)
+	fmt.Fprintf(w, "  skywire cli dmsgpty exec %s --rpc %s -- uname -a    (a shell there: dmsgpty start)\n", last.PK.Hex(), first.CLIAddr)
 	fmt.Fprintf(w, "\nlogs: %s\ndemo ready; Ctrl-C stops it.\n", info.Log)
+}
+
+// whitelistFirst lets the demo's first visor open a shell on its last one.
+func whitelistFirst(ctx context.Context, n *testnet.Network) error {
+	c, err := n.Client(len(n.Nodes) - 1)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, demoReadyTimeout)
+	defer cancel()
+	if _, err := admin.Call(ctx, c, admin.PTYWhitelistAdd, admin.PTYKeys{Keys: []cipher.PubKey{n.Nodes[0].PK()}}); err != nil {
+		return fmt.Errorf("whitelisting %s for the remote shell: %w", n.Nodes[0].Name, err)
+	}
+	return nil
 }

@@ -387,6 +387,7 @@ func TestDemo(t *testing.T) {
 	var info struct {
 		Web    string `json:"web"`
 		Visors []struct {
+			PK      string `json:"pk"`
 			CLIAddr string `json:"cli_addr"`
 			Chat    string `json:"chat"`
 		} `json:"visors"`
@@ -428,6 +429,10 @@ func TestDemo(t *testing.T) {
 			t.Fatal("the demo names no skychat UI")
 		}
 		waitHTTP(t, p, v.Chat+"api/info")
+	}
+	// The remote shell the demo prints works: a's CLI runs a command on c.
+	if res := sw(t, "skywire", "cli", "dmsgpty", "exec", info.Visors[2].PK, "--rpc", info.Visors[0].CLIAddr, "--", "echo", "from-c"); res.code != 0 || res.stdout != "from-c\n" {
+		t.Fatalf("dmsgpty exec in the demo: %d %q %q", res.code, res.stdout, res.stderr)
 	}
 	p.cmd.Process.Signal(syscall.SIGINT)
 	select {
