@@ -81,15 +81,21 @@ func (e *RefusedError) Error() string { return "refused: " + e.Reason }
 
 // writeFrame writes one frame. Callers serialise writes on a stream.
 func writeFrame(w io.Writer, typ byte, payload []byte) error {
-	if len(payload) > MaxPayload {
-		return fmt.Errorf("%w: a %d-byte frame is over %d", ErrProtocol, len(payload), MaxPayload)
+	buf, err := appendFrame(nil, typ, payload)
+	if err != nil {
+		return err
 	}
-	buf := make([]byte, 3+len(payload))
-	buf[0] = typ
-	binary.BigEndian.PutUint16(buf[1:3], uint16(len(payload)))
-	copy(buf[3:], payload)
-	_, err := w.Write(buf)
+	_, err = w.Write(buf)
 	return err
+}
+
+// appendFrame appends one frame to buf: the frame goes out in one write.
+func appendFrame(buf []byte, typ byte, payload []byte) ([]byte, error) {
+	if len(payload) > MaxPayload {
+		return buf, fmt.Errorf("%w: a %d-byte frame is over %d", ErrProtocol, len(payload), MaxPayload)
+	}
+	buf = append(buf, typ, byte(len(payload)>>8), byte(len(payload)))
+	return append(buf, payload...), nil
 }
 
 // frameReader reads frames into one reused buffer: a payload is valid

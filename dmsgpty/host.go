@@ -117,7 +117,8 @@ type hostSession struct {
 	peer   Peer
 	req    Request
 	conn   io.ReadWriteCloser
-	wmu    sync.Mutex // serialises frames on conn
+	wmu    sync.Mutex // serialises frames on conn; guards wbuf
+	wbuf   []byte     // a frame being written
 	active atomic.Int64
 	proc   process
 	ended  chan string // why the host ends it (idle, closing); buffered 1
@@ -128,7 +129,13 @@ func (s *hostSession) touch() { s.active.Store(time.Now().UnixNano()) }
 func (s *hostSession) send(typ byte, p []byte) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	return writeFrame(s.conn, typ, p)
+	var err error
+	s.wbuf, err = appendFrame(s.wbuf[:0], typ, p)
+	if err != nil {
+		return err
+	}
+	_, err = s.conn.Write(s.wbuf)
+	return err
 }
 
 // end asks the session to finish with reason (the first reason wins).

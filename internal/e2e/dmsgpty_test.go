@@ -21,12 +21,12 @@ import (
 
 // ptyVisors starts the services and n visors with their dmsg sessions up;
 // edit changes visor i's config before it starts.
-func ptyVisors(t *testing.T, n int, edit func(i int, cfg map[string]any)) []*visorNode {
+func ptyVisors(t testing.TB, n int, edit func(i int, cfg map[string]any)) []*visorNode {
 	t.Helper()
 	return ptyVisorsOn(t, startNetwork(t), shortDir(t), n, edit)
 }
 
-func ptyVisorsOn(t *testing.T, nw *network, dir string, n int, edit func(i int, cfg map[string]any)) []*visorNode {
+func ptyVisorsOn(t testing.TB, nw *network, dir string, n int, edit func(i int, cfg map[string]any)) []*visorNode {
 	t.Helper()
 	vs := make([]*visorNode, n)
 	for i := range vs {
