@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
@@ -191,12 +190,12 @@ func TestRemoteShellInteractive(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var out safeBuf
+	var out syncBuffer
 	go func() {
 		buf := make([]byte, 4096)
 		for {
 			n, err := f.Read(buf)
-			out.write(buf[:n])
+			out.Write(buf[:n])
 			if err != nil {
 				return
 			}
@@ -252,21 +251,4 @@ func TestRemoteShellInteractive(t *testing.T) {
 		t.Fatalf("the CLI did not end after exit:\n%s", out.String())
 	}
 	until(t, "no session left on B", func() bool { return b.ptyAccess(t).Sessions == 0 })
-}
-
-type safeBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *safeBuf) write(p []byte) {
-	s.mu.Lock()
-	s.b.Write(p)
-	s.mu.Unlock()
-}
-
-func (s *safeBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
