@@ -19,6 +19,7 @@ import (
 	"github.com/skyfleet/skywire/cipher"
 	"github.com/skyfleet/skywire/internal/configfile"
 	"github.com/skyfleet/skywire/svc/sd"
+	"github.com/skyfleet/skywire/svc/store"
 	"github.com/skyfleet/skywire/svc/suite"
 	"github.com/skyfleet/skywire/visor"
 )
@@ -34,7 +35,7 @@ func svcApp(e env) *ucli.App {
 		return &ucli.Command{
 			Name:  string(name),
 			Usage: usage,
-			Flags: append(append([]ucli.Flag{addrFlag(port(defPort))}, extra...), logFlags()...),
+			Flags: append(append([]ucli.Flag{addrFlag(port(defPort)), storeFlag()}, extra...), logFlags()...),
 			Action: func(c *ucli.Context) error {
 				return runOne(c, e, name, cfg)
 			},
@@ -61,6 +62,7 @@ func svcApp(e env) *ucli.App {
 					&ucli.IntFlag{Name: "dmsg-server-port", Value: PortDmsgServer},
 					sdTTLFlag(),
 					trustedServersFlag(),
+					storeFlag(),
 				}, logFlags()...),
 				Action: func(c *ucli.Context) error { return runAll(c, e) },
 			},
@@ -179,7 +181,7 @@ func runOne(c *ucli.Context, e env, name suite.Name, configure func(c *ucli.Cont
 		return err
 	}
 	defer done()
-	sc := suite.Config{Host: host, Ports: map[suite.Name]int{name: int(p)}, Only: []suite.Name{name}, Log: log}
+	sc := suite.Config{Host: host, Ports: map[suite.Name]int{name: int(p)}, Only: []suite.Name{name}, Log: log, Store: c.String("store")}
 	if configure != nil {
 		if err := configure(c, &sc, log); err != nil {
 			return err
@@ -243,7 +245,7 @@ func runAll(c *ucli.Context, e env) error {
 		return err
 	}
 	s, err := suite.New(suite.Config{
-		Host: c.String("host"), PublicHost: public, SK: sk, Log: log, TrustedDmsgServers: trusted, SDEntryTTL: c.Duration("entry-ttl"),
+		Host: c.String("host"), PublicHost: public, SK: sk, Log: log, TrustedDmsgServers: trusted, SDEntryTTL: c.Duration("entry-ttl"), Store: c.String("store"),
 		Ports: map[suite.Name]int{
 			suite.DmsgDiscovery:      c.Int("dmsg-discovery-port"),
 			suite.TransportDiscovery: c.Int("transport-discovery-port"),
@@ -278,4 +280,9 @@ func printServices(w io.Writer, s *suite.Suite) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", name, s.Addr(n), s.URL(n))
 	}
 	tw.Flush()
+}
+
+// storeFlag is --store: where the services keep their entries.
+func storeFlag() ucli.Flag {
+	return &ucli.StringFlag{Name: "store", Value: "memory", EnvVars: []string{"SKYWIRE_SVC_STORE"}, Usage: store.SpecUsage}
 }

@@ -46,6 +46,12 @@ func freePorts(t testing.TB, n int) []int {
 
 func startNetwork(t testing.TB) *network {
 	t.Helper()
+	return startNetworkWith(t)
+}
+
+// startNetworkWith is startNetwork with more arguments for `svc all`.
+func startNetworkWith(t testing.TB, extra ...string) *network {
+	t.Helper()
 	p := freePorts(t, 6)
 	n := &network{
 		dmsgDisc:    fmt.Sprintf("http://127.0.0.1:%d", p[0]),
@@ -59,6 +65,7 @@ func startNetwork(t testing.TB) *network {
 		"--address-resolver-port", fmt.Sprint(p[2]), "--dmsg-server-port", fmt.Sprint(p[3]),
 		"--route-finder-port", fmt.Sprint(p[4]), "--service-discovery-port", fmt.Sprint(p[5]),
 		"--entry-ttl", "4s"}
+	n.args = append(n.args, extra...)
 	n.run(t)
 	return n
 }

@@ -1,13 +1,16 @@
 // Package store is the storage seam of skywire's services: a small key-value
-// interface with compare-and-swap and expiry, and Memory, its in-process
-// implementation. Persistent (bbolt) and shared (Redis) stores implement the
-// same four methods, so a service runs on any of them unchanged.
+// interface with compare-and-swap and expiry, and its implementations:
+// Memory (in this process), Bolt (a bbolt file that survives restarts and
+// crashes) and Redis (shared by several instances of a service). A service
+// runs on any of them unchanged; Open makes one from a --store spec.
 package store
 
 import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"sort"
 	"strings"
 	"sync"
@@ -21,7 +24,26 @@ var (
 	ErrConflict = errors.New("conflicting update")
 	// ErrFull: the store holds as many entries as it may.
 	ErrFull = errors.New("store is full")
+	// ErrTooLarge: a key or value is over MaxKey or MaxValue.
+	ErrTooLarge = errors.New("entry too large")
 )
+
+// Entry bounds, the same in every store.
+const (
+	MaxKey   = 512
+	MaxValue = 64 << 10
+)
+
+// checkEntry bounds a key and a value to be stored.
+func checkEntry(key string, value []byte) error {
+	if len(key) == 0 || len(key) > MaxKey {
+		return fmt.Errorf("%w: a key of %d bytes (1 to %d)", ErrTooLarge, len(key), MaxKey)
+	}
+	if len(value) > MaxValue {
+		return fmt.Errorf("%w: a value of %d bytes (at most %d)", ErrTooLarge, len(value), MaxValue)
+	}
+	return nil
+}
 
 // Store holds byte values under string keys.
 type Store interface {
@@ -32,16 +54,25 @@ type Store interface {
 	Swap(ctx context.Context, key string, old, new []byte, ttl time.Duration) error
 	// Delete removes key if present.
 	Delete(ctx context.Context, key string) error
-	// Scan calls fn for every live key with the prefix, in key order, until
-	// fn returns false.
+	// Scan calls fn for every live key with the prefix until fn returns
+	// false, in no order callers may rely on (Redis has none to give): a
+	// caller that shows a list sorts it.
 	Scan(ctx context.Context, prefix string, fn func(key string, value []byte) bool) error
 }
 
 // Update applies fn to the value of key (nil if absent) and stores the
-// result with ttl, retrying if another writer got there first. fn returning
+// result with ttl, retrying (after a short random wait) if another writer
+// got there first. fn returning
 // a nil value deletes the key; fn's error aborts.
 func Update(ctx context.Context, s Store, key string, ttl time.Duration, fn func(old []byte) ([]byte, error)) error {
-	for i := 0; i < 16; i++ {
+	for i := 0; i < 64; i++ {
+		if i > 0 { // writers that collided spread out, more the more they collide
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(rand.N(min(time.Millisecond<<min(i, 5), 20*time.Millisecond))):
+			}
+		}
 		old, err := s.Get(ctx, key)
 		if errors.Is(err, ErrNotFound) {
 			old, err = nil, nil
@@ -101,6 +132,9 @@ func (m *Memory) Get(_ context.Context, key string) ([]byte, error) {
 
 // Swap implements Store.
 func (m *Memory) Swap(_ context.Context, key string, old, new []byte, ttl time.Duration) error {
+	if err := checkEntry(key, new); err != nil {
+		return err
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.now()

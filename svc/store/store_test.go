@@ -10,7 +10,9 @@ import (
 	"time"
 )
 
-// testStore is the behaviour every Store must have; later stores run it too.
+// testStore is the behaviour every Store must have (the conformance suite:
+// Memory, Bolt and Redis run it). s holds at most 100 entries; advance
+// moves its clock on.
 func testStore(t *testing.T, s Store, advance func(time.Duration)) {
 	ctx := context.Background()
 	if _, err := s.Get(ctx, "a"); !errors.Is(err, ErrNotFound) {
@@ -48,18 +50,52 @@ func testStore(t *testing.T, s Store, advance func(time.Duration)) {
 		t.Fatalf("create over an expired entry: %v", err)
 	}
 
-	// Scan: prefix, order, early stop.
+	// Scan: the prefix's live keys with their values, each once, and an
+	// early stop (in no promised order).
 	for _, k := range []string{"p/b", "p/a", "q/a", "p/c"} {
-		s.Swap(ctx, k, nil, []byte(k), 0)
+		s.Swap(ctx, k, nil, []byte("v"+k), 0)
 	}
-	var got []string
+	s.Swap(ctx, "p/gone", nil, []byte("x"), time.Minute)
+	advance(2 * time.Minute)
+	seen := map[string]string{}
 	s.Scan(ctx, "p/", func(k string, v []byte) bool {
-		got = append(got, k)
-		return len(got) < 2
+		seen[k] += string(v)
+		return true
 	})
-	if fmt.Sprint(got) != "[p/a p/b]" {
-		t.Fatalf("scan = %v", got)
+	if fmt.Sprint(seen) != "map[p/a:vp/a p/b:vp/b p/c:vp/c]" {
+		t.Fatalf("scan = %v", seen)
 	}
+	n := 0
+	s.Scan(ctx, "p/", func(string, []byte) bool { n++; return n < 2 })
+	if n != 2 {
+		t.Fatalf("a scan stopped after 2 called fn %d times", n)
+	}
+
+	// Bounds: key and value sizes; the number of entries.
+	if err := s.Swap(ctx, "big", nil, make([]byte, MaxValue+1), 0); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("an oversized value: %v", err)
+	}
+	if err := s.Swap(ctx, string(make([]byte, MaxKey+1)), nil, []byte("x"), 0); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("an oversized key: %v", err)
+	}
+	if err := s.Swap(ctx, "max", nil, make([]byte, MaxValue), 0); err != nil {
+		t.Fatalf("a value of MaxValue: %v", err)
+	}
+	var full error
+	for i := 0; i < 200 && full == nil; i++ {
+		full = s.Swap(ctx, fmt.Sprintf("fill/%03d", i), nil, []byte("x"), 0)
+	}
+	if !errors.Is(full, ErrFull) {
+		t.Fatalf("200 entries in a store of 100: %v", full)
+	}
+	if err := s.Swap(ctx, "max", make([]byte, MaxValue), []byte("y"), 0); err != nil {
+		t.Fatalf("updating an entry when full: %v", err)
+	}
+	s.Delete(ctx, "max")
+	if err := s.Swap(ctx, "fill/new", nil, []byte("x"), 0); err != nil {
+		t.Fatalf("a new entry once one was deleted: %v", err)
+	}
+	s.Scan(ctx, "fill/", func(k string, _ []byte) bool { s.Delete(ctx, k); return true })
 
 	// Update retries through concurrent writers.
 	var wg sync.WaitGroup
@@ -88,19 +124,6 @@ func TestMemory(t *testing.T) {
 	m := NewMemory(100)
 	m.now = func() time.Time { return now }
 	testStore(t, m, func(d time.Duration) { now = now.Add(d) })
-}
-
-func TestMemoryBounded(t *testing.T) {
-	m := NewMemory(2)
-	ctx := context.Background()
-	m.Swap(ctx, "a", nil, []byte("1"), 0)
-	m.Swap(ctx, "b", nil, []byte("1"), 0)
-	if err := m.Swap(ctx, "c", nil, []byte("1"), 0); !errors.Is(err, ErrFull) {
-		t.Fatalf("third entry: %v", err)
-	}
-	if err := m.Swap(ctx, "a", []byte("1"), []byte("2"), 0); err != nil {
-		t.Fatalf("updating when full: %v", err)
-	}
 }
 
 // A scan that stops early copies what it handed out, not the store.

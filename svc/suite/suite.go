@@ -48,7 +48,7 @@ const (
 // All is every service, in the order they start.
 var All = []Name{DmsgDiscovery, TransportDiscovery, RouteFinder, AddressResolver, ServiceDiscovery, DmsgServer}
 
-// StoreEntries bounds each service's in-memory store.
+// StoreEntries bounds each service's store.
 const StoreEntries = 1 << 20
 
 // Config configures a suite.
@@ -86,7 +86,10 @@ type Config struct {
 	// SDEntryTTL is how long a service discovery entry lives without a new
 	// registration (zero: sd.EntryTTL).
 	SDEntryTTL time.Duration
-	Log        *zap.Logger
+	// Store is where the services keep their entries (store.Open's spec:
+	// "memory", the zero value, or "bbolt:PATH").
+	Store string
+	Log   *zap.Logger
 }
 
 // Suite is a set of bound services.
@@ -97,6 +100,9 @@ type Suite struct {
 	udp    net.PacketConn // the address resolver's
 	rf     *rf.Server
 	dmsg   *dmsg.Server
+	stores store.Stores          // nil until New opened them
+	st     map[Name]store.Store // each storing service's
+	closed sync.Once
 }
 
 // New binds the services' listeners.
@@ -143,6 +149,17 @@ func New(cfg Config) (s *Suite, err error) {
 			}
 			if s.udp, err = net.ListenPacket(network, ln.Addr().String()); err != nil {
 				return nil, fmt.Errorf("%s: UDP on %s: %w", n, ln.Addr(), err)
+			}
+		}
+	}
+	if s.stores, err = store.Open(cfg.Store); err != nil {
+		return nil, err
+	}
+	s.st = map[Name]store.Store{}
+	for _, n := range []Name{DmsgDiscovery, TransportDiscovery, AddressResolver, ServiceDiscovery} {
+		if s.has(n) {
+			if s.st[n], err = s.stores.Store(string(n), StoreEntries); err != nil {
+				return nil, err
 			}
 		}
 	}
@@ -250,22 +267,22 @@ func (s *Suite) Run(ctx context.Context) error {
 	for _, n := range s.Names() {
 		switch n {
 		case DmsgDiscovery:
-			dd := dmsgdisc.NewServer(store.NewMemory(StoreEntries), log.Named(string(n)))
+			dd := dmsgdisc.NewServer(s.st[n], log.Named(string(n)))
 			dd.TrustServers(s.cfg.TrustedDmsgServers...)
 			if s.dmsg != nil {
 				dd.TrustServers(s.dmsg.PK())
 			}
 			httpSvc(n, dd)
 		case TransportDiscovery:
-			httpSvc(n, tpdisc.NewServer(store.NewMemory(StoreEntries), log.Named(string(n))))
+			httpSvc(n, tpdisc.NewServer(s.st[n], log.Named(string(n))))
 		case RouteFinder:
 			httpSvc(n, s.rf)
 		case AddressResolver:
-			srv := ar.NewServer(store.NewMemory(StoreEntries), log.Named(string(n)))
+			srv := ar.NewServer(s.st[n], log.Named(string(n)))
 			httpSvc(n, srv)
 			run(n+" (UDP)", s.udp.LocalAddr().String(), func() error { return srv.ServeUDP(ctx, s.udp) })
 		case ServiceDiscovery:
-			srv := sd.NewServer(store.NewMemory(StoreEntries), log.Named(string(n)))
+			srv := sd.NewServer(s.st[n], log.Named(string(n)))
 			if s.cfg.SDEntryTTL > 0 {
 				srv.TTL = s.cfg.SDEntryTTL
 			}
@@ -278,8 +295,13 @@ func (s *Suite) Run(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Close releases the listeners (Run does too).
+// Close releases the listeners and the stores (Run does too).
 func (s *Suite) Close() error {
+	s.closed.Do(func() {
+		if s.stores != nil {
+			s.stores.Close()
+		}
+	})
 	for _, ln := range s.lns {
 		ln.Close()
 	}

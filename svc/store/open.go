@@ -1,0 +1,61 @@
+package store
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Stores makes each service's store from one --store spec: one namespace
+// per service in the same place.
+type Stores interface {
+	// Store is the store of the service name, holding at most max entries.
+	Store(name string, max int) (Store, error)
+	// Close releases what Open took.
+	Close() error
+}
+
+// SpecUsage says what Open takes, for flags' usage.
+const SpecUsage = `where services keep their entries: "memory" (lost at exit), or "bbolt:PATH" (a file that survives restarts and crashes)`
+
+// Open returns the stores spec names: "memory" (or ""), or "bbolt:PATH".
+func Open(spec string) (Stores, error) {
+	switch {
+	case spec == "" || spec == "memory":
+		return memoryStores{}, nil
+	case strings.HasPrefix(spec, "bbolt:"):
+		path := strings.TrimPrefix(spec, "bbolt:")
+		if path == "" {
+			return nil, fmt.Errorf("--store %q: give the file, as bbolt:/var/lib/skywire/services.db", spec)
+		}
+		d, err := OpenBolt(path)
+		if err != nil {
+			return nil, err
+		}
+		return boltStores{d}, nil
+	case strings.HasPrefix(spec, "redis://"), strings.HasPrefix(spec, "rediss://"):
+		return nil, fmt.Errorf("--store %s: this build has no Redis store yet (memory and bbolt:PATH work)", redactURL(spec))
+	}
+	return nil, fmt.Errorf("--store %q: want memory or bbolt:PATH", spec)
+}
+
+// redactURL hides a password in a store URL, for messages.
+func redactURL(s string) string {
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok {
+		return s
+	}
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		return scheme + "://…@" + rest[at+1:]
+	}
+	return s
+}
+
+type memoryStores struct{}
+
+func (memoryStores) Store(_ string, max int) (Store, error) { return NewMemory(max), nil }
+func (memoryStores) Close() error                           { return nil }
+
+type boltStores struct{ d *BoltDB }
+
+func (b boltStores) Store(name string, max int) (Store, error) { return b.d.Store(name, max) }
+func (b boltStores) Close() error                              { return b.d.Close() }
