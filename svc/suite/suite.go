@@ -100,7 +100,7 @@ type Suite struct {
 	udp    net.PacketConn // the address resolver's
 	rf     *rf.Server
 	dmsg   *dmsg.Server
-	stores store.Stores          // nil until New opened them
+	stores store.Stores         // nil until New opened them
 	st     map[Name]store.Store // each storing service's
 	closed sync.Once
 }
