@@ -37,7 +37,7 @@ func TestBolt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	testStore(t, b, func(dt time.Duration) { now = now.Add(dt) })
+	testStore(t, b, time.Minute, func(dt time.Duration) { now = now.Add(dt) })
 }
 
 // The file is private, and holds what was written across a reopen;

@@ -1,8 +1,10 @@
 package store
 
 import (
+	"context"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Stores makes each service's store from one --store spec: one namespace
@@ -15,9 +17,10 @@ type Stores interface {
 }
 
 // SpecUsage says what Open takes, for flags' usage.
-const SpecUsage = `where services keep their entries: "memory" (lost at exit), or "bbolt:PATH" (a file that survives restarts and crashes)`
+const SpecUsage = `where services keep their entries: "memory" (lost at exit), "bbolt:PATH" (a file that survives restarts and crashes), or "redis://HOST:PORT/DB?prefix=NET" (shared by several instances; rediss:// for TLS; the password from $SKYWIRE_REDIS_PASSWORD or the file $SKYWIRE_REDIS_PASSWORD_FILE)`
 
-// Open returns the stores spec names: "memory" (or ""), or "bbolt:PATH".
+// Open returns the stores spec names: "memory" (or ""), "bbolt:PATH", or
+// "redis://…" / "rediss://…" (OpenRedis).
 func Open(spec string) (Stores, error) {
 	switch {
 	case spec == "" || spec == "memory":
@@ -33,9 +36,15 @@ func Open(spec string) (Stores, error) {
 		}
 		return boltStores{d}, nil
 	case strings.HasPrefix(spec, "redis://"), strings.HasPrefix(spec, "rediss://"):
-		return nil, fmt.Errorf("--store %s: this build has no Redis store yet (memory and bbolt:PATH work)", redactURL(spec))
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		d, err := OpenRedis(ctx, spec)
+		if err != nil {
+			return nil, err
+		}
+		return redisStores{d}, nil
 	}
-	return nil, fmt.Errorf("--store %q: want memory or bbolt:PATH", spec)
+	return nil, fmt.Errorf("--store %q: want memory, bbolt:PATH or redis://HOST:PORT/DB", redactURL(spec))
 }
 
 // redactURL hides a password in a store URL, for messages.
@@ -59,3 +68,8 @@ type boltStores struct{ d *BoltDB }
 
 func (b boltStores) Store(name string, max int) (Store, error) { return b.d.Store(name, max) }
 func (b boltStores) Close() error                              { return b.d.Close() }
+
+type redisStores struct{ d *RedisDB }
+
+func (r redisStores) Store(name string, max int) (Store, error) { return r.d.Store(name, max) }
+func (r redisStores) Close() error                              { return r.d.Close() }

@@ -11,9 +11,9 @@ import (
 )
 
 // testStore is the behaviour every Store must have (the conformance suite:
-// Memory, Bolt and Redis run it). s holds at most 100 entries; advance
-// moves its clock on.
-func testStore(t *testing.T, s Store, advance func(time.Duration)) {
+// Memory, Bolt and Redis run it). s holds at most 100 entries; entries
+// with ttl expire once advance(2*ttl) moved its clock on.
+func testStore(t *testing.T, s Store, ttl time.Duration, advance func(time.Duration)) {
 	ctx := context.Background()
 	if _, err := s.Get(ctx, "a"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("empty Get: %v", err)
@@ -41,8 +41,8 @@ func testStore(t *testing.T, s Store, advance func(time.Duration)) {
 	}
 
 	// Expiry.
-	s.Swap(ctx, "t", nil, []byte("x"), time.Minute)
-	advance(2 * time.Minute)
+	s.Swap(ctx, "t", nil, []byte("x"), ttl)
+	advance(2 * ttl)
 	if _, err := s.Get(ctx, "t"); !errors.Is(err, ErrNotFound) {
 		t.Fatal("expired entry still visible")
 	}
@@ -55,8 +55,8 @@ func testStore(t *testing.T, s Store, advance func(time.Duration)) {
 	for _, k := range []string{"p/b", "p/a", "q/a", "p/c"} {
 		s.Swap(ctx, k, nil, []byte("v"+k), 0)
 	}
-	s.Swap(ctx, "p/gone", nil, []byte("x"), time.Minute)
-	advance(2 * time.Minute)
+	s.Swap(ctx, "p/gone", nil, []byte("x"), ttl)
+	advance(2 * ttl)
 	seen := map[string]string{}
 	s.Scan(ctx, "p/", func(k string, v []byte) bool {
 		seen[k] += string(v)
@@ -123,7 +123,7 @@ func TestMemory(t *testing.T) {
 	now := time.Unix(1000, 0)
 	m := NewMemory(100)
 	m.now = func() time.Time { return now }
-	testStore(t, m, func(d time.Duration) { now = now.Add(d) })
+	testStore(t, m, time.Minute, func(d time.Duration) { now = now.Add(d) })
 }
 
 // A scan that stops early copies what it handed out, not the store.

@@ -1,0 +1,251 @@
+package store
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// A Redis store keeps namespace ns's key k at "<prefix>:{<ns>}:k" as a plain
+// string with a Redis TTL, and an index of the namespace's keys in the
+// sorted set "<prefix>:{<ns>}" scored by expiry (Unix ms; +inf: never),
+// which bounds the count and lists keys for Scan. The braces put a
+// namespace in one Redis Cluster slot, as the scripts need. Swap and Delete
+// are Lua scripts, so compare-and-swap is atomic however many instances of a
+// service share the Redis; Redis's own clock decides expiry.
+
+// swapScript: KEYS = key, index. ARGV = old mode ("absent"|"equal"), old,
+// new mode ("delete"|"set"), new, ttl ms ("0": none), max entries.
+var swapScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if ARGV[1] == 'absent' then
+  if cur then return 'conflict' end
+elseif (not cur) or cur ~= ARGV[2] then
+  return 'conflict'
+end
+if ARGV[3] == 'delete' then
+  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[2], KEYS[1])
+  return 'ok'
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if not cur then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+  if redis.call('ZSCORE', KEYS[2], KEYS[1]) == false and redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[6]) then
+    return 'full'
+  end
+end
+local ttl = tonumber(ARGV[5])
+if ttl > 0 then
+  redis.call('SET', KEYS[1], ARGV[4], 'PX', ttl)
+  redis.call('ZADD', KEYS[2], now + ttl, KEYS[1])
+else
+  redis.call('SET', KEYS[1], ARGV[4])
+  redis.call('ZADD', KEYS[2], '+inf', KEYS[1])
+end
+return 'ok'
+`)
+
+// deleteScript: KEYS = key, index.
+var deleteScript = redis.NewScript(`
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], KEYS[1])
+return 'ok'
+`)
+
+// Redis password sources: never the command line.
+const (
+	EnvRedisPassword     = "SKYWIRE_REDIS_PASSWORD"
+	EnvRedisPasswordFile = "SKYWIRE_REDIS_PASSWORD_FILE"
+)
+
+// RedisDB is a connection pool to one Redis; Store gives a namespace.
+type RedisDB struct {
+	c      *redis.Client
+	prefix string
+	addr   string // for messages, without a password
+}
+
+// OpenRedis connects to the Redis at rawURL: redis://HOST:PORT/DB or
+// rediss://… (TLS), with ?prefix=NAME keeping this network's keys apart from
+// others' in the same Redis (default "skywire"). The password, if any, comes
+// from $SKYWIRE_REDIS_PASSWORD or the file $SKYWIRE_REDIS_PASSWORD_FILE
+// names; a URL that holds one is refused (it would show in `ps`).
+func OpenRedis(ctx context.Context, rawURL string) (*RedisDB, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("--store: %w", err)
+	}
+	if _, has := u.User.Password(); has {
+		return nil, fmt.Errorf("--store %s: the URL holds a password, which anyone can read in the process list: put it in $%s or in a file named by $%s", redactURL(rawURL), EnvRedisPassword, EnvRedisPasswordFile)
+	}
+	opts := &redis.Options{Addr: u.Host, Protocol: 2}
+	if u.Host == "" {
+		return nil, fmt.Errorf("--store %s: no host:port", rawURL)
+	}
+	if !strings.Contains(u.Host, ":") {
+		opts.Addr = u.Host + ":6379"
+	}
+	if db := strings.Trim(u.Path, "/"); db != "" {
+		if opts.DB, err = strconv.Atoi(db); err != nil {
+			return nil, fmt.Errorf("--store %s: database %q is not a number", rawURL, db)
+		}
+	}
+	if u.Scheme == "rediss" {
+		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: u.Hostname()}
+	}
+	if u.User != nil {
+		opts.Username = u.User.Username()
+	}
+	opts.Password = os.Getenv(EnvRedisPassword)
+	if f := os.Getenv(EnvRedisPasswordFile); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("$%s: %w", EnvRedisPasswordFile, err)
+		}
+		opts.Password = strings.TrimSpace(string(b))
+	}
+	prefix := u.Query().Get("prefix")
+	if prefix == "" {
+		prefix = "skywire"
+	}
+	if strings.ContainsAny(prefix, "{}:*?[]\\ ") {
+		return nil, fmt.Errorf("--store %s: prefix %q: use letters, digits, '-', '_' or '.'", rawURL, prefix)
+	}
+	c := redis.NewClient(opts)
+	if err := c.Ping(ctx).Err(); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("--store %s: %w", redactURL(rawURL), err)
+	}
+	return &RedisDB{c: c, prefix: prefix, addr: opts.Addr}, nil
+}
+
+// Store returns namespace name as a Store holding at most max entries.
+func (d *RedisDB) Store(name string, max int) (*Redis, error) {
+	if name == "" || strings.ContainsAny(name, "{}") {
+		return nil, fmt.Errorf("store redis %s: bad namespace %q", d.addr, name)
+	}
+	ns := d.prefix + ":{" + name + "}"
+	return &Redis{c: d.c, index: ns, keyPrefix: ns + ":", max: max}, nil
+}
+
+// Close closes the pool.
+func (d *RedisDB) Close() error { return d.c.Close() }
+
+// Redis is one namespace of a RedisDB.
+type Redis struct {
+	c         *redis.Client
+	index     string // the sorted set of the namespace's keys
+	keyPrefix string
+	max       int
+}
+
+// Get implements Store.
+func (r *Redis) Get(ctx context.Context, key string) ([]byte, error) {
+	v, err := r.c.Get(ctx, r.keyPrefix+key).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, ErrNotFound
+	}
+	return v, err
+}
+
+// Swap implements Store.
+func (r *Redis) Swap(ctx context.Context, key string, old, new []byte, ttl time.Duration) error {
+	if err := checkEntry(key, new); err != nil {
+		return err
+	}
+	oldMode, newMode := "equal", "set"
+	if old == nil {
+		oldMode = "absent"
+	}
+	if new == nil {
+		newMode = "delete"
+	}
+	ms := ttl.Milliseconds()
+	if ttl > 0 && ms == 0 {
+		ms = 1
+	}
+	res, err := swapScript.Run(ctx, r.c, []string{r.keyPrefix + key, r.index}, oldMode, old, newMode, new, ms, r.max).Text()
+	if err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	switch res {
+	case "ok":
+		return nil
+	case "conflict":
+		return ErrConflict
+	case "full":
+		return ErrFull
+	}
+	return fmt.Errorf("redis: the swap script answered %q", res)
+}
+
+// Delete implements Store.
+func (r *Redis) Delete(ctx context.Context, key string) error {
+	if err := deleteScript.Run(ctx, r.c, []string{r.keyPrefix + key, r.index}).Err(); err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	return nil
+}
+
+// Scan implements Store: the index's members with the prefix (ZSCAN), their
+// values fetched a batch at a time. A key may come twice if the index
+// changes during the scan (Redis's SCAN guarantee); fn sees it once.
+func (r *Redis) Scan(ctx context.Context, prefix string, fn func(key string, value []byte) bool) error {
+	match := globEscape(r.keyPrefix+prefix) + "*"
+	seen := map[string]bool{}
+	var cursor uint64
+	for {
+		members, next, err := r.c.ZScan(ctx, r.index, cursor, match, 256).Result()
+		if err != nil {
+			return fmt.Errorf("redis: %w", err)
+		}
+		var keys []string
+		for i := 0; i < len(members); i += 2 { // member, score pairs
+			if k := members[i]; !seen[k] {
+				seen[k] = true
+				keys = append(keys, k)
+			}
+		}
+		if len(keys) > 0 {
+			vals, err := r.c.MGet(ctx, keys...).Result()
+			if err != nil {
+				return fmt.Errorf("redis: %w", err)
+			}
+			for i, v := range vals {
+				s, ok := v.(string)
+				if !ok { // expired or deleted since
+					continue
+				}
+				if !fn(strings.TrimPrefix(keys[i], r.keyPrefix), []byte(s)) {
+					return nil
+				}
+			}
+		}
+		if next == 0 {
+			return nil
+		}
+		cursor = next
+	}
+}
+
+// globEscape quotes Redis glob characters in s.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, c := range s {
+		if strings.ContainsRune(`*?[]\`, c) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
