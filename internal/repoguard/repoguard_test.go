@@ -53,6 +53,7 @@ var rules = map[string][]string{
 	"internal/hostcfg":    {},
 	"internal/packets":    {},
 	"internal/testnet":    {"visor", "admin", "cipher", "noise", "dmsg", "transport", "router", "svc"},
+	"internal/redistest":  {},
 	"internal/e2e":        {},
 	"internal/repoguard":  {},
 }
@@ -61,7 +62,7 @@ var rules = map[string][]string{
 var leaves = []string{"internal/configfile", "internal/buildinfo", "internal/race", "internal/replay", "internal/appproto", "internal/loopback", "internal/backlog", "internal/ports", "internal/acceptor", "internal/logring", "internal/changes", "internal/hostcfg", "internal/packets"}
 
 // testOnly may be imported only by test files (and by the demo in cli).
-var testOnly = []string{"internal/testnet"}
+var testOnly = []string{"internal/testnet", "internal/redistest"}
 
 func repoRoot(t *testing.T) string {
 	t.Helper()
