@@ -30,6 +30,7 @@ var rules = map[string][]string{
 	"admin":               {"cipher"},
 	"dmsg":                {"dmsg", "noise", "cipher", "svc/dmsgdisc", "svc/httpauth"},
 	"svc":                 {"svc", "cipher", "noise"},
+	"svc/store":           {},
 	"svc/suite":           {"svc", "dmsg", "cipher"},
 	"transport":           {"transport", "dmsg", "noise", "cipher", "svc/tpdisc", "svc/ar", "svc/httpauth"},
 	"router":              {"router", "transport", "noise", "cipher", "svc/rf"},
@@ -59,7 +60,7 @@ var rules = map[string][]string{
 }
 
 // leaves import nothing of ours and may be imported by every package.
-var leaves = []string{"internal/configfile", "internal/buildinfo", "internal/race", "internal/replay", "internal/appproto", "internal/loopback", "internal/backlog", "internal/ports", "internal/acceptor", "internal/logring", "internal/changes", "internal/hostcfg", "internal/packets"}
+var leaves = []string{"svc/store", "internal/configfile", "internal/buildinfo", "internal/race", "internal/replay", "internal/appproto", "internal/loopback", "internal/backlog", "internal/ports", "internal/acceptor", "internal/logring", "internal/changes", "internal/hostcfg", "internal/packets"}
 
 // testOnly may be imported only by test files (and by the demo in cli).
 var testOnly = []string{"internal/testnet", "internal/redistest"}
