@@ -4,10 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 
+	"github.com/skyfleet/skywire/cipher"
 	"github.com/skyfleet/skywire/internal/redistest"
 )
 
@@ -81,5 +84,64 @@ func TestServicesKeepEntriesAcrossRestart(t *testing.T) {
 				t.Fatalf("after the restart the transport discovery lists %d transports of a, want 1", got)
 			}
 		})
+	}
+}
+
+// Several instances of the discoveries on one Redis are one service: visor
+// a registers at the first dmsg and transport discovery, b at second ones
+// (other processes); a finds b through its own instances, sets up a
+// transport and a route, and when b's instances are killed the route keeps
+// carrying traffic and a's instances still answer for b.
+func TestDiscoveriesScaleOutOnRedis(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("SIGTERM is not deliverable on Windows")
+	}
+	redis := redistest.Start(t) + "?prefix=scale"
+	skFile := filepath.Join(t.TempDir(), "dmsg-server.key")
+	n := startNetworkWith(t, "--store", redis, "--sk-file", skFile)
+	sk, err := os.ReadFile(skFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := cipher.ParseSecKey(strings.TrimSpace(string(sk)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports := freePorts(t, 2)
+	dd2, tpd2 := fmt.Sprintf("http://127.0.0.1:%d", ports[0]), fmt.Sprintf("http://127.0.0.1:%d", ports[1])
+	dd2p := start(t, "skywire", "svc", "dmsg-discovery", "--addr", strings.TrimPrefix(dd2, "http://"), "--store", redis, "--trusted-servers", key.PubKey().Hex())
+	tpd2p := start(t, "skywire", "svc", "transport-discovery", "--addr", strings.TrimPrefix(tpd2, "http://"), "--store", redis)
+	waitHTTP(t, dd2p, dd2+"/health")
+	waitHTTP(t, tpd2p, tpd2+"/health")
+
+	dir := shortDir(t)
+	a, b := newVisor(t, dir, "a", n), newVisor(t, dir, "b", n)
+	b.edit(t, func(cfg map[string]any) {
+		cfg["dmsg"].(map[string]any)["discovery"] = dd2
+		cfg["transport"].(map[string]any)["discovery"] = tpd2
+	})
+	a.start(t)
+	b.start(t)
+	until(t, "a reaches b over dmsg (b registered at the other instance)", func() bool {
+		return sw(t, "skywire", "cli", "add-tp", b.pk, "--type", "dmsg", "--rpc", a.sock).code == 0
+	})
+	until(t, "both instances list the transport", func() bool {
+		return transportsOf(n.tpDisc, b.pk) == 1 && transportsOf(tpd2, a.pk) == 1
+	})
+	if r := sw(t, "skywire", "cli", "visor", "ping", b.pk, "-c", "2", "--rpc", a.sock); r.code != 0 {
+		t.Fatalf("a route a → b: %s", r.stderr)
+	}
+	dd2p.stop(t)
+	tpd2p.stop(t)
+	if r := sw(t, "skywire", "cli", "visor", "bench", b.pk, "--bytes", "4194304", "--rpc", a.sock); r.code != 0 {
+		t.Fatalf("the route after b's instances went: %s", r.stderr)
+	}
+	resp, err := http.Get(n.dmsgDisc + "/v1/entries/" + b.pk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || transportsOf(n.tpDisc, b.pk) != 1 {
+		t.Fatalf("a's instances no longer answer for b: %d, %d transports", resp.StatusCode, transportsOf(n.tpDisc, b.pk))
 	}
 }
