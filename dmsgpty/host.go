@@ -249,7 +249,7 @@ func (h *Host) Serve(conn io.ReadWriteCloser, peer Peer) {
 	go func() { exited <- proc.wait(s) }()
 	var idle <-chan time.Time
 	if h.cfg.IdleTimeout > 0 {
-		t := time.NewTicker(min(h.cfg.IdleTimeout/4, 10*time.Second))
+		t := time.NewTicker(max(min(h.cfg.IdleTimeout/4, 10*time.Second), time.Millisecond))
 		defer t.Stop()
 		idle = t.C
 	}

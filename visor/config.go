@@ -408,8 +408,8 @@ func (c *Config) Validate() error {
 		p.Add("dmsgpty.max_sessions", c.Dmsgpty.MaxSessions, "want 0 (the default, 4) to 64")
 	}
 	if c.Dmsgpty.IdleTimeout != "" {
-		if d, err := time.ParseDuration(c.Dmsgpty.IdleTimeout); err != nil || d < 0 {
-			p.Add("dmsgpty.idle_timeout", c.Dmsgpty.IdleTimeout, `want a duration such as "30m" or "2h", or "0" for never`)
+		if d, err := time.ParseDuration(c.Dmsgpty.IdleTimeout); err != nil || d < 0 || d > 0 && d < time.Second {
+			p.Add("dmsgpty.idle_timeout", c.Dmsgpty.IdleTimeout, `want a duration of 1s or more such as "30m" or "2h", or "0" for never`)
 		}
 	}
 	if c.Dmsgpty.Shell != "" && !filepath.IsAbs(c.Dmsgpty.Shell) {

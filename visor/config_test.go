@@ -122,6 +122,7 @@ func TestValidate(t *testing.T) {
 		{"pty sessions", func(c *Config) { c.Dmsgpty.MaxSessions = 65 }, "dmsgpty.max_sessions: 65: want 0 (the default, 4) to 64"},
 		{"pty idle", func(c *Config) { c.Dmsgpty.IdleTimeout = "soon" }, `dmsgpty.idle_timeout: "soon": want a duration`},
 		{"pty idle negative", func(c *Config) { c.Dmsgpty.IdleTimeout = "-1m" }, `dmsgpty.idle_timeout: "-1m"`},
+		{"pty idle tiny", func(c *Config) { c.Dmsgpty.IdleTimeout = "1ns" }, `dmsgpty.idle_timeout: "1ns": want a duration of 1s or more`},
 		{"pty shell", func(c *Config) { c.Dmsgpty.Shell = "bash" }, `dmsgpty.shell: "bash": want an absolute path`},
 	}
 	for _, tt := range tests {
