@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 
 	"github.com/skyfleet/skywire/cipher"
 	"github.com/skyfleet/skywire/internal/configfile"
@@ -49,6 +50,10 @@ type Config struct {
 	HTTPAddr string `json:"http_addr"`
 	// DBPath is the user database file. "" means "./hypervisor.db".
 	DBPath string `json:"db_path"`
+	// Store, when set, keeps the users, sessions, labels and audit log
+	// there instead of in DBPath: a svc/store spec ("redis://HOST:PORT/DB",
+	// shared by several hypervisors; "bbolt:PATH"; "memory").
+	Store string `json:"store,omitempty"`
 	// EnableTLS serves HTTPS with TLSCertFile and TLSKeyFile.
 	EnableTLS   bool   `json:"enable_tls"`
 	TLSCertFile string `json:"tls_cert_file"`
@@ -133,4 +138,16 @@ func (c *Config) Validate() error {
 		p.LogLevel("log_level", c.LogLevel)
 	}
 	return p.Err()
+}
+
+// storeSpec is the store the config names, with a relative bbolt path
+// resolved against dir.
+func (c *Config) storeSpec(dir string) string {
+	if c.Store == "" {
+		return "bbolt:" + resolvePath(dir, defaultString(c.DBPath, "./hypervisor.db"))
+	}
+	if p, ok := strings.CutPrefix(c.Store, "bbolt:"); ok {
+		return "bbolt:" + resolvePath(dir, p)
+	}
+	return c.Store
 }

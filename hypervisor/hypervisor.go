@@ -93,7 +93,7 @@ func New(cfg *Config, opts Options) (*Hypervisor, error) {
 	}
 	h := &Hypervisor{cfg: cfg, opts: opts, log: log, hub: newHub(), thr: newThrottle(), ready: make(chan struct{})}
 	var err error
-	if h.store, err = openStore(resolvePath(dir, defaultString(cfg.DBPath, "./hypervisor.db"))); err != nil {
+	if h.store, err = openStore(cfg.storeSpec(dir)); err != nil {
 		return nil, err
 	}
 	if h.cache, err = newCache(log, h.store, h.hub.push); err != nil {
@@ -318,7 +318,7 @@ func SetPassword(cfg *Config, configPath, password string) error {
 			dir = filepath.Dir(abs)
 		}
 	}
-	st, err := openStore(resolvePath(dir, defaultString(cfg.DBPath, "./hypervisor.db")))
+	st, err := openStore(cfg.storeSpec(dir))
 	if err != nil {
 		return err
 	}
