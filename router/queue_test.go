@@ -53,7 +53,10 @@ func TestSmallPacketsShareBuffers(t *testing.T) {
 // of each type, tiny DATA packets share buffers, and a sender that ignores
 // its credit window has its route closed (both ends told).
 func TestHopQueueBounded(t *testing.T) {
-	n, _ := newNodes(t, 3, nil)
+	// The stall below must not look like a dead peer, however slow the
+	// machine (make test runs browsers beside this): keepalives and the
+	// write timeout are far longer than the test.
+	n, _ := newNodes(t, 3, nil, func(c *transport.Config) { c.Keepalive, c.WriteTimeout = time.Minute, 5 * time.Minute })
 	g := newProxy(t, n[1].table[n[2].pk])
 	n[1].table[n[2].pk] = g.addr()
 	tpAB := connect(t, n[0], n[1])
@@ -88,8 +91,7 @@ func TestHopQueueBounded(t *testing.T) {
 	}
 
 	// Stall B→C: fill the TCP buffers between B and the gate, until B's
-	// link writer is stuck and packets wait in its queue. (C declares B
-	// dead some seconds into the stall: everything below takes less.)
+	// link writer is stuck and packets wait in its queue.
 	g.pause()
 	filler := make([]byte, transport.MaxPayload)
 	for sent := 0; ; sent += len(filler) {

@@ -78,7 +78,7 @@ func (g *graphPaths) Paths(_ context.Context, src, dst cipher.PubKey, minHops in
 	return out, nil
 }
 
-func newNodes(t testing.TB, n int, mod func(*Config)) ([]*node, *graphPaths) {
+func newNodes(t testing.TB, n int, mod func(*Config), tmod ...func(*transport.Config)) ([]*node, *graphPaths) {
 	t.Helper()
 	g := &graphPaths{nodes: map[cipher.PubKey]*node{}}
 	nodes := make([]*node, n)
@@ -100,7 +100,11 @@ func newNodes(t testing.TB, n int, mod func(*Config)) ([]*node, *graphPaths) {
 		}
 	}
 	for _, nd := range nodes {
-		nd.tpm = transport.NewManager(transport.Config{SK: nd.sk, Networks: []transport.Network{nd.stcp}})
+		tcfg := transport.Config{SK: nd.sk, Networks: []transport.Network{nd.stcp}}
+		for _, m := range tmod {
+			m(&tcfg)
+		}
+		nd.tpm = transport.NewManager(tcfg)
 		cfg := Config{SK: nd.sk, Transports: nd.tpm, Paths: g}
 		if mod != nil {
 			mod(&cfg)
