@@ -56,7 +56,7 @@ func TestHopQueueBounded(t *testing.T) {
 	// The stall below must not look like a dead peer, however slow the
 	// machine (make test runs browsers beside this): keepalives and the
 	// write timeout are far longer than the test.
-	n, _ := newNodes(t, 3, nil, func(c *transport.Config) { c.Keepalive, c.WriteTimeout = time.Minute, 5 * time.Minute })
+	n, _ := newNodes(t, 3, nil, func(c *transport.Config) { c.Keepalive, c.WriteTimeout = time.Minute, 5*time.Minute })
 	g := newProxy(t, n[1].table[n[2].pk])
 	n[1].table[n[2].pk] = g.addr()
 	tpAB := connect(t, n[0], n[1])
