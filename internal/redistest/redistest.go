@@ -16,8 +16,9 @@ import (
 
 // Start runs a redis-server and returns its redis:// URL once it answers.
 // A machine without redis-server skips the test, except under CI (which
-// installs it), where that fails.
-func Start(t testing.TB) string {
+// installs it), where that fails. args are more redis-server arguments
+// ("--requirepass", "secret").
+func Start(t testing.TB, args ...string) string {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -32,8 +33,9 @@ func Start(t testing.TB) string {
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", t.TempDir(),
-		"--save", "", "--appendonly", "no", "--protected-mode", "yes", "--loglevel", "warning")
+	argv := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", t.TempDir(),
+		"--save", "", "--appendonly", "no", "--protected-mode", "yes", "--loglevel", "warning"}, args...)
+	cmd := exec.Command(bin, argv...)
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -51,7 +53,7 @@ func Start(t testing.TB) string {
 			buf := make([]byte, 7)
 			n, _ := c.Read(buf)
 			c.Close()
-			if string(buf[:n]) == "+PONG\r\n" {
+			if r := string(buf[:n]); r == "+PONG\r\n" || strings.HasPrefix(r, "-NOAUTH") { // up (a password is wanted)
 				return fmt.Sprintf("redis://%s/0", addr)
 			}
 		}

@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -78,4 +80,32 @@ func TestRedisPasswordNotInURL(t *testing.T) {
 	if err == nil || strings.Contains(err.Error(), "secret") || !strings.Contains(err.Error(), EnvRedisPassword) {
 		t.Fatalf("err = %v", err)
 	}
+}
+
+// A Redis that wants a password gets it from $SKYWIRE_REDIS_PASSWORD or the
+// file $SKYWIRE_REDIS_PASSWORD_FILE names; without it the error says so.
+func TestRedisPasswordFromTheEnvironment(t *testing.T) {
+	url := redistest.Start(t, "--requirepass", "s3cret pass")
+	if _, err := OpenRedis(context.Background(), url); err == nil || !strings.Contains(err.Error(), "NOAUTH") {
+		t.Fatalf("no password: %v", err)
+	}
+	t.Setenv(EnvRedisPassword, "s3cret pass")
+	d, err := OpenRedis(context.Background(), url)
+	if err != nil {
+		t.Fatalf("password from $%s: %v", EnvRedisPassword, err)
+	}
+	d.Close()
+	t.Setenv(EnvRedisPassword, "")
+	file := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(file, []byte("s3cret pass\n"), 0o600)
+	t.Setenv(EnvRedisPasswordFile, file)
+	d, err = OpenRedis(context.Background(), url)
+	if err != nil {
+		t.Fatalf("password from $%s: %v", EnvRedisPasswordFile, err)
+	}
+	s, _ := d.Store("svc", 10)
+	if err := s.Swap(context.Background(), "k", nil, []byte("v"), 0); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
 }
