@@ -78,16 +78,7 @@ func (s *Session) send(typ byte, p []byte) error {
 
 // Write sends p as the program's input (in frames of at most MaxPayload).
 func (s *Session) Write(p []byte) (int, error) {
-	n := 0
-	for len(p) > 0 {
-		c := min(len(p), MaxPayload)
-		if err := s.send(frameStdin, p[:c]); err != nil {
-			return n, err
-		}
-		n += c
-		p = p[c:]
-	}
-	return n, nil
+	return writeChunks(p, func(c []byte) error { return s.send(frameStdin, c) })
 }
 
 // CloseInput closes the program's input (EOF).

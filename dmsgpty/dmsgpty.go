@@ -98,6 +98,21 @@ func appendFrame(buf []byte, typ byte, payload []byte) ([]byte, error) {
 	return append(buf, payload...), nil
 }
 
+// writeChunks sends p as frames of at most MaxPayload bytes through send
+// (an io.Writer's Write over frames).
+func writeChunks(p []byte, send func(chunk []byte) error) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		c := min(len(p), MaxPayload)
+		if err := send(p[:c]); err != nil {
+			return n, err
+		}
+		n += c
+		p = p[c:]
+	}
+	return n, nil
+}
+
 // frameReader reads frames into one reused buffer: a payload is valid
 // until the next read.
 type frameReader struct {

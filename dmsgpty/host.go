@@ -153,17 +153,13 @@ type frameWriter struct {
 }
 
 func (w frameWriter) Write(p []byte) (int, error) {
-	n := 0
-	for len(p) > 0 {
-		c := min(len(p), MaxPayload)
-		if err := w.s.send(w.typ, p[:c]); err != nil {
-			return n, err
+	return writeChunks(p, func(c []byte) error {
+		if err := w.s.send(w.typ, c); err != nil {
+			return err
 		}
 		w.s.touch()
-		n += c
-		p = p[c:]
-	}
-	return n, nil
+		return nil
+	})
 }
 
 // Serve runs one session for peer on conn until the program exits, the
@@ -202,7 +198,7 @@ func (h *Host) Serve(conn io.ReadWriteCloser, peer Peer) {
 		return
 	}
 	var rnd [4]byte
-	randRead(rnd[:])
+	rand.Read(rnd[:])
 	s := &hostSession{id: hex.EncodeToString(rnd[:]), peer: peer, req: req, conn: conn, ended: make(chan string, 1)}
 	log = log.With(zap.String("session", s.id))
 	if reason := h.admit(s); reason != "" {
@@ -490,5 +486,3 @@ func drain(s *hostSession, done <-chan struct{}) bool {
 func isClosed(err error) bool {
 	return errors.Is(err, os.ErrClosed) || errors.Is(err, io.ErrClosedPipe) || errors.Is(err, net.ErrClosed)
 }
-
-func randRead(b []byte) { rand.Read(b) }

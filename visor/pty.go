@@ -197,39 +197,50 @@ func (v *Visor) editWhitelist(keys []cipher.PubKey, add bool) (admin.PTYAccess, 
 	if len(keys) == 0 {
 		return admin.PTYAccess{}, admin.Errorf(admin.CodeBadRequest, "no keys given")
 	}
-	v.cfgMu.Lock()
-	next := *v.cfg
-	wl := slices.Clone(v.cfg.Dmsgpty.Whitelist)
 	for _, k := range keys {
 		switch {
 		case k.IsNull():
-			v.cfgMu.Unlock()
 			return admin.PTYAccess{}, admin.Errorf(admin.CodeBadRequest, "an empty key")
 		case k == v.cfg.PK && add:
-			v.cfgMu.Unlock()
 			return admin.PTYAccess{}, admin.Errorf(admin.CodeBadRequest, "%s is this visor's own key", k.Short())
 		}
-		i := slices.Index(wl, k)
-		if add && i < 0 {
-			wl = append(wl, k)
-		} else if !add && i >= 0 {
-			wl = slices.Delete(wl, i, i+1)
-		}
 	}
+	n, err := v.saveWhitelist(func(wl []cipher.PubKey) []cipher.PubKey {
+		for _, k := range keys {
+			i := slices.Index(wl, k)
+			if add && i < 0 {
+				wl = append(wl, k)
+			} else if !add && i >= 0 {
+				wl = slices.Delete(wl, i, i+1)
+			}
+		}
+		return wl
+	})
+	if err != nil {
+		return admin.PTYAccess{}, err
+	}
+	v.log.Info("dmsgpty whitelist changed", zap.Bool("added", add), zap.Int("keys", len(keys)), zap.Int("whitelist", n))
+	return v.ptyAccess(), nil
+}
+
+// saveWhitelist applies change to a copy of dmsgpty.whitelist, saves the
+// config with it, then makes it the visor's; it returns its length.
+func (v *Visor) saveWhitelist(change func([]cipher.PubKey) []cipher.PubKey) (int, error) {
+	v.cfgMu.Lock()
+	defer v.cfgMu.Unlock()
+	wl := change(slices.Clone(v.cfg.Dmsgpty.Whitelist))
 	if wl == nil {
 		wl = []cipher.PubKey{}
 	}
+	next := *v.cfg
 	next.Dmsgpty.Whitelist = wl
 	if v.configPath != "" {
 		if err := next.Save(v.configPath); err != nil {
-			v.cfgMu.Unlock()
-			return admin.PTYAccess{}, admin.Errorf(admin.CodeInternal, "saving the config: %v", err)
+			return 0, admin.Errorf(admin.CodeInternal, "saving the config: %v", err)
 		}
 	}
 	v.cfg.Dmsgpty.Whitelist = wl
-	v.cfgMu.Unlock()
-	v.log.Info("dmsgpty whitelist changed", zap.Bool("added", add), zap.Int("keys", len(keys)), zap.Int("whitelist", len(wl)))
-	return v.ptyAccess(), nil
+	return len(wl), nil
 }
 
 // splice copies a and b into each other until either ends, then closes

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/skyfleet/skywire/internal/redistest"
 )
 
 // BenchmarkStores measures each store holding 10,000 entries of 512 bytes
@@ -34,7 +36,7 @@ func BenchmarkStores(b *testing.B) {
 			return s
 		}},
 		{"redis", func(b *testing.B) Store {
-			url := startRedisB(b)
+			url := redistest.Start(b)
 			d, err := OpenRedis(context.Background(), url)
 			if err != nil {
 				b.Fatal(err)

@@ -27,7 +27,7 @@ func openRedis(t *testing.T, url string) *RedisDB {
 }
 
 func TestRedis(t *testing.T) {
-	url := startRedis(t)
+	url := redistest.Start(t)
 	r, err := openRedis(t, url).Store("svc", 100)
 	if err != nil {
 		t.Fatal(err)
@@ -40,7 +40,7 @@ func TestRedis(t *testing.T) {
 // separate connections never lose an update, and what one wrote the other
 // reads. Networks (prefixes) and services (namespaces) stay apart.
 func TestRedisSharedByInstances(t *testing.T) {
-	url := startRedis(t)
+	url := redistest.Start(t)
 	var stores []Store
 	for range 3 {
 		s, _ := openRedis(t, url+"?prefix=net1").Store("tpd", 1000)
