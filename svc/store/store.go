@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -168,7 +167,7 @@ func (m *Memory) Delete(_ context.Context, key string) error {
 	return nil
 }
 
-// Scan implements Store. It collects and sorts the matching keys only
+// Scan implements Store. It collects the matching keys only
 // (their strings are shared, not copied) and copies each value as fn takes
 // it, so a scan that stops early, or many at once, never copies the store.
 func (m *Memory) Scan(_ context.Context, prefix string, fn func(key string, value []byte) bool) error {
@@ -181,7 +180,6 @@ func (m *Memory) Scan(_ context.Context, prefix string, fn func(key string, valu
 		}
 	}
 	m.mu.RUnlock()
-	sort.Strings(keys)
 	for _, k := range keys {
 		m.mu.RLock()
 		e, ok := m.entries[k]
