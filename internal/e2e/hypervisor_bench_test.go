@@ -125,6 +125,11 @@ func BenchmarkHypervisor(b *testing.B) {
 	if png, err := chromedp.Run(br.ctx, chromedp.CaptureScreenshot()); err == nil { // what the window shows
 		os.WriteFile(filepath.Join(br.dir, "visors-200-window.png"), png, 0o644)
 	}
+	br.do("a phone-sized window", chromedp.EmulateViewport(400, 860))
+	if png, err := chromedp.Run(br.ctx, chromedp.CaptureScreenshot()); err == nil {
+		os.WriteFile(filepath.Join(br.dir, "visors-200-400px-window.png"), png, 0o644)
+	}
+	br.do("the usual window", chromedp.EmulateReset())
 	b.Run("first-paint-200", func(b *testing.B) {
 		var total float64
 		for b.Loop() {

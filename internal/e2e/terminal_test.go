@@ -66,6 +66,14 @@ func TestTerminalInBrowser(t *testing.T) {
 	if v := br.eval(`JSON.stringify(window.cspViolations)`); v != "[]" {
 		t.Fatalf("the terminal page broke its Content-Security-Policy: %s", v)
 	}
+	// At phone width the terminal fits the window, and the shell learns
+	// the new size.
+	br.do("a phone-sized window", chromedp.EmulateViewport(400, 860))
+	br.until("the terminal fitted to 400 px", `TERM.cols < 60`)
+	br.do("type clear; stty size", typeLine("clear; stty size"))
+	br.until("the narrow size reached the shell", screen+`.some(l => l.trim() === TERM.rows + ' ' + TERM.cols)`)
+	br.screenshot("terminal-400px")
+	br.do("the usual window", chromedp.EmulateReset())
 	if acc := a.ptyAccess(t); acc.Sessions != 1 {
 		t.Fatalf("a runs %d sessions, want 1", acc.Sessions)
 	}
