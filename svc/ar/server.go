@@ -2,6 +2,7 @@ package ar
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net"
@@ -65,6 +66,7 @@ func NewServer(s store.Store, log *zap.Logger) *Server {
 		log = zap.NewNop()
 	}
 	srv := &Server{store: s, auth: httpauth.NewVerifier(1 << 20), log: log, now: time.Now, mux: http.NewServeMux(), seen: replay.New[[16]byte](1<<20, 2*MaxClockSkew)}
+	srv.auth.ShareNonces(s)
 	srv.mux.Handle("POST /v1/bind/stcpr", srv.auth.Require(maxBody, http.HandlerFunc(srv.bindSTCPR)))
 	srv.mux.Handle("DELETE /v1/bind/stcpr", srv.auth.Require(0, http.HandlerFunc(srv.unbindSTCPR)))
 	srv.mux.Handle("GET /v1/resolve/stcpr/{pk}", srv.auth.Require(0, http.HandlerFunc(srv.resolveSTCPR)))
@@ -273,7 +275,7 @@ func (s *Server) ServeUDP(ctx context.Context, pc net.PacketConn) error {
 			continue // not for us; never answer strangers
 		}
 		b, err := ParseBind(buf[:n])
-		if err != nil || !s.fresh(b) {
+		if err != nil || !s.fresh(ctx, b) {
 			continue
 		}
 		rec := sudphBinding{Addr: from.String()}
@@ -289,11 +291,21 @@ func (s *Server) ServeUDP(ctx context.Context, pc net.PacketConn) error {
 	}
 }
 
-// fresh accepts a BIND once, within MaxClockSkew of now.
-func (s *Server) fresh(b Bind) bool {
+// fresh accepts a BIND once, within MaxClockSkew of now: once in this
+// process, and once among all the resolvers sharing the store if it is
+// shared (a BIND replayed to another resolver would record the replayer's
+// address).
+func (s *Server) fresh(ctx context.Context, b Bind) bool {
 	now := s.now()
 	if d := now.Sub(b.Time); d > MaxClockSkew || d < -MaxClockSkew {
 		return false
 	}
-	return s.seen.Add(b.Nonce, now) == nil
+	if s.seen.Add(b.Nonce, now) != nil {
+		return false
+	}
+	if f, ok := s.store.(store.Firster); ok {
+		first, err := f.First(ctx, "bind/"+hex.EncodeToString(b.Nonce[:]), 2*MaxClockSkew)
+		return err == nil && first
+	}
+	return true
 }

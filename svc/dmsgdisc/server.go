@@ -61,6 +61,7 @@ func NewServer(s store.Store, log *zap.Logger) *Server {
 		log = zap.NewNop()
 	}
 	srv := &Server{store: s, auth: httpauth.NewVerifier(1 << 20), log: log, now: time.Now, mux: http.NewServeMux(), trusted: map[cipher.PubKey]bool{}}
+	srv.auth.ShareNonces(s)
 	srv.mux.HandleFunc("POST /v1/entries", srv.postEntry)
 	srv.mux.HandleFunc("GET /v1/entries/{pk}", srv.getEntry)
 	srv.mux.Handle("DELETE /v1/entries/{pk}", srv.auth.Require(0, http.HandlerFunc(srv.deleteEntry)))

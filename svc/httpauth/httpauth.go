@@ -32,6 +32,7 @@ import (
 
 	"github.com/skyfleet/skywire/cipher"
 	"github.com/skyfleet/skywire/internal/replay"
+	"github.com/skyfleet/skywire/svc/store"
 )
 
 // Header names.
@@ -96,8 +97,9 @@ func signAt(req *http.Request, body []byte, sk cipher.SecKey, at time.Time) erro
 
 // Verifier checks signed requests and remembers nonces for the window.
 type Verifier struct {
-	now  func() time.Time
-	seen *replay.Cache[nonceKey]
+	now    func() time.Time
+	seen   *replay.Cache[nonceKey]
+	shared store.Firster // nil: this process alone serves the service
 }
 
 type nonceKey struct {
@@ -109,6 +111,16 @@ type nonceKey struct {
 // entries (each lives 2×Window).
 func NewVerifier(maxNonces int) *Verifier {
 	return &Verifier{now: time.Now, seen: replay.New[nonceKey](maxNonces, 2*Window)}
+}
+
+// ShareNonces makes the verifier also record nonces in s when s is shared
+// by several instances of the service (a store.Firster: Redis), so that a
+// request replayed to another instance behind a load balancer is refused
+// too. Other stores are one process's, and the local cache is enough.
+func (v *Verifier) ShareNonces(s store.Store) {
+	if f, ok := s.(store.Firster); ok {
+		v.shared = f
+	}
 }
 
 // Verify checks the request's signature headers against body and returns the
@@ -151,6 +163,15 @@ func (v *Verifier) Verify(r *http.Request, body []byte) (cipher.PubKey, error) {
 		return cipher.PubKey{}, ErrReplayed
 	case err != nil:
 		return cipher.PubKey{}, ErrBusy
+	}
+	if v.shared != nil {
+		first, err := v.shared.First(r.Context(), "nonce/"+pk.Hex()+nonceHex, 2*Window)
+		switch {
+		case err != nil:
+			return cipher.PubKey{}, fmt.Errorf("%w (%v)", ErrBusy, err)
+		case !first:
+			return cipher.PubKey{}, ErrReplayed
+		}
 	}
 	return pk, nil
 }

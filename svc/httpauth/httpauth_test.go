@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/skyfleet/skywire/cipher"
+	"github.com/skyfleet/skywire/internal/redistest"
+	"github.com/skyfleet/skywire/svc/store"
 )
 
 func signed(t *testing.T, method, url string, body []byte, sk cipher.SecKey) *http.Request {
@@ -142,5 +144,49 @@ func TestRequireAndClient(t *testing.T) {
 	down := NewClient("http://127.0.0.1:1", sk)
 	if err := down.Call(context.Background(), "GET", "/", false, nil, nil); !errors.Is(err, ErrUnreachable) {
 		t.Fatalf("down service: %v", err)
+	}
+}
+
+// Two verifiers of one service sharing a Redis (instances behind a load
+// balancer) refuse a request replayed from one to the other; two that do not
+// share (memory stores: one process each) would both accept it.
+func TestNoncesSharedAcrossInstances(t *testing.T) {
+	url := redistest.Start(t)
+	open := func() store.Store {
+		d, err := store.OpenRedis(context.Background(), url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close() })
+		s, err := d.Store("svc", 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	_, sk := cipher.GenerateKeyPair()
+	body := []byte(`{}`)
+	req := signed(t, "POST", "/v1/x", body, sk)
+	replayed := req.Clone(context.Background())
+
+	a, b := NewVerifier(100), NewVerifier(100)
+	a.ShareNonces(open())
+	b.ShareNonces(open())
+	if _, err := a.Verify(req, body); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Verify(replayed, body); !errors.Is(err, ErrReplayed) {
+		t.Fatalf("the request replayed to the other instance: %v, want %v", err, ErrReplayed)
+	}
+
+	m, n := NewVerifier(100), NewVerifier(100)
+	m.ShareNonces(store.NewMemory(100))
+	n.ShareNonces(store.NewMemory(100))
+	req = signed(t, "POST", "/v1/x", body, sk)
+	if _, err := m.Verify(req, body); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Verify(req.Clone(context.Background()), body); err != nil {
+		t.Fatalf("separate processes on memory stores: %v", err)
 	}
 }

@@ -57,6 +57,7 @@ func NewServer(s store.Store, log *zap.Logger) *Server {
 		log = zap.NewNop()
 	}
 	srv := &Server{store: s, auth: httpauth.NewVerifier(1 << 20), log: log, now: time.Now, mux: http.NewServeMux(), TTL: EntryTTL}
+	srv.auth.ShareNonces(s)
 	srv.mux.HandleFunc("POST /v1/services", srv.register)
 	srv.mux.Handle("DELETE /v1/services/{type}/{pk}/{port}", srv.auth.Require(0, http.HandlerFunc(srv.remove)))
 	srv.mux.HandleFunc("GET /v1/services", srv.list)

@@ -238,6 +238,22 @@ func (r *Redis) Scan(ctx context.Context, prefix string, fn func(key string, val
 	}
 }
 
+// First records key for ttl if it is not already recorded, and reports
+// whether it was new: one SET NX PX, atomic in Redis, so several instances
+// of a service agree on which of them saw a nonce first. These keys stay
+// out of the namespace's index (Scan never lists them, the bound never
+// counts them): Redis expires them by itself.
+func (r *Redis) First(ctx context.Context, key string, ttl time.Duration) (bool, error) {
+	if len(key) == 0 || len(key) > MaxKey {
+		return false, fmt.Errorf("%w: a key of %d bytes (1 to %d)", ErrTooLarge, len(key), MaxKey)
+	}
+	ok, err := r.c.SetNX(ctx, r.index+"#first:"+key, "1", max(ttl, time.Millisecond)).Result()
+	if err != nil {
+		return false, fmt.Errorf("redis: %w", err)
+	}
+	return ok, nil
+}
+
 // globEscape quotes Redis glob characters in s.
 func globEscape(s string) string {
 	var b strings.Builder

@@ -109,3 +109,56 @@ func TestRedisPasswordFromTheEnvironment(t *testing.T) {
 	}
 	d.Close()
 }
+
+// First, from instances on separate connections at once, is true for one
+// caller only; the key expires by its TTL and is neither listed nor counted.
+func TestRedisFirst(t *testing.T) {
+	url := redistest.Start(t)
+	a, err := openRedis(t, url).Store("svc", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := openRedis(t, url).Store("svc", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	wins := 0
+	for i := range 32 {
+		s := a
+		if i%2 == 1 {
+			s = b
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			first, err := s.First(ctx, "nonce/x", 200*time.Millisecond)
+			if err != nil {
+				t.Error(err)
+			}
+			if first {
+				mu.Lock()
+				wins++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if wins != 1 {
+		t.Fatalf("%d callers saw the key first, want 1", wins)
+	}
+	if err := a.Swap(ctx, "entry", nil, []byte("v"), 0); err != nil {
+		t.Fatalf("a remembered key took the only entry's place: %v", err)
+	}
+	listed := 0
+	a.Scan(ctx, "", func(string, []byte) bool { listed++; return true })
+	if listed != 1 {
+		t.Fatalf("Scan lists %d keys, want the entry alone", listed)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if first, err := b.First(ctx, "nonce/x", time.Second); err != nil || !first {
+		t.Fatalf("after its TTL the key is still remembered: %v %v", first, err)
+	}
+}

@@ -59,6 +59,15 @@ type Store interface {
 	Scan(ctx context.Context, prefix string, fn func(key string, value []byte) bool) error
 }
 
+// Firster is a store shared by several processes that can also remember
+// keys for a while, for replay checks that must hold across instances of a
+// service (Redis is one; Memory and Bolt, one process each, are not).
+type Firster interface {
+	// First records key for ttl unless it is recorded, and reports whether
+	// it was new.
+	First(ctx context.Context, key string, ttl time.Duration) (bool, error)
+}
+
 // Update applies fn to the value of key (nil if absent) and stores the
 // result with ttl, retrying (after a short random wait) if another writer
 // got there first. fn returning

@@ -44,6 +44,7 @@ func NewServer(s store.Store, log *zap.Logger) *Server {
 		log = zap.NewNop()
 	}
 	srv := &Server{store: s, auth: httpauth.NewVerifier(1 << 20), log: log, now: time.Now, mux: http.NewServeMux(), maxPerEdge: MaxPerEdge}
+	srv.auth.ShareNonces(s)
 	srv.mux.HandleFunc("POST /v1/transports", srv.register)
 	srv.mux.Handle("POST /v1/transports/{id}/heartbeat", srv.auth.Require(0, http.HandlerFunc(srv.heartbeat)))
 	srv.mux.Handle("DELETE /v1/transports/{id}", srv.auth.Require(0, http.HandlerFunc(srv.remove)))
