@@ -52,6 +52,7 @@ type Client struct {
 
 	mu        sync.Mutex                       // guards sessions, listeners, ports, closed, runCtx
 	sessions  map[cipher.PubKey]*clientSession // by server key
+	dialing   map[cipher.PubKey]*sessionDial   // sessions being set up, by server key
 	listeners map[uint16]*Listener
 	ports     *ports.Table // in use by listeners and dialled streams
 	closed    bool
@@ -89,6 +90,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		disc:      dmsgdisc.NewClient(cfg.Discovery, cfg.SK),
 		replay:    replay.New[[49]byte](1<<16, 2*MaxClockSkew),
 		sessions:  map[cipher.PubKey]*clientSession{},
+		dialing:   map[cipher.PubKey]*sessionDial{},
 		listeners: map[uint16]*Listener{},
 		ports:     ports.New(FirstEphemeralPort),
 		ready:     make(chan struct{}),
@@ -254,15 +256,52 @@ func (c *Client) session(srv cipher.PubKey) *clientSession {
 	return c.sessions[srv]
 }
 
-// dialSession opens a session with the server srv at addr and serves it
-// until it ends.
+// sessionDial is a session being set up; callers that want the same server
+// meanwhile wait for it.
+type sessionDial struct {
+	done chan struct{}
+	s    *clientSession
+	err  error
+}
+
+// dialSession returns the session with the server srv, opening one at addr
+// (and serving it until it ends) if there is none. Concurrent callers for
+// one server share one dial: a server keeps one session per client and
+// would close the first of two opened at once, while the client kept it.
 func (c *Client) dialSession(ctx context.Context, srv cipher.PubKey, addr string) (*clientSession, error) {
 	c.mu.Lock()
+	if s := c.sessions[srv]; s != nil {
+		c.mu.Unlock()
+		return s, nil
+	}
+	if d := c.dialing[srv]; d != nil {
+		c.mu.Unlock()
+		select {
+		case <-d.done:
+			return d.s, d.err
+		case <-ctx.Done():
+			return nil, fmt.Errorf("dmsg server %s at %s: %w", srv.Short(), addr, ctx.Err())
+		}
+	}
 	runCtx, closed := c.runCtx, c.closed
-	c.mu.Unlock()
 	if runCtx == nil || closed {
+		c.mu.Unlock()
 		return nil, ErrClosed
 	}
+	d := &sessionDial{done: make(chan struct{})}
+	c.dialing[srv] = d
+	c.mu.Unlock()
+	d.s, d.err = c.openSession(ctx, runCtx, srv, addr)
+	c.mu.Lock()
+	delete(c.dialing, srv)
+	c.mu.Unlock()
+	close(d.done)
+	return d.s, d.err
+}
+
+// openSession dials the server srv at addr, registers the session and serves
+// it until runCtx ends or the session does.
+func (c *Client) openSession(ctx, runCtx context.Context, srv cipher.PubKey, addr string) (*clientSession, error) {
 	hctx, cancel := context.WithTimeout(ctx, HandshakeTimeout)
 	defer cancel()
 	var d net.Dialer
