@@ -159,7 +159,9 @@ func TestScaleOutBehindNginx(t *testing.T) {
 	// An instance of each discovery dies (SIGKILL) while the route carries
 	// a transfer.
 	bench := make(chan result, 1)
-	go func() { bench <- sw(t, "skywire", "cli", "visor", "bench", c.pk, "--bytes", "16777216", "--rpc", a.sock) }()
+	go func() {
+		bench <- sw(t, "skywire", "cli", "visor", "bench", c.pk, "--bytes", "16777216", "--rpc", a.sock)
+	}()
 	for _, u := range []string{dds[1], tpds[1]} {
 		procs[u].cmd.Process.Kill()
 		<-procs[u].done
