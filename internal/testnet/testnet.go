@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"net"
 	"path/filepath"
 	"sync"
 	"time"
@@ -21,6 +22,8 @@ import (
 
 	"github.com/skyfleet/skywire/admin"
 	"github.com/skyfleet/skywire/cipher"
+	"github.com/skyfleet/skywire/dmsg"
+	"github.com/skyfleet/skywire/svc/dmsgdisc"
 	"github.com/skyfleet/skywire/svc/httpauth"
 	"github.com/skyfleet/skywire/svc/suite"
 	"github.com/skyfleet/skywire/visor"
@@ -51,7 +54,21 @@ type Config struct {
 	// Unlinked leaves the visors without transports (and Start does not
 	// wait for a route): many visors start fast.
 	Unlinked bool
+	// DmsgServers is how many dmsg servers the network has (zero: 1, the
+	// services' own); the others run in this process too, each on its own
+	// loopback port and listed in the dmsg discovery.
+	DmsgServers int
+	// SessionsCount is each visor's dmsg.sessions_count (zero: 1): with
+	// several servers, visors spread over them at random.
+	SessionsCount int
+	// ReadyHops, if set, has Start wait for a route from the first visor to
+	// visor ReadyHops instead of the last (a long line is longer than a
+	// route may be).
+	ReadyHops int
 }
+
+// linkers is how many transports Start sets up at once.
+const linkers = 16
 
 // Node is one visor of the network.
 type Node struct {
@@ -68,6 +85,8 @@ type Node struct {
 type Network struct {
 	Suite *suite.Suite
 	Nodes []*Node
+	// DmsgServers are the network's dmsg servers other than the suite's.
+	DmsgServers []*dmsg.Server
 
 	ctx    context.Context
 	cfg    Config
@@ -105,8 +124,15 @@ func Start(ctx context.Context, cfg Config) (_ *Network, err error) {
 	// Every visor comes from 127.0.0.1: the per-address limits that keep
 	// one host from taking a public service must fit the whole network.
 	per := 16 * (cfg.Visors + 4)
-	s, err := suite.New(suite.Config{Host: "127.0.0.1", Log: log.Named("svc"),
-		DmsgSessionsPerAddr: 2 * (cfg.Visors + 4), Limits: httpauth.ServerLimits{PerClient: max(per, httpauth.DefaultPerClient)}})
+	sessionsPerAddr := 2 * (cfg.Visors + 4)
+	serverKeys := make([]cipher.SecKey, max(cfg.DmsgServers-1, 0))
+	var trusted []cipher.PubKey
+	for i := range serverKeys {
+		_, serverKeys[i] = cipher.GenerateKeyPair()
+		trusted = append(trusted, serverKeys[i].PubKey())
+	}
+	s, err := suite.New(suite.Config{Host: "127.0.0.1", Log: log.Named("svc"), TrustedDmsgServers: trusted,
+		DmsgSessionsPerAddr: sessionsPerAddr, Limits: httpauth.ServerLimits{PerClient: max(per, httpauth.DefaultPerClient)}})
 	if err != nil {
 		return nil, err
 	}
@@ -118,6 +144,24 @@ func Start(ctx context.Context, cfg Config) (_ *Network, err error) {
 		}
 	}()
 	n.run("services", s.Run, ctx)
+	for i, sk := range serverKeys {
+		srv, err := dmsg.NewServer(dmsg.ServerConfig{SK: sk, Discovery: s.URL(suite.DmsgDiscovery), MaxSessionsPerAddr: sessionsPerAddr,
+			Log: log.Named(fmt.Sprintf("dmsg-server-%d", i+2))})
+		if err != nil {
+			return nil, err
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		n.DmsgServers = append(n.DmsgServers, srv)
+		n.run(fmt.Sprintf("dmsg server %d", i+2), func(ctx context.Context) error { return srv.Serve(ctx, ln) }, ctx)
+	}
+	if len(serverKeys) > 0 { // listed before visors pick theirs
+		if err := n.waitServers(ctx, 1+len(serverKeys)); err != nil {
+			return nil, err
+		}
+	}
 
 	keys := make([]cipher.SecKey, cfg.Visors)
 	pks := make([]cipher.PubKey, cfg.Visors)
@@ -134,6 +178,7 @@ func Start(ctx context.Context, cfg Config) (_ *Network, err error) {
 		c.Transport.AddressResolver = s.URL(suite.AddressResolver)
 		c.Routing.RouteFinder = s.URL(suite.RouteFinder)
 		c.ServiceDiscovery = s.URL(suite.ServiceDiscovery)
+		c.Dmsg.SessionsCount = max(cfg.SessionsCount, 1)
 		c.STCP.LocalAddress = "127.0.0.1:0"
 		c.Transport.STCPRAddr, c.Transport.SUDPHAddr = "127.0.0.1:0", "127.0.0.1:0"
 		if i+1 < cfg.Visors {
@@ -172,21 +217,61 @@ func Start(ctx context.Context, cfg Config) (_ *Network, err error) {
 		return n, nil
 	}
 
-	wctx, wcancel := context.WithTimeout(ctx, readyTimeout)
+	wctx, wcancel := context.WithTimeout(ctx, readyTimeout+time.Duration(cfg.Visors)*50*time.Millisecond)
 	defer wcancel()
+	sem := make(chan struct{}, linkers)
+	errs := make(chan error, len(n.Nodes))
+	var wg sync.WaitGroup
 	for i := 0; i+1 < len(n.Nodes); i++ {
 		typ := "stcp"
 		if i < len(cfg.Links) && cfg.Links[i] != "" {
 			typ = cfg.Links[i]
 		}
-		if err := n.link(wctx, i, typ); err != nil {
-			return nil, err
-		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := n.link(wctx, i, typ); err != nil {
+				errs <- err
+			}
+		}()
 	}
-	if err := n.waitRoute(wctx); err != nil {
+	wg.Wait()
+	close(errs)
+	var linkErrs []error
+	for err := range errs {
+		linkErrs = append(linkErrs, err)
+	}
+	if err := errors.Join(linkErrs...); err != nil {
+		return nil, err
+	}
+	to := len(n.Nodes) - 1
+	if cfg.ReadyHops > 0 {
+		to = min(cfg.ReadyHops, to)
+	}
+	if err := n.WaitRoute(wctx, 0, to); err != nil {
 		return nil, err
 	}
 	return n, nil
+}
+
+// waitServers waits until the dmsg discovery lists want servers.
+func (n *Network) waitServers(ctx context.Context, want int) error {
+	_, sk := cipher.GenerateKeyPair()
+	c := dmsgdisc.NewClient(n.Suite.URL(suite.DmsgDiscovery), sk)
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	for {
+		list, err := c.Servers(ctx)
+		if err == nil && len(list) >= want {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the dmsg discovery lists %d of the %d dmsg servers (%v)", len(list), want, err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // run runs fn in the background, recording its error.
@@ -287,23 +372,24 @@ func (n *Network) link(ctx context.Context, i int, typ string) error {
 	}
 }
 
-// waitRoute pings from the first visor to the last until a route works
-// (the route finder sees the transports once both edges registered them).
-func (n *Network) waitRoute(ctx context.Context) error {
-	c, err := n.Client(0)
+// WaitRoute pings from visor from to visor to until a route works (the
+// route finder sees the transports once both edges registered them, at its
+// next refresh).
+func (n *Network) WaitRoute(ctx context.Context, from, to int) error {
+	c, err := n.Client(from)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	last := n.Nodes[len(n.Nodes)-1].PK()
+	dst := n.Nodes[to].PK()
 	for {
-		_, err := admin.Call(ctx, c, admin.Ping, admin.PingRequest{PK: last, Count: 1})
+		_, err := admin.Call(ctx, c, admin.Ping, admin.PingRequest{PK: dst, Count: 1})
 		if err == nil {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("no route from %s to %s: %w", n.Nodes[0].Name, n.Nodes[len(n.Nodes)-1].Name, err)
+			return fmt.Errorf("no route from %s to %s: %w", n.Nodes[from].Name, n.Nodes[to].Name, err)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

@@ -3,7 +3,12 @@ package testnet
 import (
 	"context"
 	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -50,4 +55,97 @@ func TestLineRoutesOverTwoHops(t *testing.T) {
 	if len(res.RTTsMS) != 3 {
 		t.Fatalf("%d pongs, want 3", len(res.RTTsMS))
 	}
+}
+
+// A network of 200 visors in one process, spread over three dmsg servers:
+// a line whose links alternate stcp and dmsg, so that routes of 10 hops
+// exist between visors ten apart. Twenty of them are found and set up at
+// once, each exactly 10 hops long; memory per visor is reported.
+func TestTwoHundredVisors(t *testing.T) {
+	if testing.Short() {
+		t.Skip("200 visors: not in -short")
+	}
+	const visors, hops = 200, 10
+	links := make([]string, visors-1)
+	for i := range links {
+		if i%3 == 2 {
+			links[i] = "dmsg"
+		}
+	}
+	before := memNow()
+	start := time.Now()
+	n, err := Start(context.Background(), Config{Dir: shortDir(t), Visors: visors, Links: links, DmsgServers: 3, ReadyHops: hops})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := n.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	up := time.Since(start)
+	after := memNow()
+	for i, s := range n.DmsgServers {
+		if s.Sessions() == 0 {
+			t.Errorf("dmsg server %d has no sessions: visors did not spread", i+2)
+		}
+	}
+
+	var wg sync.WaitGroup
+	for k := range 20 {
+		from := k * (visors - hops - 1) / 19
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := n.Client(from)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			// The route finder sees the last links at its next refresh.
+			for {
+				res, err := admin.Call(ctx, c, admin.Ping, admin.PingRequest{PK: n.Nodes[from+hops].PK(), Count: 2})
+				if err == nil {
+					if len(res.Hops) != hops || len(res.RTTsMS) != 2 {
+						t.Errorf("%s → %s: %d hops, %d pongs; want %d and 2", n.Nodes[from].Name, n.Nodes[from+hops].Name, len(res.Hops), len(res.RTTsMS), hops)
+					}
+					return
+				}
+				if ctx.Err() != nil {
+					t.Errorf("%s → %s: %v", n.Nodes[from].Name, n.Nodes[from+hops].Name, err)
+					return
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("%d visors on %d dmsg servers up and linked in %v; per visor: %.0f KiB heap, %.0f KiB RSS, %.0f goroutines",
+		visors, 1+len(n.DmsgServers), up.Round(time.Millisecond), (after.heap-before.heap)/visors/1024, (after.rss-before.rss)/visors/1024, float64(after.goroutines-before.goroutines)/visors)
+}
+
+type mem struct {
+	heap, rss  float64 // bytes
+	goroutines int
+}
+
+// memNow is the process's live heap (after a collection), resident set and
+// goroutines.
+func memNow() mem {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	m := mem{heap: float64(ms.HeapInuse), goroutines: runtime.NumGoroutine()}
+	if b, err := os.ReadFile("/proc/self/status"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+				kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
+				m.rss = kb * 1024
+			}
+		}
+	}
+	return m
 }

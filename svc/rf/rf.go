@@ -400,7 +400,7 @@ var ErrNoPath = errors.New("no path")
 // hops, shortest first.
 func (c *Client) Paths(ctx context.Context, src, dst cipher.PubKey, minHops, count int) ([][]Hop, error) {
 	var resp Response
-	err := c.c.Call(ctx, http.MethodPost, "/v1/paths", false, Request{Src: src, Dst: dst, MinHops: minHops, Count: count}, &resp)
+	err := c.c.Call(ctx, http.MethodPost, "/v1/paths", false, Request{Src: src, Dst: dst, MinHops: minHops, MaxHops: MaxHopsLimit, Count: count}, &resp)
 	if httpauth.IsNotFound(err) {
 		return nil, fmt.Errorf("%w: %w", ErrNoPath, err)
 	}

@@ -15,15 +15,19 @@ import (
 )
 
 // A Redis store keeps namespace ns's key k at "<prefix>:{<ns>}:k" as a plain
-// string with a Redis TTL, and an index of the namespace's keys in the
+// string with a Redis TTL, and two indexes of the namespace's keys: the
 // sorted set "<prefix>:{<ns>}" scored by expiry (Unix ms; +inf: never),
-// which bounds the count and lists keys for Scan. The braces put a
-// namespace in one Redis Cluster slot, as the scripts need. Swap and Delete
-// are Lua scripts, so compare-and-swap is atomic however many instances of a
-// service share the Redis; Redis's own clock decides expiry.
+// which bounds the count and finds expired keys, and "<prefix>:{<ns>}#lex",
+// every score 0, which lists a prefix's keys in order (ZRANGEBYLEX) so a
+// Scan reads its prefix alone. The braces put a namespace in one Redis
+// Cluster slot, as the scripts need. Swap and Delete are Lua scripts, so
+// compare-and-swap is atomic however many instances of a service share the
+// Redis; Redis's own clock decides expiry.
 
-// swapScript: KEYS = key, index. ARGV = old mode ("absent"|"equal"), old,
-// new mode ("delete"|"set"), new, ttl ms ("0": none), max entries.
+// swapScript: KEYS = key, index, lex index. ARGV = old mode
+// ("absent"|"equal"), old, new mode ("delete"|"set"), new, ttl ms ("0":
+// none), max entries. A new key first drops up to 256 expired keys from the
+// indexes; the bound counts live keys.
 var swapScript = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
 if ARGV[1] == 'absent' then
@@ -34,13 +38,18 @@ end
 if ARGV[3] == 'delete' then
   redis.call('DEL', KEYS[1])
   redis.call('ZREM', KEYS[2], KEYS[1])
+  redis.call('ZREM', KEYS[3], KEYS[1])
   return 'ok'
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if not cur then
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-  if redis.call('ZSCORE', KEYS[2], KEYS[1]) == false and redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[6]) then
+  local gone = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 256)
+  if #gone > 0 then
+    redis.call('ZREM', KEYS[2], unpack(gone))
+    redis.call('ZREM', KEYS[3], unpack(gone))
+  end
+  if redis.call('ZSCORE', KEYS[2], KEYS[1]) == false and redis.call('ZCOUNT', KEYS[2], '(' .. now, '+inf') >= tonumber(ARGV[6]) then
     return 'full'
   end
 end
@@ -52,13 +61,15 @@ else
   redis.call('SET', KEYS[1], ARGV[4])
   redis.call('ZADD', KEYS[2], '+inf', KEYS[1])
 end
+redis.call('ZADD', KEYS[3], 0, KEYS[1])
 return 'ok'
 `)
 
-// deleteScript: KEYS = key, index.
+// deleteScript: KEYS = key, index, lex index.
 var deleteScript = redis.NewScript(`
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], KEYS[1])
+redis.call('ZREM', KEYS[3], KEYS[1])
 return 'ok'
 `)
 
@@ -135,7 +146,7 @@ func (d *RedisDB) Store(name string, max int) (*Redis, error) {
 		return nil, fmt.Errorf("store redis %s: bad namespace %q", d.addr, name)
 	}
 	ns := d.prefix + ":{" + name + "}"
-	return &Redis{c: d.c, index: ns, keyPrefix: ns + ":", max: max}, nil
+	return &Redis{c: d.c, index: ns, lex: ns + "#lex", keyPrefix: ns + ":", max: max}, nil
 }
 
 // Close closes the pool.
@@ -144,7 +155,8 @@ func (d *RedisDB) Close() error { return d.c.Close() }
 // Redis is one namespace of a RedisDB.
 type Redis struct {
 	c         *redis.Client
-	index     string // the sorted set of the namespace's keys
+	index     string // the sorted set of the namespace's keys, by expiry
+	lex       string // the same keys, for ranges by name
 	keyPrefix string
 	max       int
 }
@@ -174,7 +186,7 @@ func (r *Redis) Swap(ctx context.Context, key string, old, new []byte, ttl time.
 	if ttl > 0 && ms == 0 {
 		ms = 1
 	}
-	res, err := swapScript.Run(ctx, r.c, []string{r.keyPrefix + key, r.index}, oldMode, old, newMode, new, ms, r.max).Text()
+	res, err := swapScript.Run(ctx, r.c, []string{r.keyPrefix + key, r.index, r.lex}, oldMode, old, newMode, new, ms, r.max).Text()
 	if err != nil {
 		return fmt.Errorf("redis: %w", err)
 	}
@@ -191,29 +203,29 @@ func (r *Redis) Swap(ctx context.Context, key string, old, new []byte, ttl time.
 
 // Delete implements Store.
 func (r *Redis) Delete(ctx context.Context, key string) error {
-	if err := deleteScript.Run(ctx, r.c, []string{r.keyPrefix + key, r.index}).Err(); err != nil {
+	if err := deleteScript.Run(ctx, r.c, []string{r.keyPrefix + key, r.index, r.lex}).Err(); err != nil {
 		return fmt.Errorf("redis: %w", err)
 	}
 	return nil
 }
 
-// Scan implements Store: the index's members with the prefix (ZSCAN), their
-// values fetched a batch at a time. A key may come twice if the index
-// changes during the scan (Redis's SCAN guarantee); fn sees it once.
+// Scan implements Store: the keys with the prefix, in name order from the
+// lex index (ZRANGEBYLEX, 256 at a time, each page starting after the last
+// key seen), their values fetched with each page (MGET). Keys expired but
+// not yet dropped from the index have no value and are skipped.
 func (r *Redis) Scan(ctx context.Context, prefix string, fn func(key string, value []byte) bool) error {
-	match := globEscape(r.keyPrefix+prefix) + "*"
-	seen := map[string]bool{}
-	var cursor uint64
+	full := r.keyPrefix + prefix
+	from := "[" + full
 	for {
-		members, next, err := r.c.ZScan(ctx, r.index, cursor, match, 256).Result()
+		keys, err := r.c.ZRangeByLex(ctx, r.lex, &redis.ZRangeBy{Min: from, Max: "+", Count: 256}).Result()
 		if err != nil {
 			return fmt.Errorf("redis: %w", err)
 		}
-		var keys []string
-		for i := 0; i < len(members); i += 2 { // member, score pairs
-			if k := members[i]; !seen[k] {
-				seen[k] = true
-				keys = append(keys, k)
+		end := len(keys) < 256
+		for i, k := range keys {
+			if !strings.HasPrefix(k, full) {
+				keys, end = keys[:i], true
+				break
 			}
 		}
 		if len(keys) > 0 {
@@ -230,11 +242,11 @@ func (r *Redis) Scan(ctx context.Context, prefix string, fn func(key string, val
 					return nil
 				}
 			}
+			from = "(" + keys[len(keys)-1]
 		}
-		if next == 0 {
+		if end {
 			return nil
 		}
-		cursor = next
 	}
 }
 
@@ -252,16 +264,4 @@ func (r *Redis) First(ctx context.Context, key string, ttl time.Duration) (bool,
 		return false, fmt.Errorf("redis: %w", err)
 	}
 	return ok, nil
-}
-
-// globEscape quotes Redis glob characters in s.
-func globEscape(s string) string {
-	var b strings.Builder
-	for _, c := range s {
-		if strings.ContainsRune(`*?[]\`, c) {
-			b.WriteByte('\\')
-		}
-		b.WriteRune(c)
-	}
-	return b.String()
 }

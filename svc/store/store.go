@@ -108,9 +108,53 @@ type Memory struct {
 	max int
 	now func() time.Time
 
-	mu      sync.RWMutex // guards entries and nextGC
+	mu      sync.RWMutex // guards entries, dirs and nextGC
 	entries map[string]memEntry
-	nextGC  time.Time
+	// dirs holds each key under every '/'-ended prefix of it ("edge/" and
+	// "edge/02ab…/" for "edge/02ab…/id"), so a Scan of such a prefix visits
+	// its keys alone, not the whole store.
+	dirs   map[string]map[string]struct{}
+	nextGC time.Time
+}
+
+// eachDir calls fn with every '/'-ended prefix of key.
+func eachDir(key string, fn func(dir string)) {
+	for i := 0; i < len(key); i++ {
+		if key[i] == '/' {
+			fn(key[:i+1])
+		}
+	}
+}
+
+// addLocked stores e under key, indexing a new key.
+func (m *Memory) addLocked(key string, e memEntry) {
+	if _, had := m.entries[key]; !had {
+		eachDir(key, func(dir string) {
+			set := m.dirs[dir]
+			if set == nil {
+				set = map[string]struct{}{}
+				m.dirs[dir] = set
+			}
+			set[key] = struct{}{}
+		})
+	}
+	m.entries[key] = e
+}
+
+// deleteLocked removes key and its index entries.
+func (m *Memory) deleteLocked(key string) {
+	if _, had := m.entries[key]; !had {
+		return
+	}
+	delete(m.entries, key)
+	eachDir(key, func(dir string) {
+		if set := m.dirs[dir]; set != nil {
+			delete(set, key)
+			if len(set) == 0 {
+				delete(m.dirs, dir)
+			}
+		}
+	})
 }
 
 type memEntry struct {
@@ -120,7 +164,7 @@ type memEntry struct {
 
 // NewMemory returns an empty store holding at most max entries.
 func NewMemory(max int) *Memory {
-	return &Memory{max: max, now: time.Now, entries: map[string]memEntry{}}
+	return &Memory{max: max, now: time.Now, entries: map[string]memEntry{}, dirs: map[string]map[string]struct{}{}}
 }
 
 func (m *Memory) live(e memEntry, now time.Time) bool {
@@ -154,7 +198,7 @@ func (m *Memory) Swap(_ context.Context, key string, old, new []byte, ttl time.D
 		return ErrConflict
 	}
 	if new == nil {
-		delete(m.entries, key)
+		m.deleteLocked(key)
 		return nil
 	}
 	if !ok && len(m.entries) >= m.max {
@@ -164,7 +208,7 @@ func (m *Memory) Swap(_ context.Context, key string, old, new []byte, ttl time.D
 	if ttl > 0 {
 		ne.expires = now.Add(ttl)
 	}
-	m.entries[key] = ne
+	m.addLocked(key, ne)
 	return nil
 }
 
@@ -172,7 +216,7 @@ func (m *Memory) Swap(_ context.Context, key string, old, new []byte, ttl time.D
 func (m *Memory) Delete(_ context.Context, key string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	delete(m.entries, key)
+	m.deleteLocked(key)
 	return nil
 }
 
@@ -183,9 +227,18 @@ func (m *Memory) Scan(_ context.Context, prefix string, fn func(key string, valu
 	m.mu.RLock()
 	now := m.now()
 	var keys []string
-	for k, e := range m.entries {
-		if strings.HasPrefix(k, prefix) && m.live(e, now) {
+	match := func(k string) {
+		if e := m.entries[k]; strings.HasPrefix(k, prefix) && m.live(e, now) {
 			keys = append(keys, k)
+		}
+	}
+	if dir := prefix[:strings.LastIndexByte(prefix, '/')+1]; dir != "" {
+		for k := range m.dirs[dir] {
+			match(k)
+		}
+	} else {
+		for k := range m.entries {
+			match(k)
 		}
 	}
 	m.mu.RUnlock()
@@ -213,7 +266,7 @@ func (m *Memory) gcLocked(now time.Time) {
 	m.nextGC = now.Add(5 * time.Second)
 	for k, e := range m.entries {
 		if !m.live(e, now) {
-			delete(m.entries, k)
+			m.deleteLocked(k)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -69,6 +70,33 @@ func testStore(t *testing.T, s Store, ttl time.Duration, advance func(time.Durat
 	s.Scan(ctx, "p/", func(string, []byte) bool { n++; return n < 2 })
 	if n != 2 {
 		t.Fatalf("a scan stopped after 2 called fn %d times", n)
+	}
+	// Prefixes that end inside a name or a level deeper, keys nested under
+	// others, a deleted and a re-created key, and the whole store.
+	for _, k := range []string{"d/x1/a", "d/x1/b", "d/x12/a", "d/y/a", "d/x1"} {
+		s.Swap(ctx, k, nil, []byte("v"), 0)
+	}
+	s.Delete(ctx, "d/x1/b")
+	s.Swap(ctx, "d/y/a", []byte("v"), nil, 0)
+	s.Swap(ctx, "d/y/a", nil, []byte("w"), 0)
+	for prefix, want := range map[string]string{
+		"d/x1/": "[d/x1/a]", "d/x1": "[d/x1 d/x1/a d/x12/a]", "d/": "[d/x1 d/x1/a d/x12/a d/y/a]",
+		"d/y/a": "[d/y/a]", "d/z": "[]", "d": "[d/x1 d/x1/a d/x12/a d/y/a]",
+	} {
+		var got []string
+		s.Scan(ctx, prefix, func(k string, _ []byte) bool { got = append(got, k); return true })
+		slices.Sort(got)
+		if fmt.Sprint(got) != want {
+			t.Fatalf("scan %q = %v, want %s", prefix, got, want)
+		}
+	}
+	all := 0
+	s.Scan(ctx, "", func(string, []byte) bool { all++; return true })
+	if all != 9 { // t, p/a, p/b, p/c, q/a and the four d/ keys
+		t.Fatalf("a scan of everything saw %d keys, want 9", all)
+	}
+	for _, k := range []string{"d/x1/a", "d/x12/a", "d/y/a", "d/x1", "q/a"} {
+		s.Delete(ctx, k)
 	}
 
 	// Bounds: key and value sizes; the number of entries.
