@@ -21,11 +21,15 @@ const (
 	// syscall.
 	writeFrames  = 4
 	writeBufSize = writeFrames * (HeaderSize + MaxFrame)
+	// headSize is the first read of a Read with nothing buffered.
+	headSize = 512
 )
 
 // Buffers are pooled: a Conn holds a read buffer only while it has unread
 // bytes, and a write buffer only during Write, so idle sessions cost no
-// buffer memory.
+// buffer memory. A Read with nothing buffered waits in the Conn's small
+// head array and takes a pooled buffer once bytes arrive: a Conn blocked
+// in Read (every idle session has one) holds 512 bytes, not 128 KiB.
 var (
 	readPool  = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
 	writePool = sync.Pool{New: func() any { b := make([]byte, writeBufSize); return &b }}
@@ -43,12 +47,13 @@ type Conn struct {
 	rbuf    *[]byte // from readPool while it holds bytes; rbuf[rpos:rend] is unconsumed input
 	rpos    int
 	rend    int
-	plain   []byte // decrypted and not yet returned; aliases *rbuf
-	clear   int    // bytes of a split frame's clear part still to deliver
-	rerr    error  // sticky
-	rframes uint64 // frames since the last rekey
-	rbytes  uint64 // ciphertext bytes since the last rekey
-	strict  bool   // RequireCloseNotify
+	plain   []byte         // decrypted and not yet returned; aliases *rbuf
+	clear   int            // bytes of a split frame's clear part still to deliver
+	rerr    error          // sticky
+	rframes uint64         // frames since the last rekey
+	rbytes  uint64         // ciphertext bytes since the last rekey
+	strict  bool           // RequireCloseNotify
+	head    [headSize]byte // where a Read with nothing buffered waits
 
 	wmu     sync.Mutex // guards the write side: send, pending, werr, wframes, wbytes, wvec, wbufs
 	send    *cipherState
@@ -153,9 +158,24 @@ func (c *Conn) Read(p []byte) (int, error) {
 	if c.rerr != nil {
 		return 0, c.rerr
 	}
-	if c.rbuf == nil {
-		c.rbuf = readPool.Get().(*[]byte)
-		c.rpos, c.rend = 0, 0
+	for c.rbuf == nil {
+		n, err := c.c.Read(c.head[:])
+		if n > 0 { // (an error with them comes again at the next read)
+			c.rbuf = readPool.Get().(*[]byte)
+			c.rpos, c.rend = 0, copy(*c.rbuf, c.head[:n])
+			break
+		}
+		if err == nil {
+			continue
+		}
+		if isTimeout(err) {
+			return 0, err
+		}
+		if errors.Is(err, io.EOF) && c.strict {
+			err = io.ErrUnexpectedEOF
+		}
+		c.rerr = err
+		return 0, err
 	}
 	buf := *c.rbuf
 	for {
