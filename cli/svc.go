@@ -35,7 +35,7 @@ func svcApp(e env) *ucli.App {
 		return &ucli.Command{
 			Name:  string(name),
 			Usage: usage,
-			Flags: append(append([]ucli.Flag{addrFlag(port(defPort)), storeFlag()}, extra...), logFlags()...),
+			Flags: append(append([]ucli.Flag{addrFlag(port(defPort)), storeFlag(), maxEntriesFlag()}, extra...), logFlags()...),
 			Action: func(c *ucli.Context) error {
 				return runOne(c, e, name, cfg)
 			},
@@ -63,6 +63,7 @@ func svcApp(e env) *ucli.App {
 					sdTTLFlag(),
 					trustedServersFlag(),
 					storeFlag(),
+					maxEntriesFlag(),
 				}, logFlags()...),
 				Action: func(c *ucli.Context) error { return runAll(c, e) },
 			},
@@ -181,7 +182,11 @@ func runOne(c *ucli.Context, e env, name suite.Name, configure func(c *ucli.Cont
 		return err
 	}
 	defer done()
-	sc := suite.Config{Host: host, Ports: map[suite.Name]int{name: int(p)}, Only: []suite.Name{name}, Log: log, Store: c.String("store")}
+	limit, err := maxEntries(c)
+	if err != nil {
+		return err
+	}
+	sc := suite.Config{Host: host, Ports: map[suite.Name]int{name: int(p)}, Only: []suite.Name{name}, Log: log, Store: c.String("store"), StoreEntries: limit}
 	if configure != nil {
 		if err := configure(c, &sc, log); err != nil {
 			return err
@@ -244,8 +249,12 @@ func runAll(c *ucli.Context, e env) error {
 	if err != nil {
 		return err
 	}
+	limit, err := maxEntries(c)
+	if err != nil {
+		return err
+	}
 	s, err := suite.New(suite.Config{
-		Host: c.String("host"), PublicHost: public, SK: sk, Log: log, TrustedDmsgServers: trusted, SDEntryTTL: c.Duration("entry-ttl"), Store: c.String("store"),
+		Host: c.String("host"), PublicHost: public, SK: sk, Log: log, TrustedDmsgServers: trusted, SDEntryTTL: c.Duration("entry-ttl"), Store: c.String("store"), StoreEntries: limit,
 		Ports: map[suite.Name]int{
 			suite.DmsgDiscovery:      c.Int("dmsg-discovery-port"),
 			suite.TransportDiscovery: c.Int("transport-discovery-port"),
@@ -285,4 +294,18 @@ func printServices(w io.Writer, s *suite.Suite) {
 // storeFlag is --store: where the services keep their entries.
 func storeFlag() ucli.Flag {
 	return &ucli.StringFlag{Name: "store", Value: "memory", EnvVars: []string{"SKYWIRE_SVC_STORE"}, Usage: store.SpecUsage}
+}
+
+// maxEntriesFlag bounds each service's store.
+func maxEntriesFlag() ucli.Flag {
+	return &ucli.IntFlag{Name: "max-entries", Value: suite.StoreEntries, Usage: "the most entries each service keeps; past it new visors are refused (503, \"full\") while those registered go on"}
+}
+
+// maxEntries reads --max-entries.
+func maxEntries(c *ucli.Context) (int, error) {
+	n := c.Int("max-entries")
+	if n < 1 {
+		return 0, usagef("--max-entries %d: want at least 1", n)
+	}
+	return n, nil
 }

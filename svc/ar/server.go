@@ -112,7 +112,7 @@ func (s *Server) bindSTCPR(w http.ResponseWriter, r *http.Request) {
 	raw, _ := json.Marshal(b)
 	err := store.Update(r.Context(), s.store, stcprPrefix+pk.Hex(), STCPRTTL, func([]byte) ([]byte, error) { return raw, nil })
 	if err != nil {
-		httpauth.WriteError(w, http.StatusServiceUnavailable, err.Error())
+		httpauth.WriteStoreError(w, "address resolver", err)
 		return
 	}
 	s.log.Debug("stcpr bound", zap.String("pk", pk.Hex()), zap.String("remote", b.Addr))

@@ -115,11 +115,8 @@ func (s *Server) postEntry(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, errStaleSequence):
 		httpauth.WriteError(w, http.StatusConflict, err.Error())
 		return
-	case errors.Is(err, store.ErrFull):
-		httpauth.WriteError(w, http.StatusServiceUnavailable, "the discovery is full")
-		return
 	case err != nil:
-		httpauth.WriteError(w, http.StatusInternalServerError, err.Error())
+		httpauth.WriteStoreError(w, "dmsg discovery", err)
 		return
 	}
 	skey := serverPrefix + e.PK.Hex()
@@ -129,7 +126,7 @@ func (s *Server) postEntry(w http.ResponseWriter, r *http.Request) {
 		err = s.store.Delete(r.Context(), skey)
 	}
 	if err != nil {
-		httpauth.WriteError(w, http.StatusInternalServerError, err.Error())
+		httpauth.WriteStoreError(w, "dmsg discovery", err)
 		return
 	}
 	s.log.Debug("entry stored", zap.String("pk", e.PK.Hex()), zap.Uint64("sequence", e.Sequence), zap.Bool("server", e.Server != nil))

@@ -214,6 +214,17 @@ func WriteError(w http.ResponseWriter, status int, message string) {
 	WriteJSON(w, status, errorBody{Error: message})
 }
 
+// WriteStoreError answers a store's failure to keep an entry: 503 when the
+// service holds as many entries as its operator allows (those registered
+// go on; new ones wait), 500 for anything else.
+func WriteStoreError(w http.ResponseWriter, service string, err error) {
+	if errors.Is(err, store.ErrFull) {
+		WriteError(w, http.StatusServiceUnavailable, fmt.Sprintf("the %s is full: it holds as many entries as its operator allows (--max-entries); entries already here are kept, new ones are refused until some expire", service))
+		return
+	}
+	WriteError(w, http.StatusInternalServerError, fmt.Sprintf("the %s could not store the entry: %v", service, err))
+}
+
 // WriteJSON answers v as JSON with status.
 func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")

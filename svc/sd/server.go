@@ -103,10 +103,8 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, errOlder):
 		httpauth.WriteError(w, http.StatusConflict, err.Error())
-	case errors.Is(err, store.ErrFull):
-		httpauth.WriteError(w, http.StatusServiceUnavailable, err.Error())
 	case err != nil:
-		httpauth.WriteError(w, http.StatusInternalServerError, err.Error())
+		httpauth.WriteStoreError(w, "service discovery", err)
 	default:
 		httpauth.WriteJSON(w, http.StatusOK, Registered{Entry: se, TTLMS: s.TTL.Milliseconds()})
 	}

@@ -9,6 +9,7 @@
 package suite
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -89,7 +90,9 @@ type Config struct {
 	// Store is where the services keep their entries (store.Open's spec:
 	// "memory", the zero value, or "bbolt:PATH").
 	Store string
-	Log   *zap.Logger
+	// StoreEntries bounds each service's entries (zero: StoreEntries).
+	StoreEntries int
+	Log          *zap.Logger
 }
 
 // Suite is a set of bound services.
@@ -158,7 +161,7 @@ func New(cfg Config) (s *Suite, err error) {
 	s.st = map[Name]store.Store{}
 	for _, n := range []Name{DmsgDiscovery, TransportDiscovery, AddressResolver, ServiceDiscovery} {
 		if s.has(n) {
-			if s.st[n], err = s.stores.Store(string(n), StoreEntries); err != nil {
+			if s.st[n], err = s.stores.Store(string(n), cmp.Or(cfg.StoreEntries, StoreEntries)); err != nil {
 				return nil, err
 			}
 		}

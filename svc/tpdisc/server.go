@@ -91,11 +91,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if err != nil {
-		status := http.StatusInternalServerError
-		if errors.Is(err, store.ErrFull) {
-			status = http.StatusServiceUnavailable
-		}
-		httpauth.WriteError(w, status, err.Error())
+		httpauth.WriteStoreError(w, "transport discovery", err)
 		return
 	}
 	s.log.Debug("transport registered", zap.String("tp_id", id), zap.String("type", se.Entry.Type))
@@ -147,7 +143,7 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
 	for i, k := range keys {
 		v := vals[i]
 		if err := store.Update(r.Context(), s.store, k, EntryTTL, func([]byte) ([]byte, error) { return v, nil }); err != nil {
-			httpauth.WriteError(w, http.StatusInternalServerError, err.Error())
+			httpauth.WriteStoreError(w, "transport discovery", err)
 			return
 		}
 	}
