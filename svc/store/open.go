@@ -17,7 +17,7 @@ type Stores interface {
 }
 
 // SpecUsage says what Open takes, for flags' usage.
-const SpecUsage = `where services keep their entries: "memory" (lost at exit), "bbolt:PATH" (a file that survives restarts and crashes), or "redis://HOST:PORT/DB?prefix=NET" (shared by several instances; rediss:// for TLS; the password from $SKYWIRE_REDIS_PASSWORD or the file $SKYWIRE_REDIS_PASSWORD_FILE)`
+const SpecUsage = `where services keep their entries: "memory" (lost at exit), "bbolt:PATH" (a file that survives restarts and crashes), or "redis://HOST:PORT/DB?prefix=NET" (shared by several instances; rediss:// for TLS, ?ca=FILE for a private CA; the password from $SKYWIRE_REDIS_PASSWORD or the file $SKYWIRE_REDIS_PASSWORD_FILE)`
 
 // Open returns the stores spec names: "memory" (or ""), "bbolt:PATH", or
 // "redis://…" / "rediss://…" (OpenRedis).

@@ -3,12 +3,15 @@ package store
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"log"
 	"net/url"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -73,6 +76,17 @@ redis.call('ZREM', KEYS[3], KEYS[1])
 return 'ok'
 `)
 
+// go-redis writes what it notices (a pool that cannot dial) with a logger
+// of its own on stderr; ours goes to the log package, which the services
+// send to their zap logger.
+var logOnce sync.Once
+
+type stdLogger struct{}
+
+func (stdLogger) Printf(_ context.Context, format string, v ...any) {
+	log.Printf("redis: "+format, v...)
+}
+
 // Redis password sources: never the command line.
 const (
 	EnvRedisPassword     = "SKYWIRE_REDIS_PASSWORD"
@@ -87,11 +101,13 @@ type RedisDB struct {
 }
 
 // OpenRedis connects to the Redis at rawURL: redis://HOST:PORT/DB or
-// rediss://… (TLS), with ?prefix=NAME keeping this network's keys apart from
+// rediss://… (TLS, verified against the system's CAs or, with ?ca=FILE,
+// the PEM CA bundle in FILE), with ?prefix=NAME keeping this network's keys apart from
 // others' in the same Redis (default "skywire"). The password, if any, comes
 // from $SKYWIRE_REDIS_PASSWORD or the file $SKYWIRE_REDIS_PASSWORD_FILE
 // names; a URL that holds one is refused (it would show in `ps`).
 func OpenRedis(ctx context.Context, rawURL string) (*RedisDB, error) {
+	logOnce.Do(func() { redis.SetLogger(stdLogger{}) })
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("--store: %w", err)
@@ -113,6 +129,18 @@ func OpenRedis(ctx context.Context, rawURL string) (*RedisDB, error) {
 	}
 	if u.Scheme == "rediss" {
 		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: u.Hostname()}
+		if ca := u.Query().Get("ca"); ca != "" {
+			pem, err := os.ReadFile(ca)
+			if err != nil {
+				return nil, fmt.Errorf("--store %s: ?ca=: %w", redactURL(rawURL), err)
+			}
+			opts.TLSConfig.RootCAs = x509.NewCertPool()
+			if !opts.TLSConfig.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("--store %s: ?ca=%s holds no PEM certificate", redactURL(rawURL), ca)
+			}
+		}
+	} else if u.Query().Has("ca") {
+		return nil, fmt.Errorf("--store %s: ?ca= is for rediss:// (TLS)", redactURL(rawURL))
 	}
 	if u.User != nil {
 		opts.Username = u.User.Username()
@@ -135,6 +163,10 @@ func OpenRedis(ctx context.Context, rawURL string) (*RedisDB, error) {
 	c := redis.NewClient(opts)
 	if err := c.Ping(ctx).Err(); err != nil {
 		c.Close()
+		var unknown x509.UnknownAuthorityError
+		if errors.As(err, &unknown) {
+			return nil, fmt.Errorf("--store %s: %w (a Redis with a certificate from a private CA: add ?ca=/path/to/ca.pem)", redactURL(rawURL), err)
+		}
 		return nil, fmt.Errorf("--store %s: %w", redactURL(rawURL), err)
 	}
 	return &RedisDB{c: c, prefix: prefix, addr: opts.Addr}, nil

@@ -162,3 +162,21 @@ func TestRedisFirst(t *testing.T) {
 		t.Fatalf("after its TTL the key is still remembered: %v %v", first, err)
 	}
 }
+
+// rediss://: a Redis that speaks TLS with a certificate from a private CA is
+// used with ?ca=, passes the conformance suite, and without it is refused
+// with a message that says what to add.
+func TestRedisTLS(t *testing.T) {
+	url, ca := redistest.StartTLS(t)
+	if _, err := OpenRedis(context.Background(), url); err == nil || !strings.Contains(err.Error(), "?ca=") {
+		t.Fatalf("a private CA's certificate without ?ca=: %v", err)
+	}
+	if _, err := OpenRedis(context.Background(), strings.Replace(url, "rediss://", "redis://", 1)+"?ca="+ca); err == nil || !strings.Contains(err.Error(), "for rediss://") {
+		t.Fatalf("?ca= on plain redis://: %v", err)
+	}
+	r, err := openRedis(t, url+"?ca="+ca+"&prefix=tls").Store("svc", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testStore(t, r, 150*time.Millisecond, time.Sleep)
+}
