@@ -217,7 +217,9 @@ func Start(ctx context.Context, cfg Config) (_ *Network, err error) {
 		return n, nil
 	}
 
-	wctx, wcancel := context.WithTimeout(ctx, readyTimeout+time.Duration(cfg.Visors)*50*time.Millisecond)
+	// A bound on a hang, not a measure: a big network under the race
+	// detector, on a loaded machine, links slowly.
+	wctx, wcancel := context.WithTimeout(ctx, readyTimeout+time.Duration(cfg.Visors)*500*time.Millisecond)
 	defer wcancel()
 	sem := make(chan struct{}, linkers)
 	errs := make(chan error, len(n.Nodes))

@@ -103,7 +103,7 @@ func TestTwoHundredVisors(t *testing.T) {
 				return
 			}
 			defer c.Close()
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			// The route finder sees the last links at its next refresh.
 			for {
