@@ -10,6 +10,10 @@ import (
 // GetInfo describes the visor: who it is, which build, since when.
 var GetInfo = define(Op[Empty, Info]{Method: "GET", Path: "/v1/info"})
 
+// Halt stops the visor as SIGTERM does: the answer comes first, then the
+// visor closes its apps, routes and transports and exits.
+var Halt = define(Op[Empty, Empty]{Method: "POST", Path: "/v1/halt"})
+
 // Info is GetInfo's answer.
 type Info struct {
 	PK            cipher.PubKey  `json:"pk"`

@@ -111,20 +111,24 @@ func (d rpcDialer) Dial(ctx context.Context, pk cipher.PubKey, port uint16) (net
 func skysocksApp(e env) *ucli.App {
 	return &ucli.App{
 		Flags: append([]ucli.Flag{
-			&ucli.StringFlag{Name: "passcode", Usage: "require this passcode of clients"},
+			passcodeFlag("require this passcode of clients"), passcodeFileFlag(),
 			&ucli.BoolFlag{Name: "allow-local", Usage: "let clients reach this machine and its private networks"},
 		}, append(advertiseFlags(), logFlags()...)...),
 		Action: func(c *ucli.Context) error {
+			pc, err := passcode(c)
+			if err != nil {
+				return err
+			}
 			return runApp(c, e, "skysocks", func(ctx context.Context, client *sdk.Client, log *zap.Logger) error {
 				l, err := client.Listen(client.Port())
 				if err != nil {
 					return err
 				}
 				defer l.Close()
-				log.Info("serving SOCKS5", zap.Uint16("port", client.Port()), zap.Bool("passcode", c.String("passcode") != ""), zap.Bool("allow_local", c.Bool("allow-local")))
+				log.Info("serving SOCKS5", zap.Uint16("port", client.Port()), zap.Bool("passcode", pc != ""), zap.Bool("allow_local", c.Bool("allow-local")))
 				client.SetStatus("serving SOCKS5 at " + l.Addr().String())
 				advertise(c, client, "proxy", log)
-				srv := skysocks.NewServer(skysocks.ServerConfig{Passcode: c.String("passcode"), AllowLocal: c.Bool("allow-local"), Log: log})
+				srv := skysocks.NewServer(skysocks.ServerConfig{Passcode: pc, AllowLocal: c.Bool("allow-local"), Log: log})
 				return srv.Serve(ctx, rpcListener{l})
 			})
 		},
@@ -138,10 +142,14 @@ func skysocksClientApp(e env) *ucli.App {
 		Flags: append([]ucli.Flag{
 			&ucli.StringFlag{Name: "srv", Usage: "the skysocks server's visor `public key`"},
 			&ucli.StringFlag{Name: "addr", Value: "127.0.0.1:1080", Usage: "local SOCKS5 address"},
-			&ucli.StringFlag{Name: "passcode", Usage: "the server's passcode, if it has one"},
+			passcodeFlag("the server's passcode, if it has one"), passcodeFileFlag(),
 			&ucli.StringFlag{Name: "http", Usage: "also serve an HTTP proxy (CONNECT and plain requests) on this `address`, e.g. 127.0.0.1:8080"},
 		}, logFlags()...),
 		Action: func(c *ucli.Context) error {
+			pc, err := passcode(c)
+			if err != nil {
+				return err
+			}
 			var srv cipher.PubKey
 			if s := c.String("srv"); s != "" {
 				var err error
@@ -151,7 +159,7 @@ func skysocksClientApp(e env) *ucli.App {
 			}
 			return runApp(c, e, "skysocks-client", func(ctx context.Context, client *sdk.Client, log *zap.Logger) error {
 				cl, err := skysocks.NewClient(skysocks.ClientConfig{
-					Server: srv, Passcode: c.String("passcode"), Log: log,
+					Server: srv, Passcode: pc, Log: log,
 					Status: func(s string) { client.SetStatus(s) },
 				}, rpcDialer{client})
 				if err != nil {
@@ -179,4 +187,30 @@ func skysocksClientApp(e env) *ucli.App {
 			})
 		},
 	}
+}
+
+// passcodeFlag is an app's --passcode, also read from $SKYWIRE_PASSCODE
+// (how the visor hands it over: a command line shows in `ps`).
+func passcodeFlag(usage string) ucli.Flag {
+	return &ucli.StringFlag{Name: "passcode", EnvVars: []string{appproto.EnvPasscode}, Usage: usage + " (better: $" + appproto.EnvPasscode + " or --passcode-file; a command line shows in `ps`)"}
+}
+
+func passcodeFileFlag() ucli.Flag {
+	return &ucli.StringFlag{Name: "passcode-file", Usage: "read the passcode from this file"}
+}
+
+// passcode is the app's passcode: --passcode-file's content, or --passcode
+// (or $SKYWIRE_PASSCODE).
+func passcode(c *ucli.Context) (string, error) {
+	if f := c.String("passcode-file"); f != "" {
+		if c.IsSet("passcode") {
+			return "", usagef("give --passcode or --passcode-file, not both")
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return "", fmt.Errorf("--passcode-file: %w", err)
+		}
+		return strings.TrimRight(string(b), "\r\n"), nil
+	}
+	return c.String("passcode"), nil
 }

@@ -149,9 +149,13 @@ func run(e env, r role, name string, args []string) int {
 	app.Reader, app.Writer, app.ErrWriter = e.stdin, e.stdout, e.stderr
 	app.HideVersion = true
 	app.ExitErrHandler = func(*ucli.Context, error) {} // we choose exit codes below
+	args = permute(app, args)
 	prepare(app.Commands)
+	if app.Action == nil && len(app.Commands) > 0 {
+		app.Action = unknownCommand(app.Commands)
+	}
 	app.OnUsageError = onUsageError
-	err := app.Run(append([]string{name}, permute(app, args)...))
+	err := app.Run(append([]string{name}, args...))
 	return exitCode(e.stderr, name, err)
 }
 
@@ -165,11 +169,33 @@ func usagef(format string, args ...any) error { return usageError{fmt.Errorf(for
 
 func onUsageError(_ *ucli.Context, err error, _ bool) error { return usageError{err} }
 
-// prepare sets our usage-error hook on every command.
+// prepare sets our usage-error hook on every command, and makes a group
+// (a command of commands) refuse an unknown command with a usage error that
+// lists the valid ones, instead of urfave/cli's "No help topic" (exit 3).
 func prepare(cmds []*ucli.Command) {
 	for _, c := range cmds {
 		c.OnUsageError = onUsageError
+		if c.Action == nil && len(c.Subcommands) > 0 {
+			c.Action = unknownCommand(c.Subcommands)
+		}
 		prepare(c.Subcommands)
+	}
+}
+
+// unknownCommand is the action of a group: its help without arguments, a
+// usage error naming the valid commands with one.
+func unknownCommand(cmds []*ucli.Command) ucli.ActionFunc {
+	return func(c *ucli.Context) error {
+		if c.NArg() == 0 {
+			return ucli.ShowSubcommandHelp(c)
+		}
+		var names []string
+		for _, cmd := range cmds {
+			if !cmd.Hidden {
+				names = append(names, cmd.Name)
+			}
+		}
+		return usagef("unknown command %q; the commands here are: %s", c.Args().First(), strings.Join(names, ", "))
 	}
 }
 

@@ -127,7 +127,8 @@ func TestVersion(t *testing.T) {
 
 func TestPermute(t *testing.T) {
 	app := &ucli.App{
-		Flags: []ucli.Flag{&ucli.StringFlag{Name: "config", Aliases: []string{"c"}}, &ucli.BoolFlag{Name: "v"}},
+		Action: func(*ucli.Context) error { return nil }, // runs FILE, as `skywire visor FILE`
+		Flags:  []ucli.Flag{&ucli.StringFlag{Name: "config", Aliases: []string{"c"}}, &ucli.BoolFlag{Name: "v"}},
 		Commands: []*ucli.Command{{
 			Name:  "visor",
 			Flags: []ucli.Flag{&ucli.StringFlag{Name: "rpc"}},
@@ -146,6 +147,13 @@ func TestPermute(t *testing.T) {
 		{"visor add-tp --json PK -- --not-a-flag", "visor add-tp --json PK -- --not-a-flag"},
 		{"visor add-tp PK visor", "visor add-tp PK visor"},
 		{"-v visor add-tp", "-v visor add-tp"},
+		// A flag typed above the command that declares it goes down to it.
+		{"--rpc R visor add-tp PK", "visor --rpc R add-tp PK"},
+		{"visor --json add-tp PK", "visor add-tp --json PK"},
+		{"--type stcp visor add-tp PK", "visor add-tp --type stcp PK"},
+		{"-c x visor --rpc=R add-tp", "-c x visor --rpc=R add-tp"},
+		{"--nonsense visor add-tp PK", "visor add-tp --nonsense PK"},
+		{"visor frob --rpc R", "visor frob --rpc R"},
 		{"", ""},
 	}
 	for _, tt := range tests {

@@ -33,7 +33,7 @@ func writeReport(path string, r vpn.Report) {
 func vpnServerApp(e env) *ucli.App {
 	return &ucli.App{
 		Flags: append([]ucli.Flag{
-			&ucli.StringFlag{Name: "passcode", Usage: "require this passcode of clients"},
+			passcodeFlag("require this passcode of clients"), passcodeFileFlag(),
 			&ucli.StringFlag{Name: "netifc", Usage: "the interface clients' traffic leaves by (default: the default route's)"},
 			&ucli.BoolFlag{Name: "secure", Value: true, Usage: "keep clients out of this host and its networks"},
 			&ucli.StringFlag{Name: "pool", Value: vpn.DefaultPool.String(), Usage: "the IPv4 block clients' /30s come from"},
@@ -44,8 +44,12 @@ func vpnServerApp(e env) *ucli.App {
 			if err != nil {
 				return usagef("--pool: %v", err)
 			}
+			pc, err := passcode(c)
+			if err != nil {
+				return err
+			}
 			return runApp(c, e, "vpn-server", func(ctx context.Context, client *sdk.Client, log *zap.Logger) error {
-				srv, err := vpn.NewServer(vpn.ServerConfig{Pool: pool, Passcode: c.String("passcode"), Netifc: c.String("netifc"),
+				srv, err := vpn.NewServer(vpn.ServerConfig{Pool: pool, Passcode: pc, Netifc: c.String("netifc"),
 					Secure: c.Bool("secure"), StatePath: c.String("state"), Log: log})
 				if err != nil {
 					return err
@@ -68,7 +72,7 @@ func vpnClientApp(e env) *ucli.App {
 	return &ucli.App{
 		Flags: append([]ucli.Flag{
 			&ucli.StringFlag{Name: "srv", Usage: "the vpn-server's visor `public key`"},
-			&ucli.StringFlag{Name: "passcode", Usage: "the server's passcode, if it has one"},
+			passcodeFlag("the server's passcode, if it has one"), passcodeFileFlag(),
 			&ucli.BoolFlag{Name: "killswitch", Usage: "let nothing out but through the tunnel, also while reconnecting"},
 			&ucli.StringSliceFlag{Name: "dns", Usage: "resolvers to use while connected, reached through the tunnel (comma-separated)"},
 			&ucli.StringFlag{Name: "state", Value: appproto.VPNClientState, Usage: "where the host changes are recorded (restored at stop, or at the next start after a crash)"},
@@ -89,6 +93,10 @@ func vpnClientApp(e env) *ucli.App {
 			if err != nil {
 				return usagef("--srv: %v (the vpn-server's visor key)", err)
 			}
+			pc, err := passcode(c)
+			if err != nil {
+				return err
+			}
 			var dns []netip.Addr
 			for _, s := range c.StringSlice("dns") {
 				a, err := netip.ParseAddr(s)
@@ -99,7 +107,7 @@ func vpnClientApp(e env) *ucli.App {
 			}
 			return runApp(c, e, "vpn-client", func(ctx context.Context, client *sdk.Client, log *zap.Logger) error {
 				cl, err := vpn.NewClient(vpn.ClientConfig{
-					Passcode: c.String("passcode"), DNS: dns, Killswitch: c.Bool("killswitch"), StatePath: c.String("state"), NoOffload: c.Bool("no-offload"),
+					Passcode: pc, DNS: dns, Killswitch: c.Bool("killswitch"), StatePath: c.String("state"), NoOffload: c.Bool("no-offload"),
 					Dial:   func(ctx context.Context) (net.Conn, error) { return client.DialRPC(ctx, srv, vpn.ServerPort) },
 					Bypass: client.Bypass,
 					Status: func(s string) { client.SetStatus(s) },

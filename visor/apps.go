@@ -5,9 +5,9 @@ import (
 	"errors"
 	"net"
 	"slices"
-	"strings"
 
 	"github.com/skyfleet/skywire/admin"
+	"github.com/skyfleet/skywire/internal/appproto"
 	"github.com/skyfleet/skywire/visor/appserver"
 )
 
@@ -158,24 +158,8 @@ func (v *Visor) registerAppAPI() {
 	})
 }
 
-// secretFlags are app flags whose values the admin API does not show.
-var secretFlags = []string{"--passcode"}
-
-// maskSecrets replaces the values of secretFlags in args.
-func maskSecrets(args []string) []string {
-	out := slices.Clone(args)
-	for i := range out {
-		for _, f := range secretFlags {
-			switch {
-			case out[i] == f && i+1 < len(out):
-				out[i+1] = "********"
-			case strings.HasPrefix(out[i], f+"="):
-				out[i] = f + "=********"
-			}
-		}
-	}
-	return out
-}
+// maskSecrets hides the values of the apps' secret flags in args.
+func maskSecrets(args []string) []string { return appproto.MaskSecrets(args) }
 
 // withFlag sets flag to value in args (replacing an existing "flag value"
 // or "flag=value"); an empty value removes the flag.

@@ -74,6 +74,8 @@ type Visor struct {
 	localPath  string
 	cliAddr    string // as listened on: a resolved socket path or host:port
 	started    time.Time
+	haltMu     sync.Mutex
+	halt       context.CancelFunc // ends Run (nil until Run starts)
 
 	ln      net.Listener
 	logRing *logring.Ring // the visor's own log lines
@@ -325,6 +327,9 @@ func (v *Visor) Run(ctx context.Context) error {
 		zap.String("local_path", v.localPath),
 		zap.Strings("transports", types))
 	ctx, cancel := context.WithCancel(ctx)
+	v.haltMu.Lock()
+	v.halt = cancel
+	v.haltMu.Unlock()
 	var wg sync.WaitGroup
 	// A part that fails while the visor runs takes the visor down, loudly:
 	// no listener dies while the rest goes on as if it served.
@@ -405,6 +410,17 @@ func (v *Visor) registerAPI() {
 	v.registerVPNAPI()
 	v.registerServicesAPI()
 	v.registerPTYAPI()
+	admin.Handle(v.api, admin.Halt, func(context.Context, admin.Empty) (admin.Empty, error) {
+		v.haltMu.Lock()
+		halt := v.halt
+		v.haltMu.Unlock()
+		if halt == nil {
+			return admin.Empty{}, &admin.Error{Code: admin.CodeUnavailable, Message: "the visor is not running yet"}
+		}
+		v.log.Info("halt requested over the admin API")
+		halt() // the admin server shuts down gracefully: this answer goes out first
+		return admin.Empty{}, nil
+	})
 	admin.Handle(v.api, admin.GetInfo, func(context.Context, admin.Empty) (admin.Info, error) {
 		bi := buildinfo.Get()
 		return admin.Info{

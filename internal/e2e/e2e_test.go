@@ -54,6 +54,34 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// freeAppAddrs moves the apps of the visor config at path that listen on a
+// fixed local port (skychat's 8001, skysocks-client's 1080) to free ones:
+// the machine running the tests may run a visor of its own.
+func freeAppAddrs(t testing.TB, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	apps, _ := cfg["apps"].([]any)
+	for _, a := range apps {
+		args, _ := a.(map[string]any)["args"].([]any)
+		for i := range args {
+			if args[i] == "--addr" && i+1 < len(args) {
+				args[i+1] = freePort(t)
+			}
+		}
+	}
+	out, _ := json.MarshalIndent(cfg, "", "  ")
+	if err := os.WriteFile(path, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // result is a finished command.
 type result struct {
 	code           int
@@ -256,6 +284,7 @@ func TestTwoVisorsAsProcesses(t *testing.T) {
 		if fi, err := os.Stat(n.cfg); err != nil || fi.Mode().Perm() != 0o600 {
 			t.Fatalf("config %s: %v mode %v", n.cfg, err, fi.Mode().Perm())
 		}
+		freeAppAddrs(t, n.cfg)
 		n.sum = digest(t, n.cfg)
 	}
 	// As in the Skywire README: `skywire visor run -c FILE` and `skywire-visor FILE`.
@@ -325,9 +354,10 @@ func TestTCPAdminNeedsToken(t *testing.T) {
 	dir := shortDir(t)
 	cfg := filepath.Join(dir, "skywire-config.json")
 	addr := freePort(t)
-	if r := sw(t, "skywire", "visor", "gen-config", "-o", cfg, "--cli-addr", addr); r.code != 0 {
+	if r := sw(t, "skywire", "visor", "gen-config", "-o", cfg, "--cli-addr", addr, "--stcp-addr", "127.0.0.1:0"); r.code != 0 {
 		t.Fatal(r.stderr)
 	}
+	freeAppAddrs(t, cfg)
 	p := start(t, "skywire", "visor", "run", "-c", cfg, "--log-level", "debug")
 	tokenFile := filepath.Join(dir, "local", "cli-token")
 	i := waitInfo(t, p, "--rpc", addr, "--token-file", tokenFile)

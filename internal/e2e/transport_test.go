@@ -141,6 +141,7 @@ func newVisor(t testing.TB, dir, name string, n *network) *visorNode {
 	}
 	var res struct{ PK string }
 	json.Unmarshal([]byte(r.stdout), &res)
+	freeAppAddrs(t, v.cfg)
 	v.pk = res.PK
 	return v
 }

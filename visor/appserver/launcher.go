@@ -177,8 +177,11 @@ func (s *Server) Start(name string, args []string) error {
 		args = a.cfg.Args
 	}
 	bin, argv := filepath.Join(s.cfg.AppsPath, name), args
-	if isBuiltin(name) {
-		bin, argv = s.cfg.Executable, append([]string{name}, args...)
+	var secretEnv []string
+	if isBuiltin(name) { // its passcode goes in its environment, not on its command line
+		var rest []string
+		rest, secretEnv = appproto.SplitSecrets(args)
+		bin, argv = s.cfg.Executable, append([]string{name}, rest...)
 	}
 	if _, err := os.Stat(bin); err != nil {
 		return fmt.Errorf("%s: no program: %w", name, err)
@@ -203,6 +206,7 @@ func (s *Server) Start(name string, args []string) error {
 	if j := s.joinAddr(); j != "" {
 		cmd.Env = append(cmd.Env, appproto.EnvJoin+"="+j)
 	}
+	cmd.Env = append(cmd.Env, secretEnv...)
 	cmd.SysProcAttr = childAttrs()
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -219,7 +223,7 @@ func (s *Server) Start(name string, args []string) error {
 	a.exited = make(chan struct{})
 	s.updates.Notify()
 	log := s.log.With(zap.String("app", name), zap.Int("pid", cmd.Process.Pid))
-	log.Info("app started", zap.Strings("args", args))
+	log.Info("app started", zap.Strings("args", appproto.MaskSecrets(args)))
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
