@@ -53,6 +53,8 @@ func roles() []role {
 		{"svc", nil, "the discovery services (dmsg, transports, addresses, routes, services)", svcApp},
 		{"demo", nil, "a complete private network on this machine", demoApp},
 		{"version", nil, "print the build's version", versionApp},
+		{"completion", nil, "print a shell completion script (bash, zsh, fish, powershell)", completionApp},
+		{"man", nil, "print the man page skywire(1)", manApp},
 	}
 	// The built-in apps, from their one table; a nil build is not in this
 	// build yet.
