@@ -35,6 +35,7 @@ import (
 	"github.com/skyfleet/skywire/internal/buildinfo"
 	"github.com/skyfleet/skywire/internal/configfile"
 	"github.com/skyfleet/skywire/internal/logring"
+	"github.com/skyfleet/skywire/internal/sdnotify"
 	"github.com/skyfleet/skywire/router"
 	"github.com/skyfleet/skywire/svc/ar"
 	"github.com/skyfleet/skywire/svc/rf"
@@ -362,6 +363,22 @@ func (v *Visor) Run(ctx context.Context) error {
 		part("autoconnect", v.runAutoconnect)
 	}
 	part("in-process admin", func(ctx context.Context) error { return v.api.Serve(ctx, v.pipe, admin.Open, shutdownGrace) })
+	// Under systemd (Type=notify): ready now, stopping when ctx ends, and
+	// watchdog pings while the admin API answers.
+	if sent, err := sdnotify.Notify(sdnotify.Ready); err != nil {
+		v.log.Warn("telling systemd the visor is ready", zap.Error(err))
+	} else if sent {
+		v.log.Debug("told systemd: ready")
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		sdnotify.RunWatchdog(ctx, func(ctx context.Context) bool {
+			_, err := admin.Call(ctx, v.LocalClient(), admin.GetInfo, admin.Empty{})
+			return err == nil
+		})
+	}()
+	context.AfterFunc(ctx, func() { sdnotify.Notify(sdnotify.Stopping) })
 	err := v.api.Serve(ctx, v.ln, v.cliAuth, shutdownGrace)
 	cancel()
 	wg.Wait()

@@ -124,7 +124,16 @@ func start(t testing.TB, prog string, args ...string) *process {
 // startCmd starts any command (`ip netns exec … skywire …`) as a process.
 func startCmd(t testing.TB, name string, args ...string) *process {
 	t.Helper()
+	return startCmdEnv(t, nil, name, args...)
+}
+
+// startCmdEnv is startCmd with more environment variables ("NAME=value").
+func startCmdEnv(t testing.TB, env []string, name string, args ...string) *process {
+	t.Helper()
 	cmd := exec.Command(name, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	prog := filepath.Base(name)
 	p := &process{cmd: cmd, stderr: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.stderr, p.stderr

@@ -6,8 +6,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -105,4 +108,51 @@ func TestPasscodeNotInArgv(t *testing.T) {
 	if r := sw(t, "skywire", "cli", "visor", "app", "ls", "--json", "--rpc", a.sock); strings.Contains(r.stdout, secret) {
 		t.Fatal("app ls shows the passcode")
 	}
+}
+
+// Under systemd (Type=notify, WatchdogSec=): the visor says READY=1 once it
+// serves, WATCHDOG=1 at half the interval while its admin API answers, and
+// STOPPING=1 on SIGTERM; received here on the socket systemd would hold.
+func TestSystemdNotify(t *testing.T) {
+	n := startNetwork(t)
+	dir := shortDir(t)
+	a := newVisor(t, dir, "a", n)
+	sock := filepath.Join(dir, "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	a.proc = startCmdEnv(t, []string{"NOTIFY_SOCKET=" + sock, "WATCHDOG_USEC=400000"}, filepath.Join(binDir, "skywire"), "visor", "run", "-c", a.cfg)
+	next := func() string {
+		t.Helper()
+		conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		buf := make([]byte, 256)
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("no notification: %v", err)
+		}
+		return string(buf[:n])
+	}
+	if got := next(); got != "READY=1" {
+		t.Fatalf("first notification %q, want READY=1", got)
+	}
+	// Ready means served: the admin API answers at once.
+	if r := sw(t, "skywire", "cli", "visor", "pk", "--rpc", a.sock); r.code != 0 {
+		t.Fatalf("after READY=1 the admin API does not answer: %s", r.stderr)
+	}
+	for range 3 {
+		if got := next(); got != "WATCHDOG=1" {
+			t.Fatalf("notification %q, want WATCHDOG=1", got)
+		}
+	}
+	a.proc.cmd.Process.Signal(syscall.SIGTERM)
+	for {
+		if got := next(); got == "STOPPING=1" {
+			break
+		} else if got != "WATCHDOG=1" {
+			t.Fatalf("notification %q while stopping", got)
+		}
+	}
+	<-a.proc.done
 }

@@ -53,6 +53,7 @@ var rules = map[string][]string{
 	"internal/changes":    {},
 	"internal/hostcfg":    {},
 	"internal/packets":    {},
+	"internal/sdnotify":   {},
 	"internal/testnet":    {"visor", "admin", "cipher", "noise", "dmsg", "transport", "router", "svc"},
 	"internal/redistest":  {},
 	"internal/svcbench":   {"svc"},
@@ -61,7 +62,7 @@ var rules = map[string][]string{
 }
 
 // leaves import nothing of ours and may be imported by every package.
-var leaves = []string{"svc/store", "internal/configfile", "internal/buildinfo", "internal/race", "internal/replay", "internal/appproto", "internal/loopback", "internal/backlog", "internal/ports", "internal/acceptor", "internal/logring", "internal/changes", "internal/hostcfg", "internal/packets"}
+var leaves = []string{"svc/store", "internal/configfile", "internal/buildinfo", "internal/race", "internal/replay", "internal/appproto", "internal/loopback", "internal/backlog", "internal/ports", "internal/acceptor", "internal/logring", "internal/changes", "internal/hostcfg", "internal/packets", "internal/sdnotify"}
 
 // testOnly may be imported only by test files (and by the demo in cli).
 var testOnly = []string{"internal/testnet", "internal/redistest", "internal/svcbench"}
