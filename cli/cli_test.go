@@ -362,3 +362,36 @@ func TestGenConfigHypervisor(t *testing.T) {
 		t.Fatal("a hypervisor block without -i")
 	}
 }
+
+// The Makefile's ROLE_LINKS (what `make install` and the .deb link) are the
+// program names the binary answers to, no more and no fewer.
+func TestRoleLinksMatchTheMakefile(t *testing.T) {
+	b, err := os.ReadFile("../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var links []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "ROLE_LINKS := "); ok {
+			links = strings.Fields(v)
+		}
+	}
+	var progs []string
+	for _, r := range roles() {
+		progs = append(progs, r.progs...)
+	}
+	slices.Sort(links)
+	slices.Sort(progs)
+	if !slices.Equal(links, progs) {
+		t.Fatalf("Makefile ROLE_LINKS %v, the binary's program names %v", links, progs)
+	}
+	nfpm, err := os.ReadFile("../packaging/nfpm.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range progs {
+		if !strings.Contains(string(nfpm), "dst: /usr/bin/"+p+"\n") {
+			t.Errorf("packaging/nfpm.yaml does not link %s", p)
+		}
+	}
+}

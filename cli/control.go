@@ -16,6 +16,7 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/skyfleet/skywire/admin"
+	"github.com/skyfleet/skywire/visor"
 )
 
 // controlApp is `skywire cli` (also `skywire-cli`).
@@ -61,7 +62,7 @@ func controlApp(e env) *ucli.App {
 // include --timeout unless the command defines its own.
 func rpcFlags(withTimeout bool) []ucli.Flag {
 	f := []ucli.Flag{
-		&ucli.StringFlag{Name: "rpc", Value: admin.DefaultAddr(), EnvVars: []string{"SKYWIRE_CLI_ADDR"}, Usage: "the visor's cli_addr: unix socket path or host:port"},
+		&ucli.StringFlag{Name: "rpc", Value: defaultRPC(), EnvVars: []string{"SKYWIRE_CLI_ADDR"}, Usage: "the visor's cli_addr: unix socket path or host:port (default: your visor's socket, else the system service's " + visor.SystemCLIAddr + ")"},
 		&ucli.StringFlag{Name: "token-file", EnvVars: []string{"SKYWIRE_CLI_TOKEN_FILE"}, Usage: "file holding the admin token (needed when --rpc is host:port; the visor writes it to <local_path>/cli-token)"},
 		&ucli.BoolFlag{Name: "json", Usage: "print JSON"},
 	}
@@ -69,6 +70,18 @@ func rpcFlags(withTimeout bool) []ucli.Flag {
 		f = append(f, &ucli.DurationFlag{Name: "timeout", Value: 20 * time.Second, Usage: "give up after this long"})
 	}
 	return f
+}
+
+// defaultRPC is the admin socket of the user's own visor, or, if there is
+// none and the system service's exists, that one.
+func defaultRPC() string {
+	own := admin.DefaultAddr()
+	if _, err := os.Stat(own); err != nil {
+		if _, err := os.Stat(visor.SystemCLIAddr); err == nil {
+			return visor.SystemCLIAddr
+		}
+	}
+	return own
 }
 
 // call runs op against the visor named by the command's flags, giving up

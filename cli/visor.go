@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 
 	ucli "github.com/urfave/cli/v2"
 
@@ -38,7 +39,7 @@ func visorApp(e env) *ucli.App {
 
 func runFlags() []ucli.Flag {
 	return append([]ucli.Flag{
-		&ucli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "config file (or give it as the argument)", Value: defaultVisorConfig},
+		&ucli.StringFlag{Name: "config", Aliases: []string{"c"}, EnvVars: []string{"SKYWIRE_CONFIG"}, Usage: "config file (or give it as the argument; default " + defaultVisorConfig + ", else " + visor.SystemConfigPath + " if that exists)", Value: defaultVisorConfig},
 	}, logFlags()...)
 }
 
@@ -48,6 +49,14 @@ func configArg(c *ucli.Context) (string, error) {
 	path := c.String("config")
 	switch c.NArg() {
 	case 0:
+		if !c.IsSet("config") && os.Getenv("SKYWIRE_CONFIG") == "" {
+			// No file here but the system service's: that one.
+			if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+				if _, err := os.Stat(visor.SystemConfigPath); err == nil {
+					path = visor.SystemConfigPath
+				}
+			}
+		}
 	case 1:
 		if c.IsSet("config") && c.String("config") != c.Args().First() {
 			return "", usagef("two config files given: -c %s and %s", c.String("config"), c.Args().First())
@@ -135,6 +144,7 @@ func visorGenConfigCommand(e env) *ucli.Command {
 		&ucli.StringFlag{Name: "address-resolver", Usage: "address resolver `URL` (overrides -t/--svc)"},
 		&ucli.StringFlag{Name: "route-finder", Usage: "route finder `URL` (overrides -t/--svc)"},
 		&ucli.StringFlag{Name: "service-discovery", Usage: "service discovery `URL` (overrides -t/--svc)"},
+		&ucli.BoolFlag{Name: "system", Usage: "a config for the system service: -o " + visor.SystemConfigPath + ", --cli-addr " + visor.SystemCLIAddr + ", --local-path " + visor.SystemLocalPath + " (unless given)"},
 	)
 	return &ucli.Command{
 		Name:  "gen-config",
@@ -143,6 +153,13 @@ func visorGenConfigCommand(e env) *ucli.Command {
 			"kept as FILE.bak) or -r (replace it, keeping its keys) is given. -n prints instead of writing.",
 		Flags: flags,
 		Action: func(c *ucli.Context) error {
+			if c.Bool("system") {
+				for flag, v := range map[string]string{"output": visor.SystemConfigPath, "cli-addr": visor.SystemCLIAddr, "local-path": visor.SystemLocalPath} {
+					if !c.IsSet(flag) {
+						c.Set(flag, v)
+					}
+				}
+			}
 			return genConfig(c, e, func(sk cipher.SecKey, host string) (checkable, error) {
 				cfg := visor.DefaultConfig(sk)
 				if host != "" {

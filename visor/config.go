@@ -237,6 +237,14 @@ func DefaultApps() []AppConfig {
 
 // DefaultConfig is the config gen-config writes for the key sk: no services
 // (see UseServices), stcp on :7777, the default apps.
+// The paths of a visor run as a system service (the systemd unit, the
+// .deb): its config, its state, its admin socket.
+const (
+	SystemConfigPath = "/etc/skywire/skywire.json"
+	SystemLocalPath  = "/var/lib/skywire"
+	SystemCLIAddr    = "/run/skywire/cli.sock"
+)
+
 func DefaultConfig(sk cipher.SecKey) Config {
 	return Config{
 		Version:       ConfigVersion,

@@ -57,6 +57,7 @@ var rules = map[string][]string{
 	"internal/testnet":    {"visor", "admin", "cipher", "noise", "dmsg", "transport", "router", "svc"},
 	"internal/redistest":  {},
 	"internal/svcbench":   {"svc"},
+	"internal/release":    {},
 	"internal/e2e":        {},
 	"internal/repoguard":  {},
 }
