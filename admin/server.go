@@ -75,6 +75,11 @@ func NewServer(log *zap.Logger) *Server {
 	return s
 }
 
+// HandleHTTP serves pattern ("GET /metrics") with h, behind the same
+// authorisation as the operations: for what is not an operation (metrics,
+// health), so it is not in Routes() and the hypervisor does not mount it.
+func (s *Server) HandleHTTP(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
 // Handle attaches fn to op.
 func Handle[Req, Resp any](s *Server, op Op[Req, Resp], fn func(context.Context, Req) (Resp, error)) {
 	s.mux.HandleFunc(op.Method+" "+op.Path, func(w http.ResponseWriter, r *http.Request) {

@@ -147,6 +147,8 @@ type Router struct {
 	tpm  *transport.Manager
 	seen *replay.Cache[[49]byte] // (src, nonce) of setups
 
+	stats stats
+
 	mu        sync.Mutex // guards rules, nextID, free, listeners, ports, links, closed
 	rules     map[uint32]*rule
 	nextID    uint32
@@ -328,7 +330,12 @@ func (r *Router) handlePacket(tp *transport.Transport, p transport.Packet) {
 	ru := r.rules[p.RouteID()]
 	if ru == nil || ru.in != tp {
 		r.mu.Unlock()
-		return // an unknown or expired route, or a forged one
+		if ru == nil { // an unknown or expired route, or a forged one
+			r.stats.drop(0)
+		} else {
+			r.stats.drop(1)
+		}
+		return
 	}
 	ru.last.Store(time.Now().UnixNano())
 	switch ru.kind {
@@ -360,9 +367,9 @@ func (r *Router) handlePacket(tp *transport.Transport, p transport.Packet) {
 			r.removeRule(ru.id)
 			r.send(out, transport.PacketSetupErr, outID, p.Payload())
 		case pending:
-			// Nothing but the setup answer travels before a route is set up.
+			r.stats.drop(2) // nothing but the setup answer travels before a route is set up
 		case p.Type() == transport.PacketSetup || p.Type() == transport.PacketSetupOK || p.Type() == transport.PacketSetupErr:
-			// Nor does one after it.
+			r.stats.drop(2) // nor does one after it
 		default:
 			if err := r.linkFor(out).enqueue(outID, copyPacket(p, outID, e2e)); errors.Is(err, errQueueFull) || errors.Is(err, errCtrlFull) {
 				r.overflow(ru.id, pair, out, outID)
@@ -375,6 +382,7 @@ func (r *Router) handlePacket(tp *transport.Transport, p transport.Packet) {
 // its credit allows: the rules go, what it has queued is dropped, and both
 // ends are told (protocol error).
 func (r *Router) overflow(id, pair uint32, out *transport.Transport, outID uint32) {
+	r.stats.drop(3)
 	r.mu.Lock()
 	back := r.rules[pair]
 	r.removeRuleLocked(id)

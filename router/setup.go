@@ -53,7 +53,9 @@ type DialOptions struct {
 // Dial sets up a route to dst:port and returns the connection. It tries
 // the paths shortest first and returns the first that works; the error
 // names what each refusal was.
-func (r *Router) Dial(ctx context.Context, dst cipher.PubKey, port uint16, opts DialOptions) (*Conn, error) {
+func (r *Router) Dial(ctx context.Context, dst cipher.PubKey, port uint16, opts DialOptions) (c *Conn, err error) {
+	began := time.Now()
+	defer func() { r.stats.dialed(err, time.Since(began)) }()
 	if dst == r.pk {
 		return nil, errors.New("route to this visor itself")
 	}

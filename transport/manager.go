@@ -87,10 +87,44 @@ type Manager struct {
 	installed  chan struct{} // closed and replaced whenever a transport is installed
 	accepting  int           // accepted but not yet installed (counted against MaxTransports)
 	closed     bool
+	gone       map[Type]Totals // what closed transports carried, by type
 
 	changed chan struct{}  // a transport closed or the persistent set changed
 	updates changes.Signal // a transport came up or went down (Changed)
 	wg      sync.WaitGroup
+}
+
+// Totals are what transports of one type carried.
+type Totals struct {
+	SentBytes, ReceivedBytes     uint64
+	SentPackets, ReceivedPackets uint64
+	Up                           int // open now
+}
+
+func (t *Totals) add(tp *Transport) {
+	t.SentBytes += tp.Sent()
+	t.ReceivedBytes += tp.Received()
+	t.SentPackets += tp.SentPackets()
+	t.ReceivedPackets += tp.ReceivedPackets()
+}
+
+// Totals is what every transport of each type carried since the manager
+// started, open or closed (counters that only grow, for metrics), and how
+// many of each are open now.
+func (m *Manager) Totals() map[Type]Totals {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[Type]Totals{}
+	for typ, g := range m.gone {
+		out[typ] = g
+	}
+	for _, tp := range m.tps {
+		t := out[tp.typ]
+		t.add(tp)
+		t.Up++
+		out[tp.typ] = t
+	}
+	return out
 }
 
 // NewManager returns a manager; Run runs it.
@@ -551,6 +585,12 @@ func (m *Manager) watch(tp *Transport) {
 	if m.tps[k] == tp {
 		delete(m.tps, k)
 	}
+	if m.gone == nil {
+		m.gone = map[Type]Totals{}
+	}
+	g := m.gone[tp.typ]
+	g.add(tp)
+	m.gone[tp.typ] = g
 	m.mu.Unlock()
 	m.notify()
 	m.updates.Notify()

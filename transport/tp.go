@@ -52,9 +52,10 @@ type Transport struct {
 	pieces       []noise.Piece // WritePackets' scratch
 	writeTimeout time.Duration
 
-	sent, recv atomic.Uint64 // packet bytes
-	rtt        atomic.Int64  // last round trip, ns (0: not measured yet)
-	lastRecv   atomic.Int64  // unix ns of the last packet received
+	sent, recv         atomic.Uint64 // packet bytes
+	sentPkts, recvPkts atomic.Uint64 // packets
+	rtt                atomic.Int64  // last round trip, ns (0: not measured yet)
+	lastRecv           atomic.Int64  // unix ns of the last packet received
 
 	pongs    chan [8]byte        // pings to answer: the reader never writes itself
 	resigns  chan int64          // resign requests to answer (acceptor), one at a time
@@ -104,9 +105,12 @@ func (t *Transport) Entry() tpdisc.SignedEntry {
 	return t.entry
 }
 
-// Sent and Received count packet bytes.
-func (t *Transport) Sent() uint64     { return t.sent.Load() }
-func (t *Transport) Received() uint64 { return t.recv.Load() }
+// Sent and Received count packet bytes; SentPackets and ReceivedPackets
+// count packets.
+func (t *Transport) Sent() uint64            { return t.sent.Load() }
+func (t *Transport) Received() uint64        { return t.recv.Load() }
+func (t *Transport) SentPackets() uint64     { return t.sentPkts.Load() }
+func (t *Transport) ReceivedPackets() uint64 { return t.recvPkts.Load() }
 
 // RTT is the last measured round-trip time (0 before the first pong).
 func (t *Transport) RTT() time.Duration { return time.Duration(t.rtt.Load()) }
@@ -181,7 +185,7 @@ func (t *Transport) WritePackets(out []Outgoing) error {
 			n += len(o.Packet)
 		}
 	}
-	return t.wroteLocked(n, err)
+	return t.wroteLocked(n, len(out), err)
 }
 
 // tryWritePacket sends p unless a write is in progress (then the peer is
@@ -198,7 +202,7 @@ func (t *Transport) writeLocked(p Packet) error {
 		return err
 	}
 	_, err := t.conn.Write(p)
-	return t.wroteLocked(len(p), err)
+	return t.wroteLocked(len(p), 1, err)
 }
 
 // prepareWriteLocked renews the write deadline when due and fails if the
@@ -218,13 +222,15 @@ func (t *Transport) prepareWriteLocked() error {
 	return nil
 }
 
-// wroteLocked counts n bytes sent, or closes the transport on err.
-func (t *Transport) wroteLocked(n int, err error) error {
+// wroteLocked counts n bytes in pkts packets sent, or closes the transport
+// on err.
+func (t *Transport) wroteLocked(n, pkts int, err error) error {
 	if err != nil {
 		t.close(fmt.Errorf("write: %w", err))
 		return fmt.Errorf("%w: %w", ErrClosed, err)
 	}
 	t.sent.Add(uint64(n))
+	t.sentPkts.Add(uint64(pkts))
 	return nil
 }
 
@@ -250,6 +256,7 @@ func (t *Transport) readLoop(handle func(*Transport, Packet)) {
 	start, end := 0, 0
 	onPacket := func(p Packet) {
 		t.recv.Add(uint64(len(p)))
+		t.recvPkts.Add(1)
 		if p.RouteID() == 0 && isControl(p.Type()) {
 			t.control(p)
 			return

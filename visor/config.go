@@ -79,6 +79,11 @@ type Config struct {
 	LocalPath string `json:"local_path"`
 	// LogLevel is debug, info, warn or error. "" means info.
 	LogLevel string `json:"log_level"`
+
+	// MetricsAddr, if set, is a TCP address ("127.0.0.1:9700") where the
+	// visor serves /metrics, /healthz and /readyz to a Prometheus scraper,
+	// with no token (they are on the admin API too).
+	MetricsAddr string `json:"metrics_addr,omitempty"`
 }
 
 // DmsgptyConfig is the remote shell (package dmsgpty): who may open a
@@ -345,6 +350,9 @@ func (c *Config) Validate() error {
 	p.URL("transport.address_resolver", c.Transport.AddressResolver)
 	if c.Transport.STCPRAddr != "" {
 		p.HostPort("transport.stcpr_addr", c.Transport.STCPRAddr, true)
+	}
+	if c.MetricsAddr != "" {
+		p.HostPort("metrics_addr", c.MetricsAddr, true)
 	}
 	if c.Transport.SUDPHAddr != "" {
 		p.HostPort("transport.sudph_addr", c.Transport.SUDPHAddr, true)

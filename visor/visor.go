@@ -25,6 +25,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -75,6 +76,8 @@ type Visor struct {
 	localPath  string
 	cliAddr    string // as listened on: a resolved socket path or host:port
 	started    time.Time
+	metrics    *metrics.Set // the visor's metrics (metrics.go)
+	metricsLn  net.Listener // metrics_addr's, or nil
 	haltMu     sync.Mutex
 	halt       context.CancelFunc // ends Run (nil until Run starts)
 
@@ -154,6 +157,12 @@ func New(cfg *Config, opts Options) (*Visor, error) {
 	v.cliAddr = address
 	if network == "tcp" {
 		v.cliAddr = v.ln.Addr().String()
+	}
+	if cfg.MetricsAddr != "" {
+		if v.metricsLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			v.ln.Close()
+			return nil, fmt.Errorf("metrics_addr: %w", err)
+		}
 	}
 	v.api = admin.NewServer(v.log.Named("admin"))
 	v.pipe = admin.NewPipe()
@@ -363,6 +372,9 @@ func (v *Visor) Run(ctx context.Context) error {
 		part("autoconnect", v.runAutoconnect)
 	}
 	part("in-process admin", func(ctx context.Context) error { return v.api.Serve(ctx, v.pipe, admin.Open, shutdownGrace) })
+	if v.metricsLn != nil {
+		part("metrics", v.serveMetrics)
+	}
 	// Under systemd (Type=notify): ready now, stopping when ctx ends, and
 	// watchdog pings while the admin API answers.
 	if sent, err := sdnotify.Notify(sdnotify.Ready); err != nil {
@@ -399,6 +411,9 @@ func (v *Visor) Close() error {
 			v.log.Debug("closing admin listener", zap.NamedError("err", err))
 		}
 		v.pipe.Close()
+		if v.metricsLn != nil {
+			v.metricsLn.Close()
+		}
 		for _, n := range v.networks {
 			n.Close()
 		}
@@ -420,6 +435,9 @@ func (v *Visor) Close() error {
 }
 
 func (v *Visor) registerAPI() {
+	v.metrics = v.newMetrics()
+	v.api.HandleHTTP("GET /metrics", metricsHandler(v.metrics))
+	v.healthHandlers(v.api)
 	v.registerTransportAPI()
 	v.registerRouteAPI()
 	v.registerAppAPI()

@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"go.uber.org/zap"
 
 	"github.com/skyfleet/skywire/cipher"
@@ -97,15 +98,16 @@ type Config struct {
 
 // Suite is a set of bound services.
 type Suite struct {
-	cfg    Config
-	public string
-	lns    map[Name]net.Listener
-	udp    net.PacketConn // the address resolver's
-	rf     *rf.Server
-	dmsg   *dmsg.Server
-	stores store.Stores         // nil until New opened them
-	st     map[Name]store.Store // each storing service's
-	closed sync.Once
+	cfg     Config
+	public  string
+	lns     map[Name]net.Listener
+	udp     net.PacketConn // the address resolver's
+	rf      *rf.Server
+	dmsg    *dmsg.Server
+	stores  store.Stores         // nil until New opened them
+	st      map[Name]store.Store // each storing service's
+	metrics *metrics.Set         // the process's (metrics.go), made by Run
+	closed  sync.Once
 }
 
 // New binds the services' listeners.
@@ -264,7 +266,9 @@ func (s *Suite) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	s.metrics = s.newMetrics()
 	httpSvc := func(n Name, h http.Handler) {
+		h = s.observed(n, h, s.st[n])
 		run(n, s.Addr(n), func() error { return httpauth.ServeLimited(ctx, s.lns[n], h, s.cfg.Limits) })
 	}
 	for _, n := range s.Names() {

@@ -43,6 +43,7 @@ type app struct {
 	started  time.Time
 	exitErr  string
 	status   string // the running app's own words (SetStatus)
+	starts   int    // runs begun (started or attached)
 	runArgs  []string
 	logs     *logring.Ring
 	exited   chan struct{} // closed when the current run's process is reaped
@@ -69,6 +70,9 @@ type Info struct {
 	Started   time.Time `json:"started,omitzero"`
 	Error     string    `json:"error,omitempty"`
 	Status    string    `json:"status,omitempty"`
+	// Starts is how many times the visor started it (restarts are the
+	// rest).
+	Starts int `json:"starts"`
 }
 
 // ErrUnknownApp: no app of that name is configured.
@@ -95,7 +99,7 @@ func (s *Server) List() []Info {
 }
 
 func (s *Server) infoLocked(a *app) Info {
-	i := Info{Name: a.cfg.Name, Port: a.cfg.Port, AutoStart: a.cfg.AutoStart, Args: a.cfg.Args, State: a.state, Error: a.exitErr}
+	i := Info{Name: a.cfg.Name, Port: a.cfg.Port, AutoStart: a.cfg.AutoStart, Args: a.cfg.Args, State: a.state, Error: a.exitErr, Starts: a.starts}
 	if a.state == StateRunning {
 		i.PID, i.Started, i.Args, i.Status = a.pid(), a.started, a.runArgs, a.status
 	}
@@ -220,6 +224,7 @@ func (s *Server) Start(name string, args []string) error {
 	}
 	s.byKey[sess.key] = sess
 	a.state, a.cmd, a.sess, a.started, a.exitErr, a.runArgs, a.stopping, a.status = StateRunning, cmd, sess, time.Now(), "", args, false, ""
+	a.starts++
 	a.exited = make(chan struct{})
 	s.updates.Notify()
 	log := s.log.With(zap.String("app", name), zap.Int("pid", cmd.Process.Pid))
@@ -339,6 +344,7 @@ func (s *Server) Attach(name string, pid int) (env map[string]string, dir string
 	sess := &session{s: s, app: a, key: newKey(), conns: map[uint32]*appConn{}, listeners: map[uint32]*router.Listener{}}
 	s.byKey[sess.key] = sess
 	a.state, a.cmd, a.sess, a.started, a.exitErr, a.runArgs, a.stopping, a.status, a.extPID = StateRunning, nil, sess, time.Now(), "", nil, false, "", pid
+	a.starts++
 	a.exited = make(chan struct{})
 	s.updates.Notify()
 	s.log.Info("app attached", zap.String("app", name), zap.Int("pid", pid))
