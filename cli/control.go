@@ -29,6 +29,7 @@ func controlApp(e env) *ucli.App {
 				Usage: "query and control a visor",
 				Subcommands: []*ucli.Command{
 					infoCommand(e),
+					statusCommand(e),
 					pkCommand(e),
 					verCommand(e),
 					portsCommand(e),
@@ -46,6 +47,8 @@ func controlApp(e env) *ucli.App {
 					visorGenConfigCommand(e),
 				},
 			},
+			statusCommand(e),
+			doctorCommand(e),
 			configCommand(e),
 			proxyCommand(e),
 			vpnCommand(e),

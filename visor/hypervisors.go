@@ -81,6 +81,7 @@ func (v *Visor) linkHypervisor(ctx context.Context, h HypervisorConfig, auth adm
 			backoff = linkMinBackoff // it was up a while: this is a new failure
 		}
 		log.Info("hypervisor link down; redialling", zap.NamedError("err", err), zap.Duration("retry_in", backoff))
+		v.setLink(h.PublicKey, false, err)
 		select {
 		case <-ctx.Done():
 			return
@@ -112,5 +113,29 @@ func (v *Visor) serveLink(ctx context.Context, h HypervisorConfig, auth admin.Au
 	}
 	defer sess.Close()
 	log.Info("hypervisor link up")
-	return v.api.Serve(ctx, sess, auth, shutdownGrace)
+	v.setLink(h.PublicKey, true, nil)
+	err = v.api.Serve(ctx, sess, auth, shutdownGrace)
+	v.setLink(h.PublicKey, false, err)
+	return err
+}
+
+// linkState is what status shows of a hypervisor link.
+type linkState struct {
+	up    bool
+	since time.Time
+	err   string
+}
+
+// setLink records a link to pk going up or down (with why).
+func (v *Visor) setLink(pk cipher.PubKey, up bool, err error) {
+	v.linksMu.Lock()
+	defer v.linksMu.Unlock()
+	if v.links == nil {
+		v.links = map[cipher.PubKey]linkState{}
+	}
+	st := linkState{up: up, since: time.Now()}
+	if err != nil {
+		st.err = err.Error()
+	}
+	v.links[pk] = st
 }

@@ -32,16 +32,21 @@ func (p pathFinder) Paths(ctx context.Context, src, dst cipher.PubKey, minHops i
 	return out, nil
 }
 
+// routeInfos lists the routing rules as the admin API shows them.
+func (v *Visor) routeInfos() []admin.RuleInfo {
+	out := []admin.RuleInfo{}
+	for _, r := range v.router.Rules() {
+		out = append(out, admin.RuleInfo{
+			ID: r.ID, Kind: r.Kind, InRemote: r.InRemote, InType: r.InType, OutRemote: r.OutRemote,
+			OutID: r.OutID, Local: r.Local, Remote: r.Remote, Pending: r.Pending, IdleSeconds: r.IdleSecs,
+		})
+	}
+	return out
+}
+
 func (v *Visor) registerRouteAPI() {
 	admin.Handle(v.api, admin.ListRoutes, func(context.Context, admin.Empty) ([]admin.RuleInfo, error) {
-		out := []admin.RuleInfo{}
-		for _, r := range v.router.Rules() {
-			out = append(out, admin.RuleInfo{
-				ID: r.ID, Kind: r.Kind, InRemote: r.InRemote, InType: r.InType, OutRemote: r.OutRemote,
-				OutID: r.OutID, Local: r.Local, Remote: r.Remote, Pending: r.Pending, IdleSeconds: r.IdleSecs,
-			})
-		}
-		return out, nil
+		return v.routeInfos(), nil
 	})
 	admin.Handle(v.api, admin.RemoveRoute, func(_ context.Context, req admin.RemoveRouteRequest) (admin.Empty, error) {
 		if err := v.router.RemoveRule(req.ID); err != nil {

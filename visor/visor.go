@@ -78,6 +78,8 @@ type Visor struct {
 	started    time.Time
 	metrics    *metrics.Set // the visor's metrics (metrics.go)
 	metricsLn  net.Listener // metrics_addr's, or nil
+	linksMu    sync.Mutex
+	links      map[cipher.PubKey]linkState // hypervisor links, for status
 	haltMu     sync.Mutex
 	halt       context.CancelFunc // ends Run (nil until Run starts)
 
@@ -456,20 +458,9 @@ func (v *Visor) registerAPI() {
 		halt() // the admin server shuts down gracefully: this answer goes out first
 		return admin.Empty{}, nil
 	})
+	v.registerStatusAPI()
 	admin.Handle(v.api, admin.GetInfo, func(context.Context, admin.Empty) (admin.Info, error) {
-		bi := buildinfo.Get()
-		return admin.Info{
-			PK:            v.cfg.PK,
-			Version:       bi.Version,
-			Build:         bi,
-			StartedAt:     v.started.UTC(),
-			UptimeSeconds: time.Since(v.started).Seconds(),
-			ConfigPath:    v.configPath,
-			LocalPath:     v.localPath,
-			CLIAddr:       v.cliAddr,
-			Listening:     v.listening(),
-			DmsgServers:   v.dmsgServers(),
-		}, nil
+		return v.info(), nil
 	})
 }
 

@@ -219,7 +219,8 @@ func Start(ctx context.Context, cfg Config) (_ *Network, err error) {
 
 	// A bound on a hang, not a measure: a big network under the race
 	// detector, on a loaded machine, links slowly.
-	wctx, wcancel := context.WithTimeout(ctx, readyTimeout+time.Duration(cfg.Visors)*500*time.Millisecond)
+	wctx, wcancel := context.WithTimeout(ctx, readyTimeout+time.Duration(cfg.Visors)*time.Second)
+	linking := time.Now()
 	defer wcancel()
 	sem := make(chan struct{}, linkers)
 	errs := make(chan error, len(n.Nodes))
@@ -251,8 +252,9 @@ func Start(ctx context.Context, cfg Config) (_ *Network, err error) {
 	if cfg.ReadyHops > 0 {
 		to = min(cfg.ReadyHops, to)
 	}
+	linked := time.Since(linking)
 	if err := n.WaitRoute(wctx, 0, to); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%d links up in %v, then: %w", len(n.Nodes)-1, linked.Round(time.Millisecond), err)
 	}
 	return n, nil
 }
@@ -384,14 +386,19 @@ func (n *Network) WaitRoute(ctx context.Context, from, to int) error {
 	}
 	defer c.Close()
 	dst := n.Nodes[to].PK()
+	began := time.Now()
+	var last error // the last answer that was not our own deadline
 	for {
 		_, err := admin.Call(ctx, c, admin.Ping, admin.PingRequest{PK: dst, Count: 1})
 		if err == nil {
 			return nil
 		}
+		if ctx.Err() == nil || last == nil {
+			last = err
+		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("no route from %s to %s: %w", n.Nodes[from].Name, n.Nodes[to].Name, err)
+			return fmt.Errorf("no route from %s to %s in %v: %w", n.Nodes[from].Name, n.Nodes[to].Name, time.Since(began).Round(time.Millisecond), last)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
