@@ -93,11 +93,11 @@ func printStatus(w io.Writer, st admin.Status) {
 
 	section("apps")
 	for _, a := range st.Apps {
-		auto := ""
+		auto := "manual"
 		if a.AutoStart {
 			auto = "auto start"
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\n", a.Name, appState(a), auto)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", a.Name, auto, appState(a))
 	}
 
 	section(fmt.Sprintf("hypervisors (%d)", len(st.Hypervisors)))

@@ -156,3 +156,98 @@ func TestSystemdNotify(t *testing.T) {
 	}
 	<-a.proc.done
 }
+
+// `cli status` shows the visor on one screen (and all of it with --json);
+// `cli doctor` passes on a healthy visor, and fails, naming the check and
+// the fix, with a service down and with an app's port taken by another
+// process.
+func TestStatusAndDoctor(t *testing.T) {
+	n := startNetwork(t)
+	dir := shortDir(t)
+	a, b := newVisor(t, dir, "a", n), newVisor(t, dir, "b", n)
+	a.start(t)
+	b.start(t)
+	until(t, "a dmsg transport a → b", func() bool {
+		return sw(t, "skywire", "cli", "add-tp", b.pk, "--type", "dmsg", "--rpc", a.sock).code == 0
+	})
+	r := sw(t, "skywire", "cli", "status", "--rpc", a.sock)
+	for _, want := range []string{"visor " + a.pk, "dmsg: 1 session", "transport_discovery", "transports (1)", "dmsg", "skychat", "running"} {
+		if r.code != 0 || !strings.Contains(r.stdout, want) {
+			t.Fatalf("status lacks %q: exit %d\n%s%s", want, r.code, r.stdout, r.stderr)
+		}
+	}
+	r = sw(t, "skywire", "cli", "status", "--json", "--rpc", a.sock)
+	var st struct {
+		Services []struct {
+			Name string  `json:"name"`
+			OK   bool    `json:"ok"`
+			Off  float64 `json:"clock_offset_s"`
+		} `json:"services"`
+		Transports   []json.RawMessage `json:"transports"`
+		Reachability []struct{ Type, NAT string } `json:"reachability"`
+		PID          int                          `json:"pid"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || len(st.Services) != 5 || len(st.Transports) != 1 || st.PID != a.proc.cmd.Process.Pid {
+		t.Fatalf("status --json: %v %+v", err, st)
+	}
+	for _, s := range st.Services {
+		if !s.OK || s.Off > 2 || s.Off < -2 {
+			t.Fatalf("service %+v", s)
+		}
+	}
+
+	doctor := func(v *visorNode) (result, []struct{ Check, Result, Detail, Fix string }) {
+		t.Helper()
+		r := sw(t, "skywire", "cli", "doctor", "--json", "--rpc", v.sock)
+		var checks []struct{ Check, Result, Detail, Fix string }
+		if err := json.Unmarshal([]byte(r.stdout), &checks); err != nil {
+			t.Fatalf("doctor --json printed %q (%s): %v", r.stdout, r.stderr, err)
+		}
+		return r, checks
+	}
+	r, checks := doctor(a)
+	if r.code != 0 {
+		t.Fatalf("doctor on a healthy visor: exit %d: %+v", r.code, checks)
+	}
+	seen := map[string]bool{}
+	for _, c := range checks {
+		seen[strings.Fields(c.Check)[0]] = true
+	}
+	for _, want := range []string{"visor", "config", "service", "clock", "dmsg", "stcpr", "port", "route"} {
+		if !seen[want] {
+			t.Errorf("doctor ran no %q check: %+v", want, checks)
+		}
+	}
+
+	// c: the service discovery is down, and skychat's port is taken.
+	c := newVisor(t, dir, "c", n)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	c.edit(t, func(cfg map[string]any) {
+		cfg["service_discovery"] = "http://" + freePort(t)
+		for _, app := range cfg["apps"].([]any) {
+			if app.(map[string]any)["app"] == "skychat" {
+				app.(map[string]any)["args"] = []any{"--addr", taken.Addr().String()}
+			}
+		}
+	})
+	c.start(t)
+	r, checks = doctor(c)
+	if r.code != 1 {
+		t.Fatalf("doctor with a service down and a port taken: exit %d", r.code)
+	}
+	var sdDown, portTaken bool
+	for _, ch := range checks {
+		if ch.Result != "fail" {
+			continue
+		}
+		sdDown = sdDown || ch.Check == "service service_discovery" && ch.Fix != ""
+		portTaken = portTaken || strings.HasPrefix(ch.Check, "port "+taken.Addr().String()) && strings.Contains(ch.Detail, fmt.Sprintf("pid %d", os.Getpid())) && ch.Fix != ""
+	}
+	if !sdDown || !portTaken {
+		t.Fatalf("doctor did not name the service down (%v) or the port's holder (%v): %+v", sdDown, portTaken, checks)
+	}
+}
