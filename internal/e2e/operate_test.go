@@ -183,7 +183,7 @@ func TestStatusAndDoctor(t *testing.T) {
 			OK   bool    `json:"ok"`
 			Off  float64 `json:"clock_offset_s"`
 		} `json:"services"`
-		Transports   []json.RawMessage `json:"transports"`
+		Transports   []json.RawMessage            `json:"transports"`
 		Reachability []struct{ Type, NAT string } `json:"reachability"`
 		PID          int                          `json:"pid"`
 	}
