@@ -30,3 +30,17 @@ type Info struct {
 	// DmsgServers are the dmsg servers the visor has sessions with.
 	DmsgServers []cipher.PubKey `json:"dmsg_servers,omitempty"`
 }
+
+// Reload has the visor read its config file again and apply what changed
+// (see ReloadResult); a config that is not valid is refused, with the
+// reasons, and the running one kept.
+var Reload = define(Op[Empty, ReloadResult]{Method: "POST", Path: "/v1/reload"})
+
+// ReloadResult is what a reload did.
+type ReloadResult struct {
+	// Applied lists each change made, in words.
+	Applied []string `json:"applied"`
+	// NeedRestart lists the changed fields that take effect only when the
+	// visor starts again.
+	NeedRestart []string `json:"need_restart"`
+}

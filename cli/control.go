@@ -34,6 +34,7 @@ func controlApp(e env) *ucli.App {
 					verCommand(e),
 					portsCommand(e),
 					haltCommand(e),
+					reloadCommand(e),
 					tpCommand(e),
 					addTPCommand(e),
 					lsTPCommand(e),

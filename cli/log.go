@@ -24,12 +24,18 @@ func logFlags() []ucli.Flag {
 
 // newLogger builds the root logger: level and format as named, to w.
 func newLogger(w io.Writer, level, format string) (*zap.Logger, error) {
+	log, _, err := newLeveledLogger(w, level, format)
+	return log, err
+}
+
+// newLeveledLogger is newLogger with its level, which may be changed.
+func newLeveledLogger(w io.Writer, level, format string) (*zap.Logger, *zap.AtomicLevel, error) {
 	if !slices.Contains(configfile.LogLevels, level) {
-		return nil, usagef("log level %q: want one of %s", level, strings.Join(configfile.LogLevels, ", "))
+		return nil, nil, usagef("log level %q: want one of %s", level, strings.Join(configfile.LogLevels, ", "))
 	}
 	var lvl zapcore.Level
 	if err := lvl.UnmarshalText([]byte(level)); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ec := zap.NewProductionEncoderConfig()
 	ec.TimeKey = "time"
@@ -43,10 +49,11 @@ func newLogger(w io.Writer, level, format string) (*zap.Logger, error) {
 		ec.ConsoleSeparator = " "
 		enc = zapcore.NewConsoleEncoder(ec)
 	default:
-		return nil, usagef("log format %q: want one of %s", format, strings.Join(logFormats, ", "))
+		return nil, nil, usagef("log format %q: want one of %s", format, strings.Join(logFormats, ", "))
 	}
-	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), lvl)
-	return zap.New(core, zap.ErrorOutput(zapcore.AddSync(w))), nil
+	atomic := zap.NewAtomicLevelAt(lvl)
+	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), atomic)
+	return zap.New(core, zap.ErrorOutput(zapcore.AddSync(w))), &atomic, nil
 }
 
 // logLevel picks the level: the flag, else the config's, else info.
@@ -64,10 +71,20 @@ func logLevel(c *ucli.Context, fromConfig string) string {
 // stderr, at the flag's level or else the config's, with the standard
 // library's log sent to it too. done flushes it and undoes the redirect.
 func runLogger(c *ucli.Context, e env, configLevel string) (*zap.Logger, func(), error) {
-	log, err := newLogger(e.stderr, logLevel(c, configLevel), c.String("log-format"))
+	log, _, done, err := runLeveledLogger(c, e, configLevel)
+	return log, done, err
+}
+
+// runLeveledLogger is runLogger with the level a config reload may change
+// (nil when --log-level set it: the flag wins).
+func runLeveledLogger(c *ucli.Context, e env, configLevel string) (*zap.Logger, *zap.AtomicLevel, func(), error) {
+	log, level, err := newLeveledLogger(e.stderr, logLevel(c, configLevel), c.String("log-format"))
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
+	}
+	if c.String("log-level") != "" {
+		level = nil
 	}
 	undo := zap.RedirectStdLog(log.Named("lib"))
-	return log, func() { undo(); log.Sync() }, nil
+	return log, level, func() { undo(); log.Sync() }, nil
 }

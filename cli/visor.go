@@ -80,17 +80,19 @@ func runVisor(c *ucli.Context, e env) error {
 	if err != nil {
 		return err
 	}
-	log, done, err := runLogger(c, e, cfg.LogLevel)
+	log, level, done, err := runLeveledLogger(c, e, cfg.LogLevel)
 	if err != nil {
 		return err
 	}
 	defer done()
-	v, err := visor.New(cfg, visor.Options{ConfigPath: path, Log: log.Named("visor")})
+	v, err := visor.New(cfg, visor.Options{ConfigPath: path, Log: log.Named("visor"), Level: level})
 	if err != nil {
 		return err
 	}
 	ctx, stop := signalContext(c.Context, log)
 	defer stop()
+	stopHUP := reloadOnHUP(ctx, v, log)
+	defer stopHUP()
 	if cfg.Hypervisor == nil {
 		return v.Run(ctx)
 	}

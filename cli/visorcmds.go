@@ -159,3 +159,30 @@ func tpCommand(e env) *ucli.Command {
 		},
 	}
 }
+
+func reloadCommand(e env) *ucli.Command {
+	return &ucli.Command{
+		Name:  "reload",
+		Usage: "re-read the config file and apply what changed (log level, apps, persistent transports, pk_table, hypervisors, min hops) without dropping transports or routes; as SIGHUP does",
+		Flags: rpcFlags(true),
+		Action: func(c *ucli.Context) error {
+			res, err := call(c, admin.Reload, admin.Empty{})
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return printJSON(e.stdout, res)
+			}
+			if len(res.Applied) == 0 {
+				fmt.Fprintln(e.stdout, "nothing to apply")
+			}
+			for _, a := range res.Applied {
+				fmt.Fprintf(e.stdout, "applied: %s\n", a)
+			}
+			for _, n := range res.NeedRestart {
+				fmt.Fprintf(e.stdout, "changed, takes effect at the next start: %s\n", n)
+			}
+			return nil
+		},
+	}
+}

@@ -147,7 +147,8 @@ type Router struct {
 	tpm  *transport.Manager
 	seen *replay.Cache[[49]byte] // (src, nonce) of setups
 
-	stats stats
+	stats   stats
+	minHops atomic.Int64 // Config.MinHops, changed by SetMinHops
 
 	mu        sync.Mutex // guards rules, nextID, free, listeners, ports, links, closed
 	rules     map[uint32]*rule
@@ -188,10 +189,15 @@ func New(cfg Config) *Router {
 		ports: ports.New(FirstEphemeralPort), links: map[*transport.Transport]*link{},
 		setupsOf: map[*transport.Transport]int{},
 	}
+	r.minHops.Store(int64(cfg.MinHops))
 	r.routerPort, _ = r.Listen(PortRouter)
 	cfg.Transports.SetHandler(r.handlePacket, r.transportClosed)
 	return r
 }
+
+// SetMinHops changes the default minimum hops of new routes (a config
+// reload); routes up stay up.
+func (r *Router) SetMinHops(n int) { r.minHops.Store(int64(n)) }
 
 // PK is the router's (visor's) key.
 func (r *Router) PK() cipher.PubKey { return r.pk }

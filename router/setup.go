@@ -59,7 +59,7 @@ func (r *Router) Dial(ctx context.Context, dst cipher.PubKey, port uint16, opts 
 	if dst == r.pk {
 		return nil, errors.New("route to this visor itself")
 	}
-	minHops := r.cfg.MinHops
+	minHops := int(r.minHops.Load())
 	if opts.MinHops > 0 {
 		minHops = opts.MinHops
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -77,6 +78,7 @@ func serveTCP(ctx context.Context, ln net.Listener, sk cipher.SecKey, typ Type, 
 // STCPNet is the stcp network: peers' addresses come from a static table.
 type STCPNet struct {
 	sk    cipher.SecKey
+	mu    sync.RWMutex // guards table
 	table map[cipher.PubKey]string
 	ln    net.Listener // nil: dial only
 	log   *zap.Logger
@@ -107,9 +109,19 @@ func (n *STCPNet) Addr() net.Addr {
 	return n.ln.Addr()
 }
 
+// SetTable replaces stcp.pk_table (a config reload): later dials use it;
+// transports up stay up.
+func (n *STCPNet) SetTable(table map[cipher.PubKey]string) {
+	n.mu.Lock()
+	n.table = table
+	n.mu.Unlock()
+}
+
 // Dial implements Network.
 func (n *STCPNet) Dial(ctx context.Context, remote cipher.PubKey) (Conn, error) {
+	n.mu.RLock()
 	addr, ok := n.table[remote]
+	n.mu.RUnlock()
 	if !ok {
 		return nil, fmt.Errorf("%w in stcp.pk_table: add \"%s\": \"host:port\" to it", ErrNoAddress, remote.Hex())
 	}

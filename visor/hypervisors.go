@@ -35,19 +35,61 @@ func jitter(d time.Duration) time.Duration {
 	return d*4/5 + rand.N(d*2/5+1)
 }
 
-// isHypervisor reports whether pk is in the config's hypervisors list.
-func (v *Visor) isHypervisor(pk cipher.PubKey) bool {
-	return slices.ContainsFunc(v.cfg.Hypervisors, func(h HypervisorConfig) bool { return h.PublicKey == pk })
+// hypervisors is the hypervisors list in effect (the config's, replaced by
+// a reload).
+func (v *Visor) hypervisors() []HypervisorConfig {
+	if p := v.hvs.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
-// linkHypervisors keeps a link to every hypervisor until ctx ends.
+// isHypervisor reports whether pk is in the hypervisors list.
+func (v *Visor) isHypervisor(pk cipher.PubKey) bool {
+	return slices.ContainsFunc(v.hypervisors(), func(h HypervisorConfig) bool { return h.PublicKey == pk })
+}
+
+// setHypervisors replaces the hypervisors list (a reload): links to those
+// gone close, links to new ones are dialled.
+func (v *Visor) setHypervisors(list []HypervisorConfig) {
+	v.hvs.Store(&list)
+	select {
+	case v.relink <- struct{}{}:
+	default:
+	}
+}
+
+// linkHypervisors keeps a link to every hypervisor of the list until ctx
+// ends, starting over when a reload changes the list.
 func (v *Visor) linkHypervisors(ctx context.Context) error {
-	if len(v.cfg.Hypervisors) == 0 {
-		return nil
+	for {
+		lctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			v.linkHypervisorsOf(lctx, v.hypervisors())
+		}()
+		select {
+		case <-ctx.Done():
+			cancel()
+			<-done
+			return nil
+		case <-v.relink:
+			cancel()
+			<-done
+		}
+	}
+}
+
+// linkHypervisorsOf keeps a link to each of list until ctx ends.
+func (v *Visor) linkHypervisorsOf(ctx context.Context, list []HypervisorConfig) {
+	if len(list) == 0 {
+		<-ctx.Done()
+		return
 	}
 	auth := admin.RemoteKey(hvlink.RemoteKey, v.isHypervisor)
-	done := make(chan struct{}, len(v.cfg.Hypervisors))
-	for _, h := range v.cfg.Hypervisors {
+	done := make(chan struct{}, len(list))
+	for _, h := range list {
 		go func() {
 			defer func() { done <- struct{}{} }()
 			if h.Address == "" && v.dmsg == nil {
@@ -58,10 +100,9 @@ func (v *Visor) linkHypervisors(ctx context.Context) error {
 			v.linkHypervisor(ctx, h, auth)
 		}()
 	}
-	for range v.cfg.Hypervisors {
+	for range list {
 		<-done
 	}
-	return nil
 }
 
 // linkHypervisor dials hypervisor h and serves it, again and again.

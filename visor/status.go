@@ -30,7 +30,7 @@ func (v *Visor) registerStatusAPI() {
 		}
 		st.Hypervisors = []admin.HypervisorStatus{}
 		v.linksMu.Lock()
-		for _, h := range v.cfg.Hypervisors {
+		for _, h := range v.hypervisors() {
 			l := v.links[h.PublicKey]
 			st.Hypervisors = append(st.Hypervisors, admin.HypervisorStatus{PK: h.PublicKey, Address: h.Address, Connected: l.up, Since: l.since, LastError: l.err})
 		}

@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -65,6 +66,9 @@ type Options struct {
 	// Executable runs the built-in apps; "" means this program
 	// (os.Executable).
 	Executable string
+	// Level, if set, is the level of Log that a reload sets from log_level
+	// (nil: the level is not the config's, e.g. a --log-level flag).
+	Level *zap.AtomicLevel
 }
 
 // Visor is a running node.
@@ -78,6 +82,10 @@ type Visor struct {
 	started    time.Time
 	metrics    *metrics.Set // the visor's metrics (metrics.go)
 	metricsLn  net.Listener // metrics_addr's, or nil
+	hvs        atomic.Pointer[[]HypervisorConfig] // the hypervisors in effect
+	relink     chan struct{}                      // the hypervisors changed
+	reloadMu   sync.Mutex                         // one reload at a time
+	level      *zap.AtomicLevel                   // the log level a reload may change (nil: set by a flag)
 	linksMu    sync.Mutex
 	links      map[cipher.PubKey]linkState // hypervisor links, for status
 	haltMu     sync.Mutex
@@ -136,7 +144,10 @@ func New(cfg *Config, opts Options) (*Visor, error) {
 		log:        log.With(zap.String("pk", cfg.PK.Hex())),
 		localPath:  ResolvePath(dir, defaultString(cfg.LocalPath, "./local")),
 		started:    time.Now(),
+		relink:     make(chan struct{}, 1),
+		level:      opts.Level,
 	}
+	v.hvs.Store(&cfg.Hypervisors)
 	if err := os.MkdirAll(v.localPath, 0o700); err != nil {
 		return nil, fmt.Errorf("local_path: %w", err)
 	}
@@ -459,6 +470,7 @@ func (v *Visor) registerAPI() {
 		return admin.Empty{}, nil
 	})
 	v.registerStatusAPI()
+	v.registerReloadAPI()
 	admin.Handle(v.api, admin.GetInfo, func(context.Context, admin.Empty) (admin.Info, error) {
 		return v.info(), nil
 	})

@@ -251,3 +251,91 @@ func TestStatusAndDoctor(t *testing.T) {
 		t.Fatalf("doctor did not name the service down (%v) or the port's holder (%v): %+v", sdDown, portTaken, checks)
 	}
 }
+
+// SIGHUP applies a changed config while a transfer runs over a route: the
+// log level, an app's arguments (it restarts), stcp.pk_table and min hops
+// change, the transfer ends byte-exact, and the transport stays the same
+// one. A config that is not valid is refused with its reasons (by `cli visor
+// reload` and by SIGHUP) and the running one kept.
+func TestReload(t *testing.T) {
+	n := startNetwork(t)
+	dir := shortDir(t)
+	a, b := newVisor(t, dir, "a", n), newVisor(t, dir, "b", n)
+	a.proc = start(t, "skywire", "visor", "run", "-c", a.cfg) // the config's level (info), not a flag's
+	waitInfo(t, a.proc, "--rpc", a.sock)
+	b.start(t)
+	until(t, "a dmsg transport a → b", func() bool {
+		return sw(t, "skywire", "cli", "add-tp", b.pk, "--type", "dmsg", "--rpc", a.sock).code == 0
+	})
+	before := a.lsTP(t)
+	const size = 2 << 30
+	bench := make(chan result, 1)
+	go func() {
+		bench <- sw(t, "skywire", "cli", "visor", "bench", b.pk, "--bytes", fmt.Sprint(size), "--json", "--timeout", "2m", "--rpc", a.sock)
+	}()
+	time.Sleep(300 * time.Millisecond) // the transfer under way
+	peer, _ := cipherKey(t)
+	a.edit(t, func(cfg map[string]any) {
+		cfg["log_level"] = "debug"
+		cfg["stcp"].(map[string]any)["pk_table"] = map[string]any{peer: "127.0.0.1:9"}
+		cfg["routing"].(map[string]any)["min_hops"] = 1
+		for _, app := range cfg["apps"].([]any) {
+			if app.(map[string]any)["app"] == "skysocks" {
+				app.(map[string]any)["args"] = []any{"--allow-local"}
+			}
+		}
+	})
+	if err := a.proc.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	until(t, "the reload logged", func() bool { return strings.Contains(a.proc.stderr.String(), "config reloaded") })
+	select {
+	case r := <-bench:
+		t.Fatalf("the transfer ended before the reload did (exit %d %s): it must run across it", r.code, r.stderr)
+	default:
+	}
+	logged := a.proc.stderr.String()
+	for _, want := range []string{"log_level info → debug", "app skysocks restarted", "stcp.pk_table: 1 peers", "routing.min_hops 0 → 1"} {
+		if !strings.Contains(logged, want) {
+			t.Errorf("the reload did not apply %q:\n%s", want, logged)
+		}
+	}
+	r := <-bench
+	var res struct{ Bytes int64 }
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &res) != nil || res.Bytes != size {
+		t.Fatalf("the transfer across the reload: exit %d %q %s", r.code, r.stdout, r.stderr)
+	}
+	if after := a.lsTP(t); len(after) != 1 || after[0].ID != before[0].ID {
+		t.Fatalf("the transport changed across the reload: %+v → %+v", before, after)
+	}
+	until(t, "debug lines after the reload", func() bool {
+		sw(t, "skywire", "cli", "visor", "app", "start", "no-such-app", "--rpc", a.sock) // a failing call logs at debug
+		return strings.Contains(a.proc.stderr.String()[len(logged):], "DEBUG")
+	})
+	r = sw(t, "skywire", "cli", "visor", "app", "ls", "--json", "--rpc", a.sock)
+	if !strings.Contains(r.stdout, `"--allow-local"`) {
+		t.Fatalf("skysocks does not run with its new arguments: %s", r.stdout)
+	}
+
+	// A broken config: refused with the reasons, the running one kept.
+	a.edit(t, func(cfg map[string]any) { cfg["dmsg"].(map[string]any)["sessions_count"] = 0 })
+	r = sw(t, "skywire", "cli", "visor", "reload", "--rpc", a.sock)
+	if r.code != 1 || !strings.Contains(r.stderr, "dmsg.sessions_count") || !strings.Contains(r.stderr, "running one kept") {
+		t.Fatalf("reload of a broken config: exit %d %s", r.code, r.stderr)
+	}
+	a.proc.cmd.Process.Signal(syscall.SIGHUP)
+	until(t, "SIGHUP with a broken config refused", func() bool { return strings.Contains(a.proc.stderr.String(), "config reload refused") })
+	if r := sw(t, "skywire", "cli", "visor", "ping", b.pk, "-c", "1", "--rpc", a.sock); r.code != 0 {
+		t.Fatalf("the visor after a refused reload: %s", r.stderr)
+	}
+}
+
+// cipherKey is a fresh key pair's public key (hex).
+func cipherKey(t *testing.T) (string, string) {
+	r := sw(t, "skywire", "cli", "config", "gen-keys", "--json")
+	var k struct{ PK, SK string }
+	if err := json.Unmarshal([]byte(r.stdout), &k); err != nil {
+		t.Fatal(err)
+	}
+	return k.PK, k.SK
+}

@@ -117,6 +117,33 @@ func (s *Server) Info(name string) (Info, error) {
 	return s.infoLocked(a), nil
 }
 
+// Add adds an app (a config reload); it starts as any other would.
+func (s *Server) Add(cfg AppConfig) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.apps[cfg.Name] != nil {
+		return fmt.Errorf("app %q exists already", cfg.Name)
+	}
+	s.apps[cfg.Name] = &app{cfg: cfg, state: StateStopped, logs: logring.New(logLines)}
+	s.updates.Notify()
+	return nil
+}
+
+// Remove stops an app and forgets it (a config reload).
+func (s *Server) Remove(name string) error {
+	if err := s.Stop(name); err != nil && !errors.Is(err, ErrNotRunning) {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.apps[name] == nil {
+		return fmt.Errorf("%w %q", ErrUnknownApp, name)
+	}
+	delete(s.apps, name)
+	s.updates.Notify()
+	return nil
+}
+
 // SetConfig replaces an app's configuration (auto_start, args) for its
 // next start.
 func (s *Server) SetConfig(cfg AppConfig) error {
