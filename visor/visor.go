@@ -80,8 +80,8 @@ type Visor struct {
 	localPath  string
 	cliAddr    string // as listened on: a resolved socket path or host:port
 	started    time.Time
-	metrics    *metrics.Set // the visor's metrics (metrics.go)
-	metricsLn  net.Listener // metrics_addr's, or nil
+	metrics    *metrics.Set                       // the visor's metrics (metrics.go)
+	metricsLn  net.Listener                       // metrics_addr's, or nil
 	hvs        atomic.Pointer[[]HypervisorConfig] // the hypervisors in effect
 	relink     chan struct{}                      // the hypervisors changed
 	reloadMu   sync.Mutex                         // one reload at a time
