@@ -268,7 +268,7 @@ func TestReload(t *testing.T) {
 		return sw(t, "skywire", "cli", "add-tp", b.pk, "--type", "dmsg", "--rpc", a.sock).code == 0
 	})
 	before := a.lsTP(t)
-	const size = 2 << 30
+	const size int64 = 2 << 30
 	bench := make(chan result, 1)
 	go func() {
 		bench <- sw(t, "skywire", "cli", "visor", "bench", b.pk, "--bytes", fmt.Sprint(size), "--json", "--timeout", "2m", "--rpc", a.sock)
