@@ -239,9 +239,15 @@ func proxyCommand(e env) *ucli.Command {
 					if c.NArg() > 0 {
 						return usagef("proxy stop takes no arguments")
 					}
-					i, err := call(c, admin.StopApp, admin.AppRequest{Name: "skysocks-client"})
+					// Stopped for good: not again at the next start.
+					i, err := call(c, admin.SetAutoStart, admin.AutoStartRequest{Name: "skysocks-client", On: false})
 					if err != nil {
 						return err
+					}
+					if i.State == "running" {
+						if i, err = call(c, admin.StopApp, admin.AppRequest{Name: "skysocks-client"}); err != nil {
+							return err
+						}
 					}
 					if c.Bool("json") {
 						return printJSON(e.stdout, i)

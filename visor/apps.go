@@ -3,8 +3,11 @@ package visor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"slices"
+	"strings"
+	"time"
 
 	"github.com/skyfleet/skywire/admin"
 	"github.com/skyfleet/skywire/internal/appproto"
@@ -66,12 +69,11 @@ func (v *Visor) registerAppAPI() {
 		}
 		return out, nil
 	})
-	admin.Handle(v.api, admin.StartApp, func(_ context.Context, req admin.AppRequest) (admin.AppInfo, error) {
+	admin.Handle(v.api, admin.StartApp, func(ctx context.Context, req admin.AppRequest) (admin.AppInfo, error) {
 		if err := v.apps.Start(req.Name, nil); err != nil {
 			return admin.AppInfo{}, appError(err)
 		}
-		i, err := v.apps.Info(req.Name)
-		return appInfo(i), err
+		return v.startedApp(ctx, req.Name)
 	})
 	admin.Handle(v.api, admin.StopApp, func(_ context.Context, req admin.AppRequest) (admin.AppInfo, error) {
 		if err := v.apps.Stop(req.Name); err != nil {
@@ -121,7 +123,7 @@ func (v *Visor) registerAppAPI() {
 		i, err := v.apps.Info(req.Name)
 		return appInfo(i), err
 	})
-	admin.Handle(v.api, admin.StartProxy, func(_ context.Context, req admin.ProxyRequest) (admin.AppInfo, error) {
+	admin.Handle(v.api, admin.StartProxy, func(ctx context.Context, req admin.ProxyRequest) (admin.AppInfo, error) {
 		if err := req.Server.Check(); err != nil {
 			return admin.AppInfo{}, admin.Errorf(admin.CodeBadRequest, "%v", err)
 		}
@@ -133,6 +135,7 @@ func (v *Visor) registerAppAPI() {
 			}
 		}
 		err := v.updateApp(ProxyClientApp, func(a *AppConfig) {
+			a.AutoStart = true // the proxy comes back after a restart, until `proxy stop`
 			a.Args = withFlag(a.Args, "--srv", req.Server.Hex())
 			a.Args = withFlag(a.Args, "--passcode", req.Passcode)
 			if req.Addr != "" {
@@ -153,8 +156,7 @@ func (v *Visor) registerAppAPI() {
 		if err := v.apps.Start(ProxyClientApp, nil); err != nil {
 			return admin.AppInfo{}, appError(err)
 		}
-		i, err := v.apps.Info(ProxyClientApp)
-		return appInfo(i), err
+		return v.startedApp(ctx, ProxyClientApp)
 	})
 }
 
@@ -178,4 +180,44 @@ func withFlag(args []string, flag, value string) []string {
 		return out
 	}
 	return append(out, flag, value)
+}
+
+// startupGrace is how long a start waits to see whether the app exits at
+// once (a bad argument, a port in use): that is a failed start, not a
+// running app.
+const startupGrace = time.Second
+
+// startedApp answers a start: the app's info once it has run startupGrace
+// (or ended well), or the reason it failed before that, with its last
+// output.
+func (v *Visor) startedApp(ctx context.Context, name string) (admin.AppInfo, error) {
+	deadline := time.NewTimer(startupGrace)
+	defer deadline.Stop()
+	for {
+		changed := v.apps.Changed()
+		i, err := v.apps.Info(name)
+		if err != nil {
+			return admin.AppInfo{}, appError(err)
+		}
+		if i.State != appserver.StateRunning && i.Error == "" {
+			return appInfo(i), nil // it ran and finished, as a one-shot app does
+		}
+		if i.State != appserver.StateRunning {
+			msg := fmt.Sprintf("%s exited at once", name)
+			if i.Error != "" {
+				msg += ": " + i.Error
+			}
+			if lines, _ := v.apps.Logs(name, 5); len(lines) > 0 {
+				msg += "\nits last output:\n  " + strings.Join(lines, "\n  ")
+			}
+			return admin.AppInfo{}, admin.Errorf(admin.CodeConflict, "%s", msg)
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			return appInfo(i), nil
+		case <-ctx.Done():
+			return appInfo(i), nil
+		}
+	}
 }

@@ -339,3 +339,59 @@ func cipherKey(t *testing.T) (string, string) {
 	}
 	return k.PK, k.SK
 }
+
+// `app start` of an app that exits at once fails with its reason and last
+// output; `proxy start` saves auto start (the proxy comes back after a
+// restart) and `proxy stop` clears it.
+func TestAppStartAndProxyAutoStart(t *testing.T) {
+	n := startNetwork(t)
+	dir := shortDir(t)
+	a, b := newVisor(t, dir, "a", n), newVisor(t, dir, "b", n)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	a.edit(t, func(cfg map[string]any) {
+		for _, app := range cfg["apps"].([]any) {
+			if app.(map[string]any)["app"] == "skychat" {
+				app.(map[string]any)["auto_start"] = false
+				app.(map[string]any)["args"] = []any{"--addr", taken.Addr().String()}
+			}
+		}
+	})
+	a.start(t)
+	b.start(t)
+	r := sw(t, "skywire", "cli", "visor", "app", "start", "skychat", "--rpc", a.sock)
+	if r.code == 0 || !strings.Contains(r.stderr, "exited at once") || !strings.Contains(r.stderr, "address already in use") {
+		t.Fatalf("starting skychat on a taken port: exit %d %q", r.code, r.stderr)
+	}
+
+	autoStart := func() bool {
+		r := sw(t, "skywire", "cli", "visor", "app", "ls", "--json", "--rpc", a.sock)
+		var apps []struct {
+			Name      string `json:"name"`
+			AutoStart bool   `json:"auto_start"`
+		}
+		json.Unmarshal([]byte(r.stdout), &apps)
+		for _, ap := range apps {
+			if ap.Name == "skysocks-client" {
+				return ap.AutoStart
+			}
+		}
+		t.Fatalf("no skysocks-client in %s", r.stdout)
+		return false
+	}
+	if r := sw(t, "skywire", "cli", "proxy", "start", b.pk, "--addr", freePort(t), "--rpc", a.sock); r.code != 0 {
+		t.Fatalf("proxy start: %s", r.stderr)
+	}
+	if !autoStart() {
+		t.Fatal("proxy start did not set auto start: the proxy would not survive a restart")
+	}
+	if r := sw(t, "skywire", "cli", "proxy", "stop", "--rpc", a.sock); r.code != 0 {
+		t.Fatalf("proxy stop: %s", r.stderr)
+	}
+	if autoStart() {
+		t.Fatal("proxy stop left auto start on")
+	}
+}
