@@ -147,9 +147,6 @@ type Router struct {
 	tpm  *transport.Manager
 	seen *replay.Cache[[49]byte] // (src, nonce) of setups
 
-	stats   stats
-	minHops atomic.Int64 // Config.MinHops, changed by SetMinHops
-
 	mu        sync.Mutex // guards rules, nextID, free, listeners, ports, links, closed
 	rules     map[uint32]*rule
 	nextID    uint32
@@ -165,6 +162,9 @@ type Router struct {
 	setupsOf   map[*transport.Transport]int // queued or running, per transport
 	routerPort *Listener                    // port 0: ping and bench
 	wg         sync.WaitGroup
+
+	stats   stats        // drops and setups (stats.go), apart from the hot fields
+	minHops atomic.Int64 // Config.MinHops, changed by SetMinHops
 }
 
 // New returns a router and attaches it to the transport manager as its

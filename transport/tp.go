@@ -52,10 +52,14 @@ type Transport struct {
 	pieces       []noise.Piece // WritePackets' scratch
 	writeTimeout time.Duration
 
-	sent, recv         atomic.Uint64 // packet bytes
-	sentPkts, recvPkts atomic.Uint64 // packets
-	rtt                atomic.Int64  // last round trip, ns (0: not measured yet)
-	lastRecv           atomic.Int64  // unix ns of the last packet received
+	// Bytes and packets sent (by writers) and received (by the reader), on
+	// separate cache lines so the two sides do not contend for one.
+	sent, sentPkts atomic.Uint64
+	_              [48]byte
+	recv, recvPkts atomic.Uint64
+	_              [48]byte
+	rtt            atomic.Int64 // last round trip, ns (0: not measured yet)
+	lastRecv       atomic.Int64 // unix ns of the last packet received
 
 	pongs    chan [8]byte        // pings to answer: the reader never writes itself
 	resigns  chan int64          // resign requests to answer (acceptor), one at a time
