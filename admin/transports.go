@@ -31,6 +31,9 @@ type AddTransportRequest struct {
 	// Persistent keeps the transport up: it is saved in the config's
 	// transport.persistent and redialled whenever it drops.
 	Persistent bool `json:"persistent,omitempty"`
+	// Label names the peer (saved in the config's transport.labels; shown
+	// with its transports); "" keeps the one it has.
+	Label string `json:"label,omitempty"`
 }
 
 // RemoveTransportRequest is RemoveTransport's request.
@@ -43,7 +46,8 @@ type TransportInfo struct {
 	ID         string        `json:"id"`
 	Type       string        `json:"type"`
 	RemotePK   cipher.PubKey `json:"remote_pk"`
-	Dialer     bool          `json:"dialer"` // this visor dialled it
+	Label      string        `json:"label,omitempty"` // the peer's, from transport.labels
+	Dialer     bool          `json:"dialer"`          // this visor dialled it
 	Persistent bool          `json:"persistent"`
 	Sent       uint64        `json:"sent"`     // bytes
 	Received   uint64        `json:"received"` // bytes

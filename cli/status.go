@@ -78,7 +78,11 @@ func printStatus(w io.Writer, st admin.Status) {
 			dir += ", persistent"
 		}
 		age := time.Duration(t.AgeSeconds * float64(time.Second)).Round(time.Second)
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\trtt %.2f ms\tsent %s\treceived %s\tup %s\n", short(t.ID), t.Type, t.RemotePK.Short(), dir, t.RTTMS, bytesText(t.Sent), bytesText(t.Received), age)
+		peer := t.RemotePK.Short()
+		if t.Label != "" {
+			peer += " (" + t.Label + ")"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\trtt %.2f ms\tsent %s\treceived %s\tup %s\n", short(t.ID), t.Type, peer, dir, t.RTTMS, bytesText(t.Sent), bytesText(t.Received), age)
 	}
 
 	kinds := map[string]int{}

@@ -22,6 +22,7 @@ func addTPCommand(e env) *ucli.Command {
 			&ucli.StringFlag{Name: "type", Aliases: []string{"t"}, Usage: "stcp, stcpr, sudph or dmsg"},
 			&ucli.DurationFlag{Name: "timeout", Aliases: []string{"o"}, Value: 20 * time.Second, Usage: "give up dialling after this long"},
 			&ucli.BoolFlag{Name: "persistent", Aliases: []string{"p"}, Usage: "keep it up: save it in the config and redial it whenever it drops"},
+			&ucli.StringFlag{Name: "label", Aliases: []string{"l"}, Usage: "name the peer (saved in the config; shown by ls-tp and status)"},
 		),
 		Action: func(c *ucli.Context) error {
 			if c.NArg() != 1 {
@@ -32,7 +33,7 @@ func addTPCommand(e env) *ucli.Command {
 				return usagef("%v", err)
 			}
 			timeout := c.Duration("timeout")
-			req := admin.AddTransportRequest{PK: pk, Type: c.String("type"), TimeoutMS: timeout.Milliseconds(), Persistent: c.Bool("persistent")}
+			req := admin.AddTransportRequest{PK: pk, Type: c.String("type"), TimeoutMS: timeout.Milliseconds(), Persistent: c.Bool("persistent"), Label: c.String("label")}
 			tp, err := callWithin(c, timeout+10*time.Second, admin.AddTransport, req)
 			if err != nil {
 				return fmt.Errorf("add-tp %s: %w", pk.Short(), err)
@@ -95,7 +96,7 @@ func rmTPCommand(e env) *ucli.Command {
 
 func printTransports(e env, tps []admin.TransportInfo) error {
 	tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tTYPE\tREMOTE\tDIR\tSENT\tRECEIVED\tRTT\tAGE")
+	fmt.Fprintln(tw, "ID\tTYPE\tREMOTE\tLABEL\tDIR\tSENT\tRECEIVED\tRTT\tAGE")
 	for _, tp := range tps {
 		dir := "in"
 		if tp.Dialer {
@@ -109,7 +110,11 @@ func printTransports(e env, tps []admin.TransportInfo) error {
 			rtt = fmt.Sprintf("%.2fms", tp.RTTMS)
 		}
 		age := (time.Duration(tp.AgeSeconds * float64(time.Second))).Round(time.Second)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", tp.ID[:12], tp.Type, tp.RemotePK, dir, bytesText(tp.Sent), bytesText(tp.Received), rtt, age)
+		label := tp.Label
+		if label == "" {
+			label = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", tp.ID[:12], tp.Type, tp.RemotePK, label, dir, bytesText(tp.Sent), bytesText(tp.Received), rtt, age)
 	}
 	return tw.Flush()
 }

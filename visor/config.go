@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/skyfleet/skywire/admin"
 	"github.com/skyfleet/skywire/cipher"
@@ -154,6 +156,9 @@ type TransportConfig struct {
 	SUDPHAddr string `json:"sudph_addr"`
 	// Persistent transports are dialled at start and redialled when they drop.
 	Persistent []PersistentTransport `json:"persistent"`
+	// Labels name peers (up to 64 characters each), shown with their
+	// transports (`add-tp --label`).
+	Labels map[cipher.PubKey]string `json:"labels,omitempty"`
 	// Public lists this visor in the service discovery as a public visor,
 	// one a new visor may keep a transport to, once it has checked that the
 	// address the address resolver sees is one of its own (a visor behind
@@ -249,6 +254,20 @@ const (
 	SystemLocalPath  = "/var/lib/skywire"
 	SystemCLIAddr    = "/run/skywire/cli.sock"
 )
+
+// CheckLabel refuses a peer label that is empty, longer than 64
+// characters, or holds a control character.
+func CheckLabel(l string) error {
+	if l == "" || utf8.RuneCountInString(l) > 64 {
+		return fmt.Errorf("want 1 to 64 characters")
+	}
+	for _, r := range l {
+		if unicode.IsControl(r) {
+			return fmt.Errorf("a control character")
+		}
+	}
+	return nil
+}
 
 func DefaultConfig(sk cipher.SecKey) Config {
 	return Config{
@@ -350,6 +369,11 @@ func (c *Config) Validate() error {
 	p.URL("transport.address_resolver", c.Transport.AddressResolver)
 	if c.Transport.STCPRAddr != "" {
 		p.HostPort("transport.stcpr_addr", c.Transport.STCPRAddr, true)
+	}
+	for pk, l := range c.Transport.Labels {
+		if err := CheckLabel(l); err != nil {
+			p.Add("transport.labels."+pk.Hex(), l, "%v", err)
+		}
 	}
 	if c.MetricsAddr != "" {
 		p.HostPort("metrics_addr", c.MetricsAddr, true)

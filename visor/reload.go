@@ -75,6 +75,9 @@ func (v *Visor) Reload() (admin.ReloadResult, error) {
 		v.setHypervisors(next.Hypervisors)
 		applied("hypervisors: %d", len(next.Hypervisors))
 	}
+	if !maps.Equal(old.Transport.Labels, next.Transport.Labels) {
+		applied("transport.labels: %d peers named", len(next.Transport.Labels))
+	}
 	if next.Routing.MinHops != old.Routing.MinHops {
 		v.router.SetMinHops(next.Routing.MinHops)
 		applied("routing.min_hops %d → %d", old.Routing.MinHops, next.Routing.MinHops)
@@ -83,6 +86,7 @@ func (v *Visor) Reload() (admin.ReloadResult, error) {
 	// Everything else needs a restart: compare what is left.
 	rest := func(c Config) map[string]json.RawMessage {
 		c.LogLevel, c.Apps, c.Transport.Persistent, c.STCP.PKTable, c.Hypervisors, c.Routing.MinHops = "", nil, nil, nil, nil, 0
+		c.Transport.Labels = nil
 		b, _ := json.Marshal(c)
 		var m map[string]json.RawMessage
 		json.Unmarshal(b, &m)
@@ -104,6 +108,7 @@ func (v *Visor) Reload() (admin.ReloadResult, error) {
 	v.cfg.STCP.PKTable = next.STCP.PKTable
 	v.cfg.Hypervisors = next.Hypervisors
 	v.cfg.Routing.MinHops = next.Routing.MinHops
+	v.cfg.Transport.Labels = next.Transport.Labels
 	v.cfgMu.Unlock()
 	v.log.Info("config reloaded", zap.Strings("applied", res.Applied), zap.Strings("need_restart", res.NeedRestart))
 	return res, nil

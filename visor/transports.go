@@ -3,9 +3,11 @@ package visor
 import (
 	"context"
 	"errors"
+	"maps"
 	"time"
 
 	"github.com/skyfleet/skywire/admin"
+	"github.com/skyfleet/skywire/cipher"
 	"github.com/skyfleet/skywire/dmsg"
 	"github.com/skyfleet/skywire/noise"
 	"github.com/skyfleet/skywire/svc/dmsgdisc"
@@ -72,7 +74,41 @@ func (v *Visor) addTransport(ctx context.Context, req admin.AddTransportRequest)
 			return admin.TransportInfo{}, err
 		}
 	}
+	if req.Label != "" {
+		if err := v.setLabel(tp.Remote(), req.Label); err != nil {
+			return admin.TransportInfo{}, err
+		}
+	}
 	return v.transportInfo(tp), nil
+}
+
+// setLabel names peer pk (saved in the config's transport.labels).
+func (v *Visor) setLabel(pk cipher.PubKey, label string) error {
+	v.cfgMu.Lock()
+	defer v.cfgMu.Unlock()
+	if v.cfg.Transport.Labels[pk] == label {
+		return nil
+	}
+	next := *v.cfg
+	next.Transport.Labels = maps.Clone(v.cfg.Transport.Labels)
+	if next.Transport.Labels == nil {
+		next.Transport.Labels = map[cipher.PubKey]string{}
+	}
+	next.Transport.Labels[pk] = label
+	if v.configPath != "" {
+		if err := next.Save(v.configPath); err != nil {
+			return admin.Errorf(admin.CodeInternal, "saving the config: %v", err)
+		}
+	}
+	v.cfg.Transport.Labels = next.Transport.Labels
+	return nil
+}
+
+// label is peer pk's label, or "".
+func (v *Visor) label(pk cipher.PubKey) string {
+	v.cfgMu.Lock()
+	defer v.cfgMu.Unlock()
+	return v.cfg.Transport.Labels[pk]
 }
 
 // setPersistent adds p to (or removes it from) the persistent transports,
@@ -140,6 +176,7 @@ func (v *Visor) transportInfo(tp *transport.Transport) admin.TransportInfo {
 		ID:         tp.ID().String(),
 		Type:       string(tp.Type()),
 		RemotePK:   tp.Remote(),
+		Label:      v.label(tp.Remote()),
 		Dialer:     tp.Dialer(),
 		Persistent: v.isPersistent(transport.Persistent{PK: tp.Remote(), Type: tp.Type()}),
 		Sent:       tp.Sent(),

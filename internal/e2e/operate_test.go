@@ -168,10 +168,10 @@ func TestStatusAndDoctor(t *testing.T) {
 	a.start(t)
 	b.start(t)
 	until(t, "a dmsg transport a → b", func() bool {
-		return sw(t, "skywire", "cli", "add-tp", b.pk, "--type", "dmsg", "--rpc", a.sock).code == 0
+		return sw(t, "skywire", "cli", "add-tp", b.pk, "--type", "dmsg", "--label", "bob's pi", "--rpc", a.sock).code == 0
 	})
 	r := sw(t, "skywire", "cli", "status", "--rpc", a.sock)
-	for _, want := range []string{"visor " + a.pk, "dmsg: 1 session", "transport_discovery", "transports (1)", "dmsg", "skychat", "running"} {
+	for _, want := range []string{"visor " + a.pk, "dmsg: 1 session", "transport_discovery", "transports (1)", "dmsg", "(bob's pi)", "skychat", "running"} {
 		if r.code != 0 || !strings.Contains(r.stdout, want) {
 			t.Fatalf("status lacks %q: exit %d\n%s%s", want, r.code, r.stdout, r.stderr)
 		}
