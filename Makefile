@@ -57,6 +57,7 @@ cross: ## type-check the tree for the other release platforms (fast; `make relea
 
 test: lint cross ## lint, cross, every test with the race detector (unit, in-process, processes, repo guards), then `make release` and `make install` checked
 	$(GO) test -race -count=1 ./...
+	$(GO) test -count=1 -run TestTwoHundredVisors ./internal/testnet # skipped under -race: too slow there
 	@rm -rf $(CURDIR)/.test-release $(CURDIR)/.test-install
 	$(MAKE) --no-print-directory release DIST=$(CURDIR)/.test-release
 	$(MAKE) --no-print-directory install DESTDIR=$(CURDIR)/.test-install PREFIX=/usr SYSTEMDDIR=/etc/systemd/system

@@ -24,6 +24,7 @@ import (
 	"github.com/skyfleet/skywire/cipher"
 	"github.com/skyfleet/skywire/dmsg"
 	"github.com/skyfleet/skywire/svc/dmsgdisc"
+	"github.com/skyfleet/skywire/svc/tpdisc"
 	"github.com/skyfleet/skywire/svc/httpauth"
 	"github.com/skyfleet/skywire/svc/suite"
 	"github.com/skyfleet/skywire/visor"
@@ -254,9 +255,35 @@ func Start(ctx context.Context, cfg Config) (_ *Network, err error) {
 	}
 	linked := time.Since(linking)
 	if err := n.WaitRoute(wctx, 0, to); err != nil {
-		return nil, fmt.Errorf("%d links up in %v, then: %w", len(n.Nodes)-1, linked.Round(time.Millisecond), err)
+		return nil, fmt.Errorf("%d links up in %v, then: %w%s", len(n.Nodes)-1, linked.Round(time.Millisecond), err, n.unregistered(to))
 	}
 	return n, nil
+}
+
+// unregistered names the links among the first to+1 visors that the
+// transport discovery does not list (why a route finder finds no path).
+func (n *Network) unregistered(to int) string {
+	_, sk := cipher.GenerateKeyPair()
+	c := tpdisc.NewClient(n.Suite.URL(suite.TransportDiscovery), sk)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	entries, err := c.AllUnverified(ctx)
+	if err != nil {
+		return fmt.Sprintf(" (the transport discovery does not answer: %v)", err)
+	}
+	listed := map[[2]cipher.PubKey]bool{}
+	for _, e := range entries {
+		listed[e.Entry.Edges] = true
+		listed[[2]cipher.PubKey{e.Entry.Edges[1], e.Entry.Edges[0]}] = true
+	}
+	var missing []string
+	for i := 0; i < to && i+1 < len(n.Nodes); i++ {
+		if !listed[[2]cipher.PubKey{n.Nodes[i].PK(), n.Nodes[i+1].PK()}] {
+			missing = append(missing, n.Nodes[i].Name+"–"+n.Nodes[i+1].Name)
+		}
+	}
+	return fmt.Sprintf(" (the transport discovery lists %d transports; not listed on the way: %v)", len(entries), missing)
 }
 
 // waitServers waits until the dmsg discovery lists want servers.
