@@ -24,9 +24,9 @@ import (
 	"github.com/skyfleet/skywire/cipher"
 	"github.com/skyfleet/skywire/dmsg"
 	"github.com/skyfleet/skywire/svc/dmsgdisc"
-	"github.com/skyfleet/skywire/svc/tpdisc"
 	"github.com/skyfleet/skywire/svc/httpauth"
 	"github.com/skyfleet/skywire/svc/suite"
+	"github.com/skyfleet/skywire/svc/tpdisc"
 	"github.com/skyfleet/skywire/visor"
 )
 
