@@ -331,6 +331,7 @@ func printDemo(w io.Writer, info demoInfo) {
 	}
 	fmt.Fprintf(w, "\nSOCKS5 proxy on %s, through the route %s\n\ntry:\n", info.SOCKS5, info.Path)
 	fmt.Fprintf(w, "  curl --socks5-hostname %s %s\n", info.SOCKS5, info.Web)
+	fmt.Fprintf(w, "  skywire cli status --rpc %s              (and: skywire cli doctor)\n", first.CLIAddr)
 	fmt.Fprintf(w, "  skywire cli visor ping %s --rpc %s\n", last.PK.Hex(), first.CLIAddr)
 	fmt.Fprintf(w, "  skywire cli visor bench %s --rpc %s\n", last.PK.Hex(), first.CLIAddr)
 	fmt.Fprintf(w, "  skywire cli visor route ls --rpc %s\n", info.Visors[1].CLIAddr)
