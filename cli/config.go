@@ -13,6 +13,7 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/skyfleet/skywire/cipher"
+	"github.com/skyfleet/skywire/hypervisor"
 	"github.com/skyfleet/skywire/internal/appproto"
 	"github.com/skyfleet/skywire/internal/configfile"
 	"github.com/skyfleet/skywire/visor"
@@ -37,6 +38,7 @@ func configCommand(e env) *ucli.Command {
 // checkResult is `config check --json`'s answer.
 type checkResult struct {
 	Path     string   `json:"path"`
+	Kind     string   `json:"kind"` // visor or hypervisor
 	Valid    bool     `json:"valid"`
 	PK       string   `json:"pk,omitempty"`
 	Problems []string `json:"problems,omitempty"`
@@ -56,8 +58,21 @@ func configCheckCommand(e env) *ucli.Command {
 				return usagef("check takes the config file, got %d arguments", c.NArg())
 			}
 			path := c.Args().First()
-			res := checkResult{Path: path}
-			cfg, err := visor.LoadConfig(path)
+			res := checkResult{Path: path, Kind: "visor"}
+			var pk string
+			var err error
+			if isHypervisorConfig(path) {
+				res.Kind = "hypervisor"
+				var hc *hypervisor.Config
+				if hc, err = hypervisor.LoadConfig(path); err == nil {
+					pk = hc.PK.Hex()
+				}
+			} else {
+				var vc *visor.Config
+				if vc, err = visor.LoadConfig(path); err == nil {
+					pk = vc.PK.Hex()
+				}
+			}
 			if err != nil {
 				msg := err.Error()
 				if _, body, ok := strings.Cut(msg, "is not valid:\n"); ok {
@@ -65,7 +80,7 @@ func configCheckCommand(e env) *ucli.Command {
 				}
 				res.Problems = strings.Split(strings.TrimSpace(msg), "\n")
 			} else {
-				res.Valid, res.PK = true, cfg.PK.Hex()
+				res.Valid, res.PK = true, pk
 			}
 			if fi, err := os.Stat(path); err == nil && runtime.GOOS != "windows" && fi.Mode().Perm()&0o077 != 0 {
 				res.Warnings = append(res.Warnings, fmt.Sprintf("mode %04o: the file holds the secret key; others may read it (chmod 600 %s)", fi.Mode().Perm(), path))
@@ -79,7 +94,7 @@ func configCheckCommand(e env) *ucli.Command {
 					fmt.Fprintf(e.stderr, "warning: %s\n", w)
 				}
 				if res.Valid {
-					fmt.Fprintf(e.stdout, "%s: valid (public key %s)\n", path, res.PK)
+					fmt.Fprintf(e.stdout, "%s: a valid %s config (public key %s)\n", path, res.Kind, res.PK)
 				}
 			}
 			if !res.Valid {
@@ -91,6 +106,23 @@ func configCheckCommand(e env) *ucli.Command {
 			return nil
 		},
 	}
+}
+
+// isHypervisorConfig reports whether the JSON file at path is a hypervisor's
+// config (it has db_path and http_addr at the top, which a visor's has
+// only inside "hypervisor").
+func isHypervisorConfig(path string) bool {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	var top map[string]json.RawMessage
+	if json.Unmarshal(b, &top) != nil {
+		return false
+	}
+	_, db := top["db_path"]
+	_, http := top["http_addr"]
+	return db && http
 }
 
 func genKeysCommand(e env) *ucli.Command {

@@ -131,6 +131,13 @@ func TestConfigCheck(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &res); err != nil || code != ExitFail || res.Valid || len(res.Problems) != 2 {
 		t.Fatalf("check of a broken config: exit %d %+v %v %s", code, res, err, errs)
 	}
+	hv := filepath.Join(dir, "hypervisor.json")
+	if code, _, errs := runMain(t, "", "skywire", "hypervisor", "gen-config", "-o", hv); code != ExitOK {
+		t.Fatalf("hypervisor gen-config: exit %d: %s", code, errs)
+	}
+	if code, stdout, errs := runMain(t, "", "skywire", "cli", "config", "check", hv); code != ExitOK || !strings.Contains(stdout, "a valid hypervisor config") {
+		t.Fatalf("check of a hypervisor config: exit %d %q %s", code, stdout, errs)
+	}
 	if code, stdout, _ := runMain(t, "", "skywire", "cli", "config", "gen-keys", "--json"); code != ExitOK || !strings.Contains(stdout, `"sk"`) {
 		t.Fatalf("gen-keys: exit %d %q", code, stdout)
 	}

@@ -106,10 +106,18 @@ func runDoctor(c *ucli.Context) []check {
 	if path == "" && running {
 		path = st.Info.ConfigPath
 	}
+	if path == "" { // as `skywire visor` would pick it
+		for _, p := range []string{os.Getenv("SKYWIRE_CONFIG"), defaultVisorConfig, visor.SystemConfigPath} {
+			if _, err := os.Stat(p); p != "" && err == nil {
+				path = p
+				break
+			}
+		}
+	}
 	var cfg *visor.Config
 	switch {
 	case path == "":
-		add(check{"config", skip, "no config to check (the visor is not running)", "give it with --config FILE"})
+		add(check{"config", skip, "no config to check (the visor is not running, and there is no " + defaultVisorConfig + " here nor " + visor.SystemConfigPath + ")", "give it with --config FILE"})
 	default:
 		cfg, err = visor.LoadConfig(path)
 		if err != nil {
