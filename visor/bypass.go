@@ -57,10 +57,13 @@ func (v *Visor) bypass() []netip.Addr {
 			add(u.Host)
 		}
 	}
-	for _, a := range c.STCP.PKTable {
+	v.cfgMu.Lock() // a reload replaces the table
+	table := c.STCP.PKTable
+	v.cfgMu.Unlock()
+	for _, a := range table {
 		add(a)
 	}
-	for _, h := range c.Hypervisors { // direct links: the hypervisor keeps the visor while a tunnel is down
+	for _, h := range v.hypervisors() { // direct links: the hypervisor keeps the visor while a tunnel is down
 		if h.Address != "" {
 			add(h.Address)
 		}

@@ -21,6 +21,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -147,7 +148,8 @@ func New(cfg *Config, opts Options) (*Visor, error) {
 		relink:     make(chan struct{}, 1),
 		level:      opts.Level,
 	}
-	v.hvs.Store(&cfg.Hypervisors)
+	hvs := slices.Clone(cfg.Hypervisors) // a reload replaces cfg's
+	v.hvs.Store(&hvs)
 	if err := os.MkdirAll(v.localPath, 0o700); err != nil {
 		return nil, fmt.Errorf("local_path: %w", err)
 	}
