@@ -38,6 +38,9 @@ type PingRequest struct {
 	PK      cipher.PubKey `json:"pk"`
 	Count   int           `json:"count,omitempty"`    // default 4
 	MinHops int           `json:"min_hops,omitempty"` // default: the visor's routing.min_hops
+	// Via, when PK is this visor's own key, is the neighbour a route to
+	// itself loops through (out and back over one transport).
+	Via cipher.PubKey `json:"via,omitzero"`
 }
 
 // HopInfo is one hop of a route.

@@ -185,8 +185,32 @@ func runDoctor(c *ucli.Context) []check {
 
 	if running {
 		out = append(out, routeCheck(c, st))
+		out = append(out, loopCheck(c, st))
 	}
 	return out
+}
+
+// loopCheck sets up a route from the visor to itself through the peer of
+// its first transport: out and back, the whole route path (setup, both
+// directions, end-to-end encryption) with no other visor's help.
+func loopCheck(c *ucli.Context, st admin.Status) check {
+	if len(st.Transports) == 0 {
+		return check{"route to itself", skip, "no transport to loop through", "`skywire cli add-tp <key>`"}
+	}
+	via := st.Transports[0].RemotePK
+	name := "route to itself via " + via.Short()
+	ctx, cancel := context.WithTimeout(c.Context, 15*time.Second)
+	defer cancel()
+	client, err := clientFor(c)
+	if err != nil {
+		return check{name, fail, err.Error(), ""}
+	}
+	defer client.Close()
+	res, err := admin.Call(ctx, client, admin.Ping, admin.PingRequest{PK: st.Info.PK, Via: via, Count: 2})
+	if err != nil {
+		return check{name, fail, err.Error(), "the neighbour refused or dropped the route: see `skywire cli visor ping " + st.Info.PK.Short() + " --via " + via.Short() + "`"}
+	}
+	return check{name, pass, fmt.Sprintf("out and back in %.1f ms (set up), %d round trips", res.SetupMS, len(res.RTTsMS)), ""}
 }
 
 // portChecks looks at each local port the visor's config asks for: in use

@@ -117,13 +117,20 @@ func pingCommand(e env) *ucli.Command {
 		Flags: append(rpcFlags(true),
 			&ucli.IntFlag{Name: "count", Aliases: []string{"c"}, Value: 4, Usage: "pings to send"},
 			&ucli.IntFlag{Name: "hops", Usage: "at least this many hops (default: the visor's routing.min_hops)"},
+			&ucli.StringFlag{Name: "via", Usage: "with this visor's own key: the neighbour `key` a route to itself goes out to and back from"},
 		),
 		Action: func(c *ucli.Context) error {
 			pk, err := pkArg(c, "ping")
 			if err != nil {
 				return err
 			}
-			res, err := call(c, admin.Ping, admin.PingRequest{PK: pk, Count: c.Int("count"), MinHops: c.Int("hops")})
+			req := admin.PingRequest{PK: pk, Count: c.Int("count"), MinHops: c.Int("hops")}
+			if v := c.String("via"); v != "" {
+				if req.Via, err = cipher.ParsePubKey(v); err != nil {
+					return usagef("--via: %v", err)
+				}
+			}
+			res, err := call(c, admin.Ping, req)
 			if c.Bool("json") && err == nil {
 				return printJSON(e.stdout, res)
 			}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -622,4 +623,30 @@ func socketOf(t *testing.T, data []byte) net.Conn {
 		w.Close()
 	}()
 	return r
+}
+
+// A route from a visor to itself through a neighbour (out and back over
+// one transport) carries pings and data both ways; without a neighbour it
+// is refused with the reason.
+func TestLoopRoute(t *testing.T) {
+	n, _ := newNodes(t, 2, nil)
+	connect(t, n[0], n[1])
+	ctx := context.Background()
+	res, err := n[0].r.Ping(ctx, n[0].pk, 3, DialOptions{Via: n[1].pk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Hops) != 2 || res.Hops[0].PK != n[1].pk || res.Hops[1].PK != n[0].pk || len(res.RTTs) != 3 {
+		t.Fatalf("loop route: hops %+v, %d round trips", res.Hops, len(res.RTTs))
+	}
+	b, err := n[0].r.Bench(ctx, n[0].pk, 1<<20, DialOptions{Via: n[1].pk})
+	if err != nil || b.Bytes != 1<<20 {
+		t.Fatalf("loop route bench: %+v %v", b, err)
+	}
+	if _, err := n[0].r.Ping(ctx, n[0].pk, 1, DialOptions{}); err == nil || !strings.Contains(err.Error(), "neighbour") {
+		t.Fatalf("a route to itself with no neighbour: %v", err)
+	}
+	if _, err := n[1].r.Ping(ctx, n[1].pk, 1, DialOptions{Via: n[1].pk}); err == nil {
+		t.Fatal("a loop through itself was not refused")
+	}
 }

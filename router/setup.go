@@ -48,6 +48,10 @@ func (e *SetupError) Unwrap() error { return ErrRefused }
 type DialOptions struct {
 	// MinHops overrides Config.MinHops when > 0.
 	MinHops int
+	// Via, for a route to this visor itself, is the neighbour it goes
+	// out to and comes back from (a loop over one transport: what
+	// `doctor` uses to test the whole path through another visor).
+	Via cipher.PubKey
 }
 
 // Dial sets up a route to dst:port and returns the connection. It tries
@@ -57,7 +61,10 @@ func (r *Router) Dial(ctx context.Context, dst cipher.PubKey, port uint16, opts 
 	began := time.Now()
 	defer func() { r.stats.dialed(err, time.Since(began)) }()
 	if dst == r.pk {
-		return nil, errors.New("route to this visor itself")
+		if opts.Via == (cipher.PubKey{}) || opts.Via == r.pk {
+			return nil, errors.New("route to this visor itself (give a neighbour to loop through)")
+		}
+		return r.dialLoop(ctx, opts.Via, port)
 	}
 	minHops := int(r.minHops.Load())
 	if opts.MinHops > 0 {
@@ -80,6 +87,22 @@ func (r *Router) Dial(ctx context.Context, dst cipher.PubKey, port uint16, opts 
 		}
 	}
 	return nil, fmt.Errorf("route to %s:%d: %w", dst.Short(), port, errors.Join(errs...))
+}
+
+// dialLoop sets up a route from this visor to itself through its
+// neighbour via: out over a transport to via, back over the same one.
+func (r *Router) dialLoop(ctx context.Context, via cipher.PubKey, port uint16) (*Conn, error) {
+	for _, t := range transport.Types {
+		if r.tpm.Find(via, t) != nil {
+			path := []Hop{{PK: via, Type: t}, {PK: r.pk, Type: t}}
+			c, err := r.dialPath(ctx, path, r.pk, port)
+			if err != nil {
+				return nil, fmt.Errorf("route to this visor through %s: %w", via.Short(), err)
+			}
+			return c, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: no transport to %s to loop through", ErrNoRoute, via.Short())
 }
 
 func pathString(path []Hop) string {

@@ -59,7 +59,7 @@ func (v *Visor) registerRouteAPI() {
 		if count <= 0 {
 			count = 4
 		}
-		res, err := v.router.Ping(ctx, req.PK, min(count, 100), router.DialOptions{MinHops: req.MinHops})
+		res, err := v.router.Ping(ctx, req.PK, min(count, 100), router.DialOptions{MinHops: req.MinHops, Via: req.Via})
 		if err != nil && res == nil {
 			return admin.PingResult{}, admin.Errorf(routeErrorCode(err), "%v", err)
 		}

@@ -218,6 +218,13 @@ func TestStatusAndDoctor(t *testing.T) {
 			t.Errorf("doctor ran no %q check: %+v", want, checks)
 		}
 	}
+	loop := false
+	for _, c := range checks {
+		loop = loop || strings.HasPrefix(c.Check, "route to itself via "+b.pk[:8]) && c.Result == "pass"
+	}
+	if !loop {
+		t.Errorf("doctor did not set up a route to the visor itself through b: %+v", checks)
+	}
 
 	// c: the service discovery is down, and skychat's port is taken.
 	c := newVisor(t, dir, "c", n)
