@@ -14,28 +14,23 @@ import (
 // `tp` group.
 
 func pkCommand(e env) *ucli.Command {
-	return &ucli.Command{
-		Name:  "pk",
-		Usage: "print the visor's public key",
-		Flags: rpcFlags(true),
-		Action: func(c *ucli.Context) error {
-			info, err := call(c, admin.GetInfo, admin.Empty{})
-			if err != nil {
-				return err
-			}
-			if c.Bool("json") {
-				return printJSON(e.stdout, map[string]string{"pk": info.PK.Hex()})
-			}
-			_, err = fmt.Fprintln(e.stdout, info.PK.Hex())
-			return err
-		},
-	}
+	return infoCommandOf(e, "pk", "print the visor's public key",
+		func(i admin.Info) string { return i.PK.Hex() },
+		func(i admin.Info) any { return map[string]string{"pk": i.PK.Hex()} })
 }
 
 func verCommand(e env) *ucli.Command {
+	return infoCommandOf(e, "ver", "print the running visor's version (`skywire version` prints this binary's)",
+		func(i admin.Info) string { return i.Version },
+		func(i admin.Info) any { return i.Build })
+}
+
+// infoCommandOf is a command that prints one thing of the visor's Info:
+// text, or with --json asJSON.
+func infoCommandOf(e env, name, usage string, text func(admin.Info) string, asJSON func(admin.Info) any) *ucli.Command {
 	return &ucli.Command{
-		Name:  "ver",
-		Usage: "print the running visor's version (`skywire version` prints this binary's)",
+		Name:  name,
+		Usage: usage,
 		Flags: rpcFlags(true),
 		Action: func(c *ucli.Context) error {
 			info, err := call(c, admin.GetInfo, admin.Empty{})
@@ -43,9 +38,9 @@ func verCommand(e env) *ucli.Command {
 				return err
 			}
 			if c.Bool("json") {
-				return printJSON(e.stdout, info.Build)
+				return printJSON(e.stdout, asJSON(info))
 			}
-			_, err = fmt.Fprintln(e.stdout, info.Version)
+			_, err = fmt.Fprintln(e.stdout, text(info))
 			return err
 		},
 	}

@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -60,18 +59,7 @@ func startNginx(t *testing.T, fronts map[string][]string) {
 }
 
 // serversListed is how many dmsg servers the dmsg discovery at url lists.
-func serversListed(url string) int {
-	resp, err := http.Get(url + "/v1/servers")
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	var list []json.RawMessage
-	if json.NewDecoder(resp.Body).Decode(&list) != nil {
-		return -1
-	}
-	return len(list)
-}
+func serversListed(url string) int { return listed(url + "/v1/servers") }
 
 // The deployment of docs/services.md, on one machine: three dmsg
 // discoveries and three transport discoveries on one Redis behind nginx,

@@ -16,8 +16,11 @@ import (
 
 // transportsOf is how many transports of pk the transport discovery at
 // url lists (-1 if it does not answer).
-func transportsOf(url, pk string) int {
-	resp, err := http.Get(url + "/v1/transports?edge=" + pk)
+func transportsOf(url, pk string) int { return listed(url + "/v1/transports?edge=" + pk) }
+
+// listed is the length of the JSON list url answers (-1 if it does not).
+func listed(url string) int {
+	resp, err := http.Get(url)
 	if err != nil {
 		return -1
 	}
