@@ -110,7 +110,7 @@ func (s *Server) bindSTCPR(w http.ResponseWriter, r *http.Request) {
 		b.LocalAddrs = append(b.LocalAddrs, net.JoinHostPort(ip.String(), strconv.Itoa(int(req.Port))))
 	}
 	raw, _ := json.Marshal(b)
-	err := store.Update(r.Context(), s.store, stcprPrefix+pk.Hex(), STCPRTTL, func([]byte) ([]byte, error) { return raw, nil })
+	err := store.Put(r.Context(), s.store, stcprPrefix+pk.Hex(), raw, STCPRTTL)
 	if err != nil {
 		httpauth.WriteStoreError(w, "address resolver", err)
 		return
@@ -283,7 +283,7 @@ func (s *Server) ServeUDP(ctx context.Context, pc net.PacketConn) error {
 			rec.Via = via.String()
 		}
 		raw, _ := json.Marshal(rec)
-		err = store.Update(ctx, s.store, sudphPrefix+b.PK.Hex(), BindTTL, func([]byte) ([]byte, error) { return raw, nil })
+		err = store.Put(ctx, s.store, sudphPrefix+b.PK.Hex(), raw, BindTTL)
 		if err != nil {
 			continue
 		}

@@ -121,7 +121,7 @@ func (s *Server) postEntry(w http.ResponseWriter, r *http.Request) {
 	}
 	skey := serverPrefix + e.PK.Hex()
 	if e.Server != nil {
-		err = store.Update(r.Context(), s.store, skey, EntryTTL, func([]byte) ([]byte, error) { return raw, nil })
+		err = store.Put(r.Context(), s.store, skey, raw, EntryTTL)
 	} else {
 		err = s.store.Delete(r.Context(), skey)
 	}

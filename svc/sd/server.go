@@ -98,7 +98,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		return raw, nil
 	})
 	if err == nil {
-		err = store.Update(r.Context(), s.store, index, s.TTL, func([]byte) ([]byte, error) { return []byte(e.Key()), nil })
+		err = store.Put(r.Context(), s.store, index, []byte(e.Key()), s.TTL)
 	}
 	switch {
 	case errors.Is(err, errOlder):

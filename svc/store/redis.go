@@ -28,14 +28,14 @@ import (
 // Redis; Redis's own clock decides expiry.
 
 // swapScript: KEYS = key, index, lex index. ARGV = old mode
-// ("absent"|"equal"), old, new mode ("delete"|"set"), new, ttl ms ("0":
+// ("absent"|"equal"|"any": Put), old, new mode ("delete"|"set"), new, ttl ms ("0":
 // none), max entries. A new key first drops up to 256 expired keys from the
 // indexes; the bound counts live keys.
 var swapScript = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
 if ARGV[1] == 'absent' then
   if cur then return 'conflict' end
-elseif (not cur) or cur ~= ARGV[2] then
+elseif ARGV[1] == 'equal' and ((not cur) or cur ~= ARGV[2]) then
   return 'conflict'
 end
 if ARGV[3] == 'delete' then
@@ -227,6 +227,32 @@ func (r *Redis) Swap(ctx context.Context, key string, old, new []byte, ttl time.
 		return nil
 	case "conflict":
 		return ErrConflict
+	case "full":
+		return ErrFull
+	}
+	return fmt.Errorf("redis: the swap script answered %q", res)
+}
+
+// Put implements Putter: key set to value whatever it held, in one round
+// trip (the swap script with no expectation).
+func (r *Redis) Put(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	if value == nil {
+		return r.Delete(ctx, key)
+	}
+	if err := checkEntry(key, value); err != nil {
+		return err
+	}
+	ms := ttl.Milliseconds()
+	if ttl > 0 && ms == 0 {
+		ms = 1
+	}
+	res, err := swapScript.Run(ctx, r.c, []string{r.keyPrefix + key, r.index, r.lex}, "any", "", "set", value, ms, r.max).Text()
+	if err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	switch res {
+	case "ok":
+		return nil
 	case "full":
 		return ErrFull
 	}

@@ -68,6 +68,21 @@ type Firster interface {
 	First(ctx context.Context, key string, ttl time.Duration) (bool, error)
 }
 
+// Putter is a store that sets a key whatever it holds in one step (Redis:
+// one round trip instead of Update's read and compare-and-swap).
+type Putter interface {
+	Put(ctx context.Context, key string, value []byte, ttl time.Duration) error
+}
+
+// Put sets key to value with ttl whatever it held (ErrFull if it is new and
+// the store is full).
+func Put(ctx context.Context, s Store, key string, value []byte, ttl time.Duration) error {
+	if p, ok := s.(Putter); ok {
+		return p.Put(ctx, key, value, ttl)
+	}
+	return Update(ctx, s, key, ttl, func([]byte) ([]byte, error) { return value, nil })
+}
+
 // Update applies fn to the value of key (nil if absent) and stores the
 // result with ttl, retrying (after a short random wait) if another writer
 // got there first. fn returning

@@ -41,6 +41,24 @@ func testStore(t *testing.T, s Store, ttl time.Duration, advance func(time.Durat
 		t.Fatal("swap to nil did not delete")
 	}
 
+	// Put sets whatever the key held, with its TTL; a nil value deletes.
+	if err := Put(ctx, s, "put", []byte("a"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := Put(ctx, s, "put", []byte("b"), ttl); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := s.Get(ctx, "put"); err != nil || string(v) != "b" {
+		t.Fatalf("after two Puts: %q %v", v, err)
+	}
+	advance(2 * ttl)
+	if _, err := s.Get(ctx, "put"); !errors.Is(err, ErrNotFound) {
+		t.Fatal("a Put entry outlived its TTL")
+	}
+	if err := Put(ctx, s, "put", make([]byte, MaxValue+1), 0); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("an oversized Put: %v", err)
+	}
+
 	// Expiry.
 	s.Swap(ctx, "t", nil, []byte("x"), ttl)
 	advance(2 * ttl)
@@ -118,6 +136,16 @@ func testStore(t *testing.T, s Store, ttl time.Duration, advance func(time.Durat
 	}
 	if err := s.Swap(ctx, "max", make([]byte, MaxValue), []byte("y"), 0); err != nil {
 		t.Fatalf("updating an entry when full: %v", err)
+	}
+	// Put: over an entry when full is fine, a new one is refused.
+	if err := Put(ctx, s, "max", []byte("z"), 0); err != nil {
+		t.Fatalf("putting over an entry when full: %v", err)
+	}
+	if v, _ := s.Get(ctx, "max"); string(v) != "z" {
+		t.Fatalf("after Put the entry holds %q", v)
+	}
+	if err := Put(ctx, s, "fill/put", []byte("x"), 0); !errors.Is(err, ErrFull) {
+		t.Fatalf("putting a new entry when full: %v", err)
 	}
 	s.Delete(ctx, "max")
 	if err := s.Swap(ctx, "fill/new", nil, []byte("x"), 0); err != nil {

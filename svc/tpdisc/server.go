@@ -82,7 +82,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	put := func(key string, v []byte) error {
-		return store.Update(r.Context(), s.store, key, EntryTTL, func([]byte) ([]byte, error) { return v, nil })
+		return store.Put(r.Context(), s.store, key, v, EntryTTL)
 	}
 	err := put(entryPrefix+id, raw)
 	for _, edge := range se.Entry.Edges {
@@ -142,7 +142,7 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) {
 	vals := [][]byte{raw, []byte(id), []byte(id)}
 	for i, k := range keys {
 		v := vals[i]
-		if err := store.Update(r.Context(), s.store, k, EntryTTL, func([]byte) ([]byte, error) { return v, nil }); err != nil {
+		if err := store.Put(r.Context(), s.store, k, v, EntryTTL); err != nil {
 			httpauth.WriteStoreError(w, "transport discovery", err)
 			return
 		}
