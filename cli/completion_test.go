@@ -7,20 +7,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-)
 
-// shell returns the path of a shell, skipping outside CI where it is missing.
-func shell(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("no %s: .ci/run installs it", name)
-		}
-		t.Skipf("no %s here", name)
-	}
-	return p
-}
+	"github.com/skyfleet/skywire/internal/testtool"
+)
 
 // script writes `skywire completion SHELL` to a file.
 func script(t *testing.T, sh string) string {
@@ -44,7 +33,7 @@ func TestCompletion(t *testing.T) {
 	complete := func(words ...string) []string {
 		t.Helper()
 		line := "COMP_WORDS=(" + strings.Join(words, " ") + "); COMP_CWORD=" + strconv.Itoa(len(words)-1)
-		out, err := exec.Command(shell(t, "bash"), "-c", "source "+bashScript+"; "+line+`; _skywire_complete; printf '%s\n' "${COMPREPLY[@]}"`).CombinedOutput()
+		out, err := exec.Command(testtool.Need(t, "bash"), "-c", "source "+bashScript+"; "+line+`; _skywire_complete; printf '%s\n' "${COMPREPLY[@]}"`).CombinedOutput()
 		if err != nil {
 			t.Fatalf("bash: %v: %s", err, out)
 		}
@@ -66,13 +55,13 @@ func TestCompletion(t *testing.T) {
 	}
 
 	fishScript := script(t, "fish")
-	out, err := exec.Command(shell(t, "fish"), "-c", "source "+fishScript+"; complete -C 'skywire cli visor ha'").CombinedOutput()
+	out, err := exec.Command(testtool.Need(t, "fish"), "-c", "source "+fishScript+"; complete -C 'skywire cli visor ha'").CombinedOutput()
 	if err != nil || strings.TrimSpace(string(out)) != "halt" {
 		t.Errorf("fish completes `skywire cli visor ha` with %q (%v)", out, err)
 	}
 
 	zshScript := script(t, "zsh")
-	if out, err := exec.Command(shell(t, "zsh"), "-n", zshScript).CombinedOutput(); err != nil {
+	if out, err := exec.Command(testtool.Need(t, "zsh"), "-n", zshScript).CombinedOutput(); err != nil {
 		t.Errorf("the zsh script does not parse: %v: %s", err, out)
 	}
 	if code, out, _ := runMain(t, "", "skywire", "completion", "powershell"); code != ExitOK || !strings.Contains(out, "'cli visor' = @(") {

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/skyfleet/skywire/internal/testtool"
 )
 
 // hypervisorNode is a `skywire hypervisor run` process.
@@ -222,16 +224,7 @@ type browser struct {
 
 func needChromium(t testing.TB) string {
 	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("no chromium: .ci/run installs it")
-	}
-	t.Skip("no chromium here (apt-get install chromium)")
-	return ""
+	return testtool.Need(t, "chromium", "chromium-browser", "google-chrome")
 }
 
 func newBrowser(t testing.TB) *browser {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/skyfleet/skywire/cipher"
 	"github.com/skyfleet/skywire/internal/redistest"
+	"github.com/skyfleet/skywire/internal/testtool"
 )
 
 // startNginx runs Debian's nginx as the load balancer of docs/services.md:
@@ -21,13 +22,7 @@ import (
 // the connection. It skips outside CI where nginx is missing.
 func startNginx(t *testing.T, fronts map[string][]string) {
 	t.Helper()
-	bin, err := exec.LookPath("nginx")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("no nginx: .ci/run installs it")
-		}
-		t.Skip("no nginx here (apt-get install nginx)")
-	}
+	bin := testtool.Need(t, "nginx")
 	dir := t.TempDir()
 	var conf strings.Builder
 	// One process (no master and workers): the test's Kill ends all of it.

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/skyfleet/skywire/internal/testtool"
 )
 
 // vpnNet is clients, a server and an internet host beyond the server:
@@ -46,12 +48,7 @@ func newVPNNet(t testing.TB, clients int) *vpnNet {
 	t.Helper()
 	needNetns(t)
 	needCurl(t)
-	if _, err := exec.LookPath("python3"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("no python3: .ci/run installs it")
-		}
-		t.Skip("needs python3 for the internet host's servers")
-	}
+	testtool.Need(t, "python3") // the internet host's servers
 	var r [3]byte
 	rand.Read(r[:])
 	id := hex.EncodeToString(r[:])

@@ -20,6 +20,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/skyfleet/skywire/internal/testtool"
 )
 
 // Start runs a redis-server and returns its redis:// URL once it answers.
@@ -28,13 +30,7 @@ import (
 // ("--requirepass", "secret").
 func Start(t testing.TB, args ...string) string {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("no redis-server: .ci/run installs it")
-		}
-		t.Skip("no redis-server here (apt-get install redis-server)")
-	}
+	bin := testtool.Need(t, "redis-server")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

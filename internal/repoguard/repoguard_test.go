@@ -58,6 +58,7 @@ var rules = map[string][]string{
 	"internal/redistest":  {},
 	"internal/svcbench":   {"svc"},
 	"internal/release":    {},
+	"internal/testtool":   {},
 	"internal/e2e":        {},
 	"internal/repoguard":  {},
 }
@@ -66,7 +67,7 @@ var rules = map[string][]string{
 var leaves = []string{"svc/store", "internal/configfile", "internal/buildinfo", "internal/race", "internal/replay", "internal/appproto", "internal/loopback", "internal/backlog", "internal/ports", "internal/acceptor", "internal/logring", "internal/changes", "internal/hostcfg", "internal/packets", "internal/sdnotify"}
 
 // testOnly may be imported only by test files (and by the demo in cli).
-var testOnly = []string{"internal/testnet", "internal/redistest", "internal/svcbench"}
+var testOnly = []string{"internal/testnet", "internal/redistest", "internal/svcbench", "internal/testtool"}
 
 func repoRoot(t *testing.T) string {
 	t.Helper()

@@ -1,16 +1,14 @@
-package store
+package store_test
 
 import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"path/filepath"
-	"slices"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/skyfleet/skywire/internal/redistest"
+	"github.com/skyfleet/skywire/internal/svcbench"
+	"github.com/skyfleet/skywire/svc/store"
 )
 
 // BenchmarkStores measures each store holding 10,000 entries of 512 bytes
@@ -21,84 +19,24 @@ import (
 func BenchmarkStores(b *testing.B) {
 	const entries = 10_000
 	value := make([]byte, 512)
-	kinds := []struct {
-		name string
-		open func(b *testing.B) Store
-	}{
-		{"memory", func(*testing.B) Store { return NewMemory(1 << 20) }},
-		{"bbolt", func(b *testing.B) Store {
-			d, err := OpenBolt(filepath.Join(b.TempDir(), "s.db"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { d.Close() })
-			s, _ := d.Store("svc", 1<<20)
-			return s
-		}},
-		{"redis", func(b *testing.B) Store {
-			url := redistest.Start(b)
-			d, err := OpenRedis(context.Background(), url)
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { d.Close() })
-			s, _ := d.Store("svc", 1<<20)
-			return s
-		}},
-	}
 	ctx := context.Background()
-	for _, k := range kinds {
-		b.Run(k.name, func(b *testing.B) {
-			s := k.open(b)
-			var wg sync.WaitGroup
-			for w := range 8 { // fill with 8 writers (bbolt syncs each write)
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for i := w; i < entries; i += 8 {
-						if err := s.Swap(ctx, fmt.Sprintf("e/%05d", i), nil, value, time.Hour); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				}()
-			}
-			wg.Wait()
-			for _, op := range []string{"register", "lookup"} {
-				b.Run(op, func(b *testing.B) {
-					var mu sync.Mutex
-					var lat []time.Duration
-					b.SetParallelism(4) // 8 at once on 2 cores
-					began := time.Now()
-					b.RunParallel(func(pb *testing.PB) {
-						var mine []time.Duration
-						for pb.Next() {
-							key := fmt.Sprintf("e/%05d", rand.IntN(entries))
-							t0 := time.Now()
-							var err error
-							if op == "register" {
-								err = Update(ctx, s, key, time.Hour, func([]byte) ([]byte, error) { return value, nil })
-							} else {
-								_, err = s.Get(ctx, key)
-							}
-							mine = append(mine, time.Since(t0))
-							if err != nil {
-								b.Error(err)
-								return
-							}
-						}
-						mu.Lock()
-						lat = append(lat, mine...)
-						mu.Unlock()
-					})
-					el := time.Since(began)
-					slices.Sort(lat)
-					if len(lat) > 0 {
-						b.ReportMetric(float64(len(lat))/el.Seconds(), "ops/s")
-						b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "ms-p99")
-					}
-				})
-			}
+	for _, kind := range []string{"memory", "bbolt", "redis"} {
+		b.Run(kind, func(b *testing.B) {
+			s := svcbench.Stores(b, kind, "svc", 1<<20)[0]
+			svcbench.Fill(b, entries, func(i int) error { // (bbolt batches the writes that arrive at once)
+				return s.Swap(ctx, fmt.Sprintf("e/%05d", i), nil, value, time.Hour)
+			})
+			b.Run("register", func(b *testing.B) {
+				svcbench.Measure(b, func(int) error {
+					return store.Update(ctx, s, fmt.Sprintf("e/%05d", rand.IntN(entries)), time.Hour, func([]byte) ([]byte, error) { return value, nil })
+				}, nil)
+			})
+			b.Run("lookup", func(b *testing.B) {
+				svcbench.Measure(b, func(int) error {
+					_, err := s.Get(ctx, fmt.Sprintf("e/%05d", rand.IntN(entries)))
+					return err
+				}, nil)
+			})
 		})
 	}
 }

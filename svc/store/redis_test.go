@@ -13,9 +13,6 @@ import (
 	"github.com/skyfleet/skywire/internal/redistest"
 )
 
-func startRedis(t *testing.T) string  { return redistest.Start(t) }
-func startRedisB(b *testing.B) string { return redistest.Start(b) }
-
 func openRedis(t *testing.T, url string) *RedisDB {
 	t.Helper()
 	d, err := OpenRedis(context.Background(), url)

@@ -13,7 +13,6 @@ import (
 	"net"
 	"net/rpc/jsonrpc"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
@@ -32,6 +31,7 @@ import (
 	"github.com/skyfleet/skywire/internal/appproto"
 	"github.com/skyfleet/skywire/internal/loopback"
 	"github.com/skyfleet/skywire/internal/testnet"
+	"github.com/skyfleet/skywire/internal/testtool"
 	"github.com/skyfleet/skywire/visor"
 )
 
@@ -405,12 +405,7 @@ func TestAppLifecycle(t *testing.T) {
 // The Python example (standard library only) talks the raw protocol to an
 // echo app two hops away.
 func TestPythonExample(t *testing.T) {
-	if _, err := exec.LookPath("python3"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("python3 is needed for the example app test (apt-get install python3)")
-		}
-		t.Skip("python3 not installed")
-	}
+	testtool.Need(t, "python3")
 	example, err := filepath.Abs("../../examples/python/echo_client.py")
 	if err != nil {
 		t.Fatal(err)
