@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -199,14 +198,7 @@ func loopCheck(c *ucli.Context, st admin.Status) check {
 	}
 	via := st.Transports[0].RemotePK
 	name := "route to itself via " + via.Short()
-	ctx, cancel := context.WithTimeout(c.Context, 15*time.Second)
-	defer cancel()
-	client, err := clientFor(c)
-	if err != nil {
-		return check{name, fail, err.Error(), ""}
-	}
-	defer client.Close()
-	res, err := admin.Call(ctx, client, admin.Ping, admin.PingRequest{PK: st.Info.PK, Via: via, Count: 2})
+	res, err := ping(c, admin.PingRequest{PK: st.Info.PK, Via: via, Count: 2})
 	if err != nil {
 		return check{name, fail, err.Error(), "the neighbour refused or dropped the route: see `skywire cli visor ping " + st.Info.PK.Short() + " --via " + via.Short() + "`"}
 	}
@@ -310,20 +302,19 @@ func routeCheck(c *ucli.Context, st admin.Status) check {
 	if err != nil {
 		return check{"route", fail, "--peer: " + err.Error(), ""}
 	}
-	ctx, cancel := context.WithTimeout(c.Context, 15*time.Second)
-	defer cancel()
-	client, err := clientFor(c)
+	name := "route to " + pk.Short()
+	res, err := ping(c, admin.PingRequest{PK: pk, Count: 2})
 	if err != nil {
-		return check{"route", fail, err.Error(), ""}
-	}
-	defer client.Close()
-	res, err := admin.Call(ctx, client, admin.Ping, admin.PingRequest{PK: pk, Count: 2})
-	if err != nil {
-		return check{"route to " + pk.Short(), fail, err.Error(), "see which hop refused, and `skywire cli visor ping " + pk.Short() + "`"}
+		return check{name, fail, err.Error(), "see which hop refused, and `skywire cli visor ping " + pk.Short() + "`"}
 	}
 	var rtt float64
 	for _, r := range res.RTTsMS {
 		rtt += r
 	}
-	return check{"route to " + pk.Short(), pass, fmt.Sprintf("%d hop(s), set up in %.1f ms, round trip %.2f ms", len(res.Hops), res.SetupMS, rtt/float64(max(len(res.RTTsMS), 1))), ""}
+	return check{name, pass, fmt.Sprintf("%d hop(s), set up in %.1f ms, round trip %.2f ms", len(res.Hops), res.SetupMS, rtt/float64(max(len(res.RTTsMS), 1))), ""}
+}
+
+// ping sets up a route and pings over it, within 15 s.
+func ping(c *ucli.Context, req admin.PingRequest) (admin.PingResult, error) {
+	return callWithin(c, 15*time.Second, admin.Ping, req)
 }

@@ -50,18 +50,10 @@ func (v *Visor) Reload() (admin.ReloadResult, error) {
 	v.reloadApps(old.Apps, next.Apps, applied)
 
 	if !slices.Equal(old.Transport.Persistent, next.Transport.Persistent) {
-		persistent := map[transport.Persistent]bool{}
-		var list []transport.Persistent
-		for _, t := range next.Transport.Persistent {
-			tp := transport.Persistent{PK: t.PK, Type: transport.Type(t.Type)}
-			persistent[tp] = true
-			list = append(list, tp)
-		}
 		v.cfgMu.Lock()
-		v.persistent = persistent
+		v.keepUpLocked(next.Transport.Persistent)
 		v.cfgMu.Unlock()
-		v.tpm.SetPersistent(list)
-		applied("transport.persistent: %d transports kept up", len(list))
+		applied("transport.persistent: %d transports kept up", len(next.Transport.Persistent))
 	}
 	if !maps.Equal(old.STCP.PKTable, next.STCP.PKTable) {
 		if stcp := v.stcpNet(); stcp != nil {

@@ -138,16 +138,23 @@ func (v *Visor) setPersistent(p transport.Persistent, on bool) error {
 		}
 	}
 	v.cfg.Transport.Persistent = next.Transport.Persistent
+	v.keepUpLocked(next.Transport.Persistent)
+	return nil
+}
+
+// keepUpLocked makes ts the transports kept up (the manager redials them)
+// and the ones shown as persistent. v.cfgMu is held (or the visor is not
+// running yet).
+func (v *Visor) keepUpLocked(ts []PersistentTransport) {
 	persistent := map[transport.Persistent]bool{}
 	var list []transport.Persistent
-	for _, t := range next.Transport.Persistent {
+	for _, t := range ts {
 		tp := transport.Persistent{PK: t.PK, Type: transport.Type(t.Type)}
 		persistent[tp] = true
 		list = append(list, tp)
 	}
 	v.persistent = persistent
 	v.tpm.SetPersistent(list)
-	return nil
 }
 
 // dialErrorCode classifies a failed dial for the caller.

@@ -273,14 +273,7 @@ func (v *Visor) initTransports() error {
 		rcfg.Paths = pathFinder{v.rf}
 	}
 	v.router = router.New(rcfg)
-	v.persistent = map[transport.Persistent]bool{}
-	var list []transport.Persistent
-	for _, p := range cfg.Transport.Persistent {
-		tp := transport.Persistent{PK: p.PK, Type: transport.Type(p.Type)}
-		v.persistent[tp] = true
-		list = append(list, tp)
-	}
-	v.tpm.SetPersistent(list)
+	v.keepUpLocked(cfg.Transport.Persistent)
 	return nil
 }
 
