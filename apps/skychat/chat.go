@@ -90,6 +90,10 @@ type Chat struct {
 	hist  *history
 	log   *zap.Logger
 	feeds feeds
+	// order makes a state change and its publication one step: two changes
+	// of a message are pushed in the order they were kept, so a page never
+	// ends on "sent" for a message kept as "delivered".
+	order sync.Mutex
 
 	mu    sync.Mutex // guards peers, rate
 	peers map[cipher.PubKey]*peer
@@ -366,6 +370,8 @@ func (c *Chat) read(p *peer, conn net.Conn, w *packets.Writer) {
 
 // setState changes a sent message's state and publishes it.
 func (c *Chat) setState(pk cipher.PubKey, id, state, reason string) {
+	c.order.Lock()
+	defer c.order.Unlock()
 	if m, ok := c.hist.update(pk, id, state, reason); ok {
 		c.feeds.publish(m)
 	}

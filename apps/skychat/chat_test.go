@@ -251,3 +251,61 @@ func TestChatLimits(t *testing.T) {
 		t.Fatal("the connection survived an oversized frame")
 	}
 }
+
+// A page follows the feed: the last state it is pushed for a message must be
+// the one kept, even when the acknowledgement races the "sent" of the write
+// that carried the message (the page once showed "sent" for a delivered
+// message because the two changes were published in the other order).
+func TestFeedEndsOnTheKeptState(t *testing.T) {
+	n := &loopNet{addrs: map[cipher.PubKey]string{}}
+	apk, _ := cipher.GenerateKeyPair()
+	bpk, _ := cipher.GenerateKeyPair()
+	a, b := n.start(t, apk, t.TempDir()), n.start(t, bpk, t.TempDir())
+	defer a.stop()
+	defer b.stop()
+	b.chat.SetRate(1000)
+	feed, cancel := a.chat.Subscribe()
+	defer cancel()
+	last := map[string]string{}
+	const total = 300
+	for i := range total {
+		if _, err := a.chat.Send(bpk, fmt.Sprint("m", i)); err != nil {
+			t.Fatal(err)
+		}
+		if i%10 == 9 { // stay within the feed's buffer
+			for done := 0; done < 10; {
+				select {
+				case m, ok := <-feed:
+					if !ok {
+						t.Fatal("the feed was cut off")
+					}
+					if last[m.ID] != StateDelivered && m.State == StateDelivered {
+						done++
+					}
+					last[m.ID] = m.State
+				case <-time.After(20 * time.Second):
+					t.Fatalf("%d messages: no delivery for 20 s", i+1)
+				}
+			}
+		}
+	}
+	drain := time.After(200 * time.Millisecond)
+	for draining := true; draining; {
+		select {
+		case m := <-feed:
+			last[m.ID] = m.State
+		case <-drain:
+			draining = false
+		}
+	}
+	wrong := 0
+	for _, m := range a.chat.Messages(bpk) {
+		if last[m.ID] != m.State {
+			wrong++
+			t.Errorf("message %s: kept %s, last pushed %s", m.Text, m.State, last[m.ID])
+		}
+	}
+	if len(last) != total || wrong > 0 {
+		t.Fatalf("%d of %d messages pushed, %d ended on another state than the kept one", len(last), total, wrong)
+	}
+}

@@ -4,6 +4,11 @@
 // set as text (textContent), never parsed as HTML.
 const $ = s => document.querySelector(s);
 let me = '', current = '', convs = [], messages = [];
+// early holds the open conversation's events that come while it loads: they
+// are applied over what the load returns, not lost under it.
+let early = null;
+// rank orders a sent message's states: a late "sent" never hides "delivered".
+const rank = { sending: 0, sent: 1, delivered: 2, failed: 2 };
 const short = pk => pk.slice(0, 8) + '…' + pk.slice(-4);
 
 async function api(method, path, body) {
@@ -64,8 +69,15 @@ async function open(pk) {
   $('#peer-name').textContent = nameOf(pk);
   $('#peer-key').textContent = pk;
   $('#compose-error').hidden = true;
-  messages = await api('GET', '/api/messages?peer=' + pk);
+  const mine = early = [];
+  let got;
+  try { got = await api('GET', '/api/messages?peer=' + pk); }
+  catch (e) { if (early === mine) early = null; throw e; }
+  if (early !== mine) return; // opened again meanwhile: that load wins
+  early = null;
+  messages = got;
   renderMessages(); renderConvs();
+  mine.forEach(onEvent);
   $('#text').focus();
 }
 
@@ -76,9 +88,11 @@ function onEvent(m) {
   convs.sort((a, b) => (b.last ? Date.parse(b.last.time) : 0) - (a.last ? Date.parse(a.last.time) : 0));
   renderConvs();
   if (m.peer !== current) return;
+  if (early) { early.push(m); return; }
   const i = messages.findIndex(x => x.id === m.id);
   const ol = $('#messages');
   if (i >= 0) {
+    if ((rank[m.state] || 0) < (rank[messages[i].state] || 0)) return;
     messages[i] = m;
     const li = ol.querySelector(`li[data-id="${m.id}"]`);
     if (li) renderMessage(li, m);
@@ -117,7 +131,7 @@ $('#compose').onsubmit = async ev => {
 };
 $('#text').onkeydown = ev => { if (ev.key === 'Enter' && !ev.shiftKey) { ev.preventDefault(); $('#compose').requestSubmit(); } };
 
-$('#back').onclick = () => { document.querySelector('main').classList.remove('open'); current = ''; location.hash = ''; renderConvs(); };
+$('#back').onclick = () => { early = null; document.querySelector('main').classList.remove('open'); current = ''; location.hash = ''; renderConvs(); };
 
 $('#rename').onclick = async () => {
   const label = prompt('A name for ' + current + ' (empty: none)', nameOf(current) === short(current) ? '' : nameOf(current));
