@@ -14,6 +14,8 @@ import (
 
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
+
+	"github.com/skyfleet/skywire/internal/testtool"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -80,15 +82,7 @@ func socketPath(t *testing.T) string {
 	return filepath.Join(dir, "cli.sock")
 }
 
-func tcpAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
+func tcpAddr(t *testing.T) string { t.Helper(); return testtool.FreeAddr(t) }
 
 func exercise(t *testing.T, c *Client) {
 	ctx := context.Background()

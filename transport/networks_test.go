@@ -14,6 +14,7 @@ import (
 
 	"github.com/skyfleet/skywire/cipher"
 	"github.com/skyfleet/skywire/dmsg"
+	"github.com/skyfleet/skywire/internal/testtool"
 	"github.com/skyfleet/skywire/noise"
 	"github.com/skyfleet/skywire/svc/ar"
 	"github.com/skyfleet/skywire/svc/dmsgdisc"
@@ -279,9 +280,7 @@ func TestDialErrorsSayWhatFailed(t *testing.T) {
 		t.Fatalf("stcp to the wrong visor: %v", err)
 	}
 	// stcp: nothing listens.
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	dead := ln.Addr().String()
-	ln.Close()
+	dead := testtool.FreeAddr(t) // nothing listens there
 	a.table[b.pk] = dead
 	if _, err := a.m.Dial(ctx, b.pk, STCP); err == nil || !strings.Contains(err.Error(), "refused") {
 		t.Fatalf("stcp to a closed port: %v", err)

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/skyfleet/skywire/internal/testtool"
 )
 
 var binDir string // holds skywire and links to it under role program names
@@ -347,14 +348,7 @@ func TestTwoVisorsAsProcesses(t *testing.T) {
 	}
 }
 
-func freePort(t testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+func freePort(t testing.TB) string { t.Helper(); return testtool.FreeAddr(t) }
 
 func TestTCPAdminNeedsToken(t *testing.T) {
 	if runtime.GOOS == "windows" {

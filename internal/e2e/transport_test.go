@@ -3,7 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -12,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/skyfleet/skywire/internal/testtool"
 )
 
 // network is `skywire svc all` on free loopback ports.
@@ -21,28 +22,9 @@ type network struct {
 	args                                             []string // svc all's, to start it again
 }
 
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
-	var ports []int
-	var lns []net.Listener
-	for len(ports) < n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		// The resolver also needs the UDP port.
-		if pc, err := net.ListenPacket("udp", ln.Addr().String()); err == nil {
-			pc.Close()
-			ports = append(ports, port)
-		}
-		lns = append(lns, ln)
-	}
-	for _, ln := range lns {
-		ln.Close()
-	}
-	return ports
-}
+// freePorts are n loopback ports free for TCP and UDP (the resolver takes
+// both), for the programs a test starts.
+func freePorts(t testing.TB, n int) []int { t.Helper(); return testtool.FreePorts(t, n) }
 
 func startNetwork(t testing.TB) *network {
 	t.Helper()

@@ -31,12 +31,7 @@ import (
 func Start(t testing.TB, args ...string) string {
 	t.Helper()
 	bin := testtool.Need(t, "redis-server")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	port := testtool.FreePorts(t, 1)[0]
 	argv := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", t.TempDir(),
 		"--save", "", "--appendonly", "no", "--protected-mode", "yes", "--loglevel", "warning"}, args...)
 	cmd := exec.Command(bin, argv...)
@@ -114,12 +109,7 @@ func StartTLS(t testing.TB, args ...string) (url, caFile string) {
 	}
 	caFile = write("ca.pem", "CERTIFICATE", caDER)
 	certFile, keyFile := write("redis.pem", "CERTIFICATE", leafDER), write("redis.key", "EC PRIVATE KEY", keyDER)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tlsPort := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	tlsPort := testtool.FreePorts(t, 1)[0]
 	Start(t, append([]string{"--tls-port", strconv.Itoa(tlsPort), "--tls-cert-file", certFile, "--tls-key-file", keyFile,
 		"--tls-ca-cert-file", caFile, "--tls-auth-clients", "no"}, args...)...)
 	return fmt.Sprintf("rediss://127.0.0.1:%d/0", tlsPort), caFile
