@@ -382,14 +382,16 @@ func (n *Network) Client(i int) (*admin.Client, error) {
 }
 
 // link adds a transport of type typ from visor i to visor i+1 (retrying
-// while the next visor is still publishing itself).
+// while the next visor is still publishing itself). It is persistent, as a
+// user would make it: a link that drops (its peer silent for a while on a
+// starved machine, a laptop that slept during the demo) is dialled again.
 func (n *Network) link(ctx context.Context, i int, typ string) error {
 	c, err := n.Client(i)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	req := admin.AddTransportRequest{PK: n.Nodes[i+1].PK(), Type: typ, TimeoutMS: 5000}
+	req := admin.AddTransportRequest{PK: n.Nodes[i+1].PK(), Type: typ, TimeoutMS: 5000, Persistent: true}
 	for {
 		_, err := admin.Call(ctx, c, admin.AddTransport, req)
 		if err == nil {

@@ -2,6 +2,7 @@ package testnet
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"runtime"
 	"strconv"
@@ -11,6 +12,9 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/skyfleet/skywire/admin"
 	"github.com/skyfleet/skywire/internal/race"
@@ -27,6 +31,62 @@ func shortDir(t testing.TB) string {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
+}
+
+// A link that drops comes back: the far end closes it (and keeps no
+// persistent transport of its own), the near end dials it again, and the
+// route over it works.
+func TestLinkDroppedComesBack(t *testing.T) {
+	n, err := Start(context.Background(), Config{Dir: shortDir(t), Visors: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := n.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	a, err := n.Client(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := n.Client(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	before, err := admin.Call(ctx, a, admin.ListTransports, admin.Empty{})
+	if err != nil || len(before) != 1 || !before[0].Persistent {
+		t.Fatalf("a's transports: %+v %v", before, err)
+	}
+	tps, err := admin.Call(ctx, b, admin.ListTransports, admin.Empty{})
+	if err != nil || len(tps) != 1 {
+		t.Fatalf("b's transports: %+v %v", tps, err)
+	}
+	if _, err := admin.Call(ctx, b, admin.RemoveTransport, admin.RemoveTransportRequest{ID: tps[0].ID}); err != nil {
+		t.Fatal(err)
+	}
+	// The new transport has the same ID (made of the keys and the type);
+	// it came up after the old one.
+	for {
+		got, err := admin.Call(ctx, a, admin.ListTransports, admin.Empty{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) == 1 && got[0].Created.After(before[0].Created) && got[0].Dialer {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("a's link never came back: %+v", got)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := admin.Call(ctx, a, admin.Ping, admin.PingRequest{PK: n.Nodes[1].PK(), Count: 1}); err != nil {
+		t.Fatalf("a route over the link that came back: %v", err)
+	}
 }
 
 // A line of three visors with mixed link types routes end to end over two
@@ -81,7 +141,10 @@ func TestTwoHundredVisors(t *testing.T) {
 	}
 	before := memNow()
 	start := time.Now()
-	n, err := Start(context.Background(), Config{Dir: shortDir(t), Visors: visors, Links: links, DmsgServers: 3, ReadyHops: hops})
+	// Transports that go down are counted by why, for a failure's message.
+	core, logs := observer.New(zap.InfoLevel)
+	n, err := Start(context.Background(), Config{Dir: shortDir(t), Visors: visors, Links: links, DmsgServers: 3, ReadyHops: hops,
+		Log: zap.New(zapcore.NewSamplerWithOptions(core, time.Second, 1000, 0))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,8 +176,16 @@ func TestTwoHundredVisors(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			// The route finder sees the last links at its next refresh.
+			// Each distinct error is kept, with when it came, for the
+			// failure's message.
+			began, tries := time.Now(), 0
+			var seen []string
 			for {
+				tries++
 				res, err := admin.Call(ctx, c, admin.Ping, admin.PingRequest{PK: n.Nodes[from+hops].PK(), Count: 2})
+				if err != nil && (len(seen) == 0 || !strings.HasSuffix(seen[len(seen)-1], err.Error())) {
+					seen = append(seen, fmt.Sprintf("at %v (try %d): %v", time.Since(began).Round(time.Millisecond), tries, err))
+				}
 				if err == nil {
 					if len(res.Hops) != hops || len(res.RTTsMS) != 2 {
 						t.Errorf("%s → %s: %d hops, %d pongs; want %d and 2", n.Nodes[from].Name, n.Nodes[from+hops].Name, len(res.Hops), len(res.RTTsMS), hops)
@@ -122,7 +193,7 @@ func TestTwoHundredVisors(t *testing.T) {
 					return
 				}
 				if ctx.Err() != nil {
-					t.Errorf("%s → %s: %v", n.Nodes[from].Name, n.Nodes[from+hops].Name, err)
+					t.Errorf("%s → %s: %d tries:\n%s", n.Nodes[from].Name, n.Nodes[from+hops].Name, tries, strings.Join(seen, "\n"))
 					return
 				}
 				time.Sleep(200 * time.Millisecond)
@@ -130,6 +201,13 @@ func TestTwoHundredVisors(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	if t.Failed() {
+		why := map[string]int{}
+		for _, e := range logs.FilterMessage("transport down").All() {
+			why[fmt.Sprint(e.ContextMap()["err"])]++
+		}
+		t.Logf("transports gone down, by why: %v", why)
+	}
 	t.Logf("%d visors on %d dmsg servers up and linked in %v; per visor: %.0f KiB heap, %.0f KiB RSS, %.0f goroutines",
 		visors, 1+len(n.DmsgServers), up.Round(time.Millisecond), (after.heap-before.heap)/visors/1024, (after.rss-before.rss)/visors/1024, float64(after.goroutines-before.goroutines)/visors)
 }
