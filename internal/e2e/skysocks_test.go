@@ -385,6 +385,7 @@ func TestDemo(t *testing.T) {
 	// The process's stdout and stderr both land in p.stderr.
 	p := start(t, "skywire", "demo", "--json", "--socks-addr", socks, "--links", "stcp,dmsg", "--hypervisor-addr", freePort(t))
 	var info struct {
+		Log    string `json:"log"`
 		Web    string `json:"web"`
 		Visors []struct {
 			PK      string `json:"pk"`
@@ -434,6 +435,26 @@ func TestDemo(t *testing.T) {
 	if res := sw(t, "skywire", "cli", "dmsgpty", "exec", info.Visors[2].PK, "--rpc", info.Visors[0].CLIAddr, "--", "echo", "from-c"); res.code != 0 || res.stdout != "from-c\n" {
 		t.Fatalf("dmsgpty exec in the demo: %d %q %q", res.code, res.stdout, res.stderr)
 	}
+
+	// The machine sleeps (every process of the demo stopped) for longer
+	// than a transport waits for a silent peer: the links drop, are
+	// dialled again, and the proxy works again.
+	all := append([]int{p.cmd.Process.Pid}, pids...)
+	for _, pid := range all {
+		syscall.Kill(pid, syscall.SIGSTOP)
+	}
+	time.Sleep(8 * time.Second)
+	for _, pid := range all {
+		syscall.Kill(pid, syscall.SIGCONT)
+	}
+	until(t, "the proxy works again after the sleep", func() bool {
+		r, err := exec.Command("curl", "-sS", "-m", "5", "--socks5-hostname", socks, info.Web).CombinedOutput()
+		return err == nil && strings.Contains(string(r), "a → b → c")
+	})
+	if b, err := os.ReadFile(info.Log); err != nil || !strings.Contains(string(b), "nothing received for") {
+		t.Fatalf("no link dropped during the sleep (%v): the test did not test the recovery", err)
+	}
+
 	p.cmd.Process.Signal(syscall.SIGINT)
 	select {
 	case <-p.done:
