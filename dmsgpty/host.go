@@ -129,6 +129,10 @@ func (s *hostSession) touch() { s.active.Store(time.Now().UnixNano()) }
 func (s *hostSession) send(typ byte, p []byte) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	return s.sendLocked(typ, p)
+}
+
+func (s *hostSession) sendLocked(typ byte, p []byte) error {
 	var err error
 	s.wbuf, err = appendFrame(s.wbuf[:0], typ, p)
 	if err != nil {
@@ -210,8 +214,12 @@ func (h *Host) Serve(conn io.ReadWriteCloser, peer Peer) {
 
 	s.touch()
 	shell := h.shell()
+	// The program's output waits for ACCEPT: a quick one (printf x) wrote
+	// before it otherwise, and the caller took the session as broken.
+	s.wmu.Lock()
 	proc, err := start(startSpec{req: req, shell: shell, dir: h.dir(), env: h.env(peer, req), stdout: frameWriter{s, frameStdout}, stderr: frameWriter{s, frameStderr}})
 	if err != nil {
+		s.wmu.Unlock()
 		writeFrame(conn, frameRefuse, []byte(err.Error()))
 		log.Warn("pty session failed to start", zap.NamedError("err", err))
 		return
@@ -230,7 +238,9 @@ func (h *Host) Serve(conn io.ReadWriteCloser, peer Peer) {
 		what = append(what, zap.String("shell", shell))
 	}
 	log.Info("pty session started", what...)
-	if err := s.send(frameAccept, js); err != nil {
+	err = s.sendLocked(frameAccept, js)
+	s.wmu.Unlock()
+	if err != nil {
 		proc.kill()
 		proc.wait(s)
 		log.Info("pty session ended", zap.Duration("duration", time.Since(began)), zap.String("reason", "the caller left before it began"))

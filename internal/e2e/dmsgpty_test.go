@@ -114,7 +114,7 @@ func TestRemoteShellExec(t *testing.T) {
 		ExitCode int    `json:"exit_code"`
 	}
 	if json.Unmarshal([]byte(r.stdout), &js) != nil || js.Stdout != "x" || js.ExitCode != 4 || r.code != 4 {
-		t.Fatalf("--json: code %d %q", r.code, r.stdout)
+		t.Fatalf("--json: code %d %q (stderr %q)", r.code, r.stdout, r.stderr)
 	}
 
 	// Sixteen at once, each with its own answer.
