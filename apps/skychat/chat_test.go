@@ -110,6 +110,18 @@ func (n *loopNet) start(t *testing.T, pk cipher.PubKey, dir string) *node {
 	return nd
 }
 
+// startPair starts two visors' chats, stopped when the test ends.
+func startPair(t *testing.T) (n *loopNet, a, b *node) {
+	t.Helper()
+	n = &loopNet{addrs: map[cipher.PubKey]string{}}
+	apk, _ := cipher.GenerateKeyPair()
+	bpk, _ := cipher.GenerateKeyPair()
+	a, b = n.start(t, apk, t.TempDir()), n.start(t, bpk, t.TempDir())
+	t.Cleanup(b.stop)
+	t.Cleanup(a.stop)
+	return n, a, b
+}
+
 // waitState waits for message id of n's conversation with peer to reach
 // state, and returns it.
 func waitState(t *testing.T, n *node, peer cipher.PubKey, id, state string) Message {
@@ -199,12 +211,8 @@ func TestChat(t *testing.T) {
 // what a peer sends beyond the size limit is refused, and an oversized
 // frame closes its connection.
 func TestChatLimits(t *testing.T) {
-	n := &loopNet{addrs: map[cipher.PubKey]string{}}
-	apk, _ := cipher.GenerateKeyPair()
-	bpk, _ := cipher.GenerateKeyPair()
-	a, b := n.start(t, apk, t.TempDir()), n.start(t, bpk, t.TempDir())
-	defer a.stop()
-	defer b.stop()
+	n, a, b := startPair(t)
+	apk, bpk := a.pk, b.pk
 	var ids []string
 	for i := range 6 * DefaultRate {
 		m, err := a.chat.Send(bpk, fmt.Sprintf("burst %d", i))
@@ -257,12 +265,8 @@ func TestChatLimits(t *testing.T) {
 // that carried the message (the page once showed "sent" for a delivered
 // message because the two changes were published in the other order).
 func TestFeedEndsOnTheKeptState(t *testing.T) {
-	n := &loopNet{addrs: map[cipher.PubKey]string{}}
-	apk, _ := cipher.GenerateKeyPair()
-	bpk, _ := cipher.GenerateKeyPair()
-	a, b := n.start(t, apk, t.TempDir()), n.start(t, bpk, t.TempDir())
-	defer a.stop()
-	defer b.stop()
+	_, a, b := startPair(t)
+	bpk := b.pk
 	b.chat.SetRate(1000)
 	feed, cancel := a.chat.Subscribe()
 	defer cancel()

@@ -33,29 +33,56 @@ func shortDir(t testing.TB) string {
 	return dir
 }
 
+// startNet starts cfg's network in a short temporary directory, closed
+// when the test ends.
+func startNet(t *testing.T, cfg Config) *Network {
+	t.Helper()
+	cfg.Dir = shortDir(t)
+	n, err := Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := n.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return n
+}
+
+// client is an admin client of node i, closed when the test ends.
+func client(t *testing.T, n *Network, i int) *admin.Client {
+	t.Helper()
+	c, err := n.Client(i)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// only keeps the entries logged with one message (and none of the cost of
+// the others: they are dropped before their fields are encoded).
+type only struct {
+	zapcore.Core
+	msg string
+}
+
+func (o only) With(f []zapcore.Field) zapcore.Core { return only{o.Core.With(f), o.msg} }
+
+func (o only) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if e.Message != o.msg {
+		return ce
+	}
+	return o.Core.Check(e, ce)
+}
+
 // A link that drops comes back: the far end closes it (and keeps no
 // persistent transport of its own), the near end dials it again, and the
 // route over it works.
 func TestLinkDroppedComesBack(t *testing.T) {
-	n, err := Start(context.Background(), Config{Dir: shortDir(t), Visors: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := n.Close(); err != nil {
-			t.Error(err)
-		}
-	}()
-	a, err := n.Client(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	b, err := n.Client(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	n := startNet(t, Config{Visors: 2})
+	a, b := client(t, n, 0), client(t, n, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	before, err := admin.Call(ctx, a, admin.ListTransports, admin.Empty{})
@@ -92,21 +119,8 @@ func TestLinkDroppedComesBack(t *testing.T) {
 // A line of three visors with mixed link types routes end to end over two
 // hops, through the real admin API.
 func TestLineRoutesOverTwoHops(t *testing.T) {
-	n, err := Start(context.Background(), Config{Dir: shortDir(t), Links: []string{"stcp", "dmsg"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := n.Close(); err != nil {
-			t.Error(err)
-		}
-	}()
-	c, err := n.Client(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	res, err := admin.Call(context.Background(), c, admin.Ping, admin.PingRequest{PK: n.Nodes[2].PK(), Count: 3})
+	n := startNet(t, Config{Links: []string{"stcp", "dmsg"}})
+	res, err := admin.Call(context.Background(), client(t, n, 0), admin.Ping, admin.PingRequest{PK: n.Nodes[2].PK(), Count: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,16 +157,7 @@ func TestTwoHundredVisors(t *testing.T) {
 	start := time.Now()
 	// Transports that go down are counted by why, for a failure's message.
 	core, logs := observer.New(zap.InfoLevel)
-	n, err := Start(context.Background(), Config{Dir: shortDir(t), Visors: visors, Links: links, DmsgServers: 3, ReadyHops: hops,
-		Log: zap.New(zapcore.NewSamplerWithOptions(core, time.Second, 1000, 0))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := n.Close(); err != nil {
-			t.Error(err)
-		}
-	}()
+	n := startNet(t, Config{Visors: visors, Links: links, DmsgServers: 3, ReadyHops: hops, Log: zap.New(only{core, "transport down"})})
 	up := time.Since(start)
 	after := memNow()
 	for i, s := range n.DmsgServers {
@@ -203,7 +208,7 @@ func TestTwoHundredVisors(t *testing.T) {
 	wg.Wait()
 	if t.Failed() {
 		why := map[string]int{}
-		for _, e := range logs.FilterMessage("transport down").All() {
+		for _, e := range logs.All() {
 			why[fmt.Sprint(e.ContextMap()["err"])]++
 		}
 		t.Logf("transports gone down, by why: %v", why)

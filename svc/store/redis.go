@@ -214,6 +214,12 @@ func (r *Redis) Swap(ctx context.Context, key string, old, new []byte, ttl time.
 	if new == nil {
 		newMode = "delete"
 	}
+	return r.swap(ctx, key, oldMode, old, newMode, new, ttl)
+}
+
+// swap runs the swap script: key's value checked by oldMode ("equal" to
+// old, "absent", or "any") and changed by newMode ("set" to new, "delete").
+func (r *Redis) swap(ctx context.Context, key, oldMode string, old []byte, newMode string, new []byte, ttl time.Duration) error {
 	ms := ttl.Milliseconds()
 	if ttl > 0 && ms == 0 {
 		ms = 1
@@ -242,21 +248,7 @@ func (r *Redis) Put(ctx context.Context, key string, value []byte, ttl time.Dura
 	if err := checkEntry(key, value); err != nil {
 		return err
 	}
-	ms := ttl.Milliseconds()
-	if ttl > 0 && ms == 0 {
-		ms = 1
-	}
-	res, err := swapScript.Run(ctx, r.c, []string{r.keyPrefix + key, r.index, r.lex}, "any", "", "set", value, ms, r.max).Text()
-	if err != nil {
-		return fmt.Errorf("redis: %w", err)
-	}
-	switch res {
-	case "ok":
-		return nil
-	case "full":
-		return ErrFull
-	}
-	return fmt.Errorf("redis: the swap script answered %q", res)
+	return r.swap(ctx, key, "any", nil, "set", value, ttl)
 }
 
 // Delete implements Store.
